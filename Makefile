@@ -1,0 +1,33 @@
+# The two commands of the README: `make run` and `make test`.
+GO        ?= go
+BIN       := bin/gatewayd
+DATA_DIR  ?= ./var
+
+.PHONY: build run test lint bench clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/gatewayd
+
+# Serve on the embedded SQLite database in $(DATA_DIR), creating the master key on the first run.
+run: build
+	@if [ ! -f $(DATA_DIR)/gateway.key ]; then \
+		echo "First run: creating the master key $(DATA_DIR)/gateway.key"; \
+		./$(BIN) keys init --data-dir $(DATA_DIR); \
+	fi
+	./$(BIN) serve --data-dir $(DATA_DIR)
+
+# All tests, with the race detector. PostgreSQL tests run when GATEWAY_TEST_POSTGRES is set (.ci/run sets it).
+test:
+	$(GO) test -race -count=1 ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
+
+# Benchmarks, each beside its baseline measured in the same run, with the ratios.
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./... | tee bench.out | $(GO) run ./cmd/benchratio
+
+clean:
+	rm -rf bin bench.out

@@ -1,0 +1,66 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"gatewayd/gateway/audit"
+	"gatewayd/gateway/store"
+)
+
+func (a *app) migrateCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "migrate", Short: "Apply or list the database schema migrations"}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "up",
+		Short: "Apply every pending migration",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			db, err := store.Open(cmd.Context(), a.cfg.DB)
+			if err != nil {
+				return err
+			}
+			defer store.Close(db)
+			applied, err := store.Up(cmd.Context(), db)
+			for _, m := range applied {
+				fmt.Fprintf(a.stdout, "applied %04d_%s\n", m.Version, m.Name)
+				if aerr := audit.Record(cmd.Context(), db, audit.Event{Actor: "cli", Action: "schema.migrated",
+					Subject: fmt.Sprintf("migration:%04d", m.Version), Details: map[string]any{"name": m.Name}}); aerr != nil && err == nil {
+					err = aerr
+				}
+			}
+			if err != nil {
+				return err
+			}
+			if len(applied) == 0 {
+				fmt.Fprintln(a.stdout, "nothing to apply: the schema is up to date")
+			}
+			return nil
+		},
+	})
+	cmd.AddCommand(&cobra.Command{
+		Use:   "status",
+		Short: "List the migrations and whether each is applied",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			db, err := store.Open(cmd.Context(), a.cfg.DB)
+			if err != nil {
+				return err
+			}
+			defer store.Close(db)
+			st, err := store.Status(cmd.Context(), db)
+			if err != nil {
+				return err
+			}
+			for _, m := range st {
+				state := "pending"
+				if m.AppliedAt != nil {
+					state = "applied " + m.AppliedAt.UTC().Format("2006-01-02 15:04:05Z")
+				}
+				fmt.Fprintf(a.stdout, "%04d_%-20s %s\n", m.Version, m.Name, state)
+			}
+			return nil
+		},
+	})
+	return cmd
+}

@@ -1,0 +1,66 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"gatewayd/gateway"
+	"gatewayd/gateway/audit"
+	"gatewayd/gateway/store"
+)
+
+func (a *app) serveCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the intake and console listeners (migrates the database first)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			return a.serve(ctx)
+		},
+	}
+}
+
+func (a *app) serve(ctx context.Context) error {
+	db, master, err := gateway.Start(ctx, &a.cfg, a.log)
+	if err != nil {
+		return err
+	}
+	defer store.Close(db)
+	srv, err := gateway.New(gateway.Deps{Config: &a.cfg, DB: db, Keys: master, Log: a.log})
+	if err != nil {
+		return err
+	}
+	intakeLn, err := net.Listen("tcp", a.cfg.IntakeListen)
+	if err != nil {
+		return fmt.Errorf("--intake-listen: %w", err)
+	}
+	consoleLn, err := net.Listen("tcp", a.cfg.ConsoleListen)
+	if err != nil {
+		intakeLn.Close()
+		return fmt.Errorf("--console-listen: %w", err)
+	}
+	details := map[string]any{"intake": intakeLn.Addr().String(), "console": consoleLn.Addr().String(),
+		"database": string(store.DialectOf(db))}
+	if err := audit.Record(ctx, db, audit.Event{Actor: "system", Action: "server.start", Subject: "server", Details: details}); err != nil {
+		return err
+	}
+	a.log.Info("serving", "intake", a.cfg.PublicIntakeURL, "console", a.cfg.PublicConsoleURL, "database", store.DialectOf(db))
+	fmt.Fprintf(a.stdout, "intake  (remote doctors): %s/\nconsole (internal):       %s/\n", a.cfg.PublicIntakeURL, a.cfg.PublicConsoleURL)
+	serveErr := srv.Serve(ctx, intakeLn, consoleLn)
+	a.log.Info("stopped")
+	// The context is done by now: record the stop on a fresh one.
+	stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := audit.Record(stopCtx, db, audit.Event{Actor: "system", Action: "server.stop", Subject: "server"}); err != nil && serveErr == nil {
+		serveErr = err
+	}
+	return serveErr
+}

@@ -1,0 +1,76 @@
+package audit
+
+import (
+	"context"
+	"fmt"
+
+	"gorm.io/gorm"
+)
+
+// VerifyResult is what a walk of an intact chain found.
+type VerifyResult struct {
+	Rows int64
+	Head string
+}
+
+// BrokenRowError names the first row that does not fit the chain, and why.
+type BrokenRowError struct {
+	Seq    int64
+	Reason string
+}
+
+func (e *BrokenRowError) Error() string {
+	return fmt.Sprintf("row %d: %s", e.Seq, e.Reason)
+}
+
+func (e *BrokenRowError) Unwrap() error { return ErrBroken }
+
+const verifyBatch = 2000
+
+// Verify walks the whole chain in order, recomputing every hash, and checks that the chain head points at its
+// last row. It returns a *BrokenRowError (wrapping ErrBroken) for the first row that does not fit: a changed
+// byte breaks that row's hash, a deleted row leaves a gap in seq, swapped rows break both hashes, and rows cut
+// from the end no longer match the head.
+func Verify(ctx context.Context, db *gorm.DB) (VerifyResult, error) {
+	var res VerifyResult
+	prevSeq, prevHash := int64(0), GenesisHash
+	for {
+		var rows []Row
+		err := db.WithContext(ctx).Where("seq > ?", prevSeq).Order("seq").Limit(verifyBatch).Find(&rows).Error
+		if err != nil {
+			return res, fmt.Errorf("read audit rows: %w", err)
+		}
+		for _, r := range rows {
+			if r.Seq != prevSeq+1 {
+				return res, &BrokenRowError{Seq: r.Seq, Reason: fmt.Sprintf("follows row %d: row %d is missing", prevSeq, prevSeq+1)}
+			}
+			if r.PrevHash != prevHash {
+				return res, &BrokenRowError{Seq: r.Seq, Reason: fmt.Sprintf("prev_hash does not match the hash of row %d", prevSeq)}
+			}
+			h, err := RowHash(r)
+			if err != nil {
+				return res, &BrokenRowError{Seq: r.Seq, Reason: err.Error()}
+			}
+			if h != r.Hash {
+				return res, &BrokenRowError{Seq: r.Seq, Reason: "hash does not match the row's content"}
+			}
+			prevSeq, prevHash = r.Seq, r.Hash
+			res.Rows++
+		}
+		if len(rows) < verifyBatch {
+			break
+		}
+	}
+	var head struct {
+		Seq  int64
+		Hash string
+	}
+	if err := db.WithContext(ctx).Raw("SELECT seq, hash FROM audit_head WHERE id = 1").Scan(&head).Error; err != nil {
+		return res, fmt.Errorf("read chain head: %w", err)
+	}
+	if head.Seq != prevSeq || head.Hash != prevHash {
+		return res, &BrokenRowError{Seq: prevSeq + 1, Reason: fmt.Sprintf("chain head says the last row is %d, but the chain ends at row %d: rows were removed from the end", head.Seq, prevSeq)}
+	}
+	res.Head = prevHash
+	return res, nil
+}

@@ -1,0 +1,192 @@
+package gateway
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+// Config is every setting of every subcommand. One rule for all: flag --foo-bar is also the environment
+// variable GATEWAY_FOO_BAR, and the flag wins.
+type Config struct {
+	DataDir          string
+	DB               string
+	KeyFile          string
+	IntakeListen     string
+	ConsoleListen    string
+	ConsoleAllow     []netip.Prefix
+	TrustedProxies   []netip.Prefix
+	PublicIntakeURL  string
+	PublicConsoleURL string
+	TLSCert          string
+	TLSKey           string
+	LogFormat        string
+
+	consoleAllow   []string
+	trustedProxies []string
+}
+
+// EnvName is the environment variable that stands for a flag.
+func EnvName(flag string) string {
+	return "GATEWAY_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// RegisterFlags declares the settings on fs. Defaults that depend on other settings (--db, --key-file, the
+// public URLs) are left empty here and filled by Load.
+func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&c.DataDir, "data-dir", "./var", "folder for the default database and key file")
+	fs.StringVar(&c.DB, "db", "", "a postgres:// URL, or an SQLite file path (default <data-dir>/gateway.db)")
+	fs.StringVar(&c.KeyFile, "key-file", "", "master key file (default <data-dir>/gateway.key)")
+	fs.StringVar(&c.IntakeListen, "intake-listen", "127.0.0.1:8080", "address of the intake listener (the remote side)")
+	fs.StringVar(&c.ConsoleListen, "console-listen", "127.0.0.1:8081", "address of the console listener (internal side)")
+	fs.StringSliceVar(&c.consoleAllow, "console-allow", []string{"127.0.0.0/8", "::1/128"}, "networks allowed on the console (CIDR list)")
+	fs.StringSliceVar(&c.trustedProxies, "trusted-proxies", nil, "proxies whose X-Forwarded-For is believed (CIDR list)")
+	fs.StringVar(&c.PublicIntakeURL, "public-intake-url", "", "origin of the intake as browsers see it (default from --intake-listen)")
+	fs.StringVar(&c.PublicConsoleURL, "public-console-url", "", "origin of the console as browsers see it (default from --console-listen)")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "TLS certificate file (PEM) for both listeners")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "TLS private key file (PEM) for both listeners")
+	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
+}
+
+// Load applies GATEWAY_* variables to the flags not given on the command line, fills derived defaults and
+// validates everything. The error names the setting and what is wrong, in one line.
+func (c *Config) Load(fs *pflag.FlagSet) error {
+	var err error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if err != nil || f.Changed {
+			return
+		}
+		v, ok := os.LookupEnv(EnvName(f.Name))
+		if !ok {
+			return
+		}
+		if sl, isSlice := f.Value.(pflag.SliceValue); isSlice {
+			// An empty variable means an empty list, not a list holding "".
+			var items []string
+			if strings.TrimSpace(v) != "" {
+				items = strings.Split(v, ",")
+			}
+			if e := sl.Replace(items); e != nil {
+				err = fmt.Errorf("%s: %v", EnvName(f.Name), e)
+			}
+			return
+		}
+		if e := f.Value.Set(v); e != nil {
+			err = fmt.Errorf("%s: %v", EnvName(f.Name), e)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return c.finish()
+}
+
+func (c *Config) finish() error {
+	if c.DataDir == "" {
+		return fmt.Errorf("--data-dir: must not be empty")
+	}
+	if c.DB == "" {
+		c.DB = filepath.Join(c.DataDir, "gateway.db")
+	}
+	if c.KeyFile == "" {
+		c.KeyFile = filepath.Join(c.DataDir, "gateway.key")
+	}
+	if strings.Contains(c.DB, "://") && !strings.HasPrefix(c.DB, "postgres://") && !strings.HasPrefix(c.DB, "postgresql://") {
+		return fmt.Errorf("--db: %q is neither a postgres:// URL nor a file path", redactURL(c.DB))
+	}
+	for name, addr := range map[string]string{"--intake-listen": c.IntakeListen, "--console-listen": c.ConsoleListen} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return fmt.Errorf("%s: %q is not host:port", name, addr)
+		}
+	}
+	if c.IntakeListen == c.ConsoleListen {
+		return fmt.Errorf("--console-listen: must differ from --intake-listen (%s)", c.IntakeListen)
+	}
+	var err error
+	if c.ConsoleAllow, err = parsePrefixes("--console-allow", c.consoleAllow); err != nil {
+		return err
+	}
+	if len(c.ConsoleAllow) == 0 {
+		return fmt.Errorf("--console-allow: must name at least one network")
+	}
+	if c.TrustedProxies, err = parsePrefixes("--trusted-proxies", c.trustedProxies); err != nil {
+		return err
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return fmt.Errorf("--tls-cert and --tls-key: give both or neither")
+	}
+	for _, f := range []struct{ flag, path string }{{"--tls-cert", c.TLSCert}, {"--tls-key", c.TLSKey}} {
+		if f.path != "" {
+			if _, err := os.Stat(f.path); err != nil {
+				return fmt.Errorf("%s: cannot read %s", f.flag, f.path)
+			}
+		}
+	}
+	if c.PublicIntakeURL, err = publicURL("--public-intake-url", c.PublicIntakeURL, c.IntakeListen, c.TLS()); err != nil {
+		return err
+	}
+	if c.PublicConsoleURL, err = publicURL("--public-console-url", c.PublicConsoleURL, c.ConsoleListen, c.TLS()); err != nil {
+		return err
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return fmt.Errorf("--log-format: %q is not text or json", c.LogFormat)
+	}
+	return nil
+}
+
+// TLS says whether both listeners serve HTTPS.
+func (c *Config) TLS() bool { return c.TLSCert != "" }
+
+func parsePrefixes(flag string, in []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range in {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %q is not a CIDR network (e.g. 10.0.0.0/8)", flag, s)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+// publicURL checks a configured origin, or derives one from a listen address. Browsers' WebAuthn refuses IP
+// addresses as relying-party ids, so a loopback or unspecified host becomes "localhost".
+func publicURL(flag, given, listen string, tls bool) (string, error) {
+	if given == "" {
+		host, port, _ := net.SplitHostPort(listen)
+		if ip, err := netip.ParseAddr(host); host == "" || (err == nil && (ip.IsLoopback() || ip.IsUnspecified())) {
+			host = "localhost"
+		}
+		scheme := "http"
+		if tls {
+			scheme = "https"
+		}
+		return scheme + "://" + net.JoinHostPort(host, port), nil
+	}
+	u, err := url.Parse(given)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+		return "", fmt.Errorf("%s: %q is not an origin like https://gateway.example.org", flag, given)
+	}
+	return u.Scheme + "://" + u.Host, nil
+}
+
+func redactURL(s string) string {
+	if u, err := url.Parse(s); err == nil {
+		return u.Redacted()
+	}
+	return "(unparsable)"
+}
+
+// Durations used by the server that are not (yet) settings.
+const shutdownGrace = 15 * time.Second

@@ -1,0 +1,160 @@
+// Package gateway is the HTTP face of gatewayd and its wiring: configuration, the two listeners (intake and
+// console) with disjoint route tables, middleware, error pages, and one file per use case.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"gorm.io/gorm"
+
+	"gatewayd/gateway/audit"
+	"gatewayd/gateway/keys"
+	"gatewayd/gateway/store"
+	"gatewayd/templates"
+)
+
+// Listener names, as they appear in logs, audit rows and pages.
+const (
+	Intake  = "intake"
+	Console = "console"
+)
+
+// Deps is what a Server is built from.
+type Deps struct {
+	Config *Config
+	DB     *gorm.DB
+	Keys   *keys.Master
+	Log    *slog.Logger
+	Now    func() time.Time // nil means time.Now
+}
+
+// Server holds the two listeners' route tables and what their handlers need.
+type Server struct {
+	cfg     *Config
+	db      *gorm.DB
+	log     *slog.Logger
+	intake  *echo.Echo
+	console *echo.Echo
+	h       *handler
+	refusal *refusalLimiter
+}
+
+// handler is the receiver of every HTTP handler; its fields are their dependencies.
+type handler struct {
+	cfg   *Config
+	db    *gorm.DB
+	keys  *keys.Master
+	pages *templates.Renderer
+	log   *slog.Logger
+	now   func() time.Time
+}
+
+// New builds both listeners and their routes. It opens nothing: Serve does.
+func New(d Deps) (*Server, error) {
+	pages, err := templates.New()
+	if err != nil {
+		return nil, fmt.Errorf("load templates: %w", err)
+	}
+	now := d.Now
+	if now == nil {
+		now = time.Now
+	}
+	s := &Server{
+		cfg: d.Config, db: d.DB, log: d.Log,
+		h:       &handler{cfg: d.Config, db: d.DB, keys: d.Keys, pages: pages, log: d.Log, now: now},
+		refusal: newRefusalLimiter(now),
+	}
+	s.intake = s.newEcho(Intake)
+	s.console = s.newEcho(Console)
+	s.routes()
+	return s, nil
+}
+
+// Intake is the intake listener's handler (tests drive it directly).
+func (s *Server) Intake() http.Handler { return s.intake }
+
+// Console is the console listener's handler.
+func (s *Server) Console() http.Handler { return s.console }
+
+// Serve answers on both listeners until ctx is done, then shuts both down gracefully.
+func (s *Server) Serve(ctx context.Context, intakeLn, consoleLn net.Listener) error {
+	servers := []*http.Server{s.httpServer(s.intake), s.httpServer(s.console)}
+	listeners := []net.Listener{intakeLn, consoleLn}
+	errc := make(chan error, 2)
+	for i, srv := range servers {
+		go func() {
+			var err error
+			if s.cfg.TLS() {
+				err = srv.ServeTLS(listeners[i], s.cfg.TLSCert, s.cfg.TLSKey)
+			} else {
+				err = srv.Serve(listeners[i])
+			}
+			if errors.Is(err, http.ErrServerClosed) {
+				err = nil
+			}
+			errc <- err
+		}()
+	}
+	var firstErr error
+	select {
+	case <-ctx.Done():
+	case firstErr = <-errc:
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	for _, srv := range servers {
+		if err := srv.Shutdown(shutCtx); err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	return firstErr
+}
+
+func (s *Server) httpServer(e *echo.Echo) *http.Server {
+	return &http.Server{
+		Handler:           e,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+}
+
+// Start opens the database, migrates it, checks the key file against it and audits the start. The caller
+// serves, then calls Stop.
+func Start(ctx context.Context, cfg *Config, log *slog.Logger) (*gorm.DB, *keys.Master, error) {
+	master, err := keys.Load(cfg.KeyFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	db, err := store.Open(ctx, cfg.DB)
+	if err != nil {
+		return nil, nil, err
+	}
+	applied, err := store.Up(ctx, db)
+	if err != nil {
+		store.Close(db)
+		return nil, nil, err
+	}
+	for _, m := range applied {
+		log.Info("migration applied", "version", m.Version, "name", m.Name)
+		if err := audit.Record(ctx, db, audit.Event{Actor: "system", Action: "schema.migrated",
+			Subject: fmt.Sprintf("migration:%04d", m.Version), Details: map[string]any{"name": m.Name}}); err != nil {
+			store.Close(db)
+			return nil, nil, err
+		}
+	}
+	if err := CheckKey(ctx, db, master, cfg.KeyFile); err != nil {
+		store.Close(db)
+		return nil, nil, err
+	}
+	return db, master, nil
+}

@@ -1,0 +1,122 @@
+// Package store opens the gateway's database (PostgreSQL in production, an embedded SQLite file by default)
+// and applies its versioned, per-dialect SQL migrations, embedded in the binary.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/glebarez/sqlite"
+	"gorm.io/driver/postgres"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+)
+
+// Dialect names the database family; migrations and the few dialect-specific statements branch on it.
+type Dialect string
+
+const (
+	Postgres Dialect = "postgres"
+	SQLite   Dialect = "sqlite"
+)
+
+// DialectOf tells which database a gorm handle talks to.
+func DialectOf(db *gorm.DB) Dialect {
+	if db.Dialector.Name() == "postgres" {
+		return Postgres
+	}
+	return SQLite
+}
+
+// IsPostgresURL says whether a --db value names a PostgreSQL server rather than an SQLite file.
+func IsPostgresURL(dsn string) bool {
+	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
+}
+
+// Open connects to the database named by dsn: a postgres:// URL, or otherwise the path of an SQLite file.
+// It does not migrate.
+func Open(ctx context.Context, dsn string) (*gorm.DB, error) {
+	cfg := &gorm.Config{
+		// gorm's own logger prints SQL with its arguments, which may hold health data: silence it.
+		Logger:                 logger.Discard,
+		SkipDefaultTransaction: true,
+		NowFunc:                func() time.Time { return time.Now().UTC() },
+	}
+	var (
+		db  *gorm.DB
+		err error
+	)
+	if IsPostgresURL(dsn) {
+		db, err = gorm.Open(postgres.Open(dsn), cfg)
+	} else {
+		db, err = gorm.Open(sqlite.Open(sqliteDSN(dsn)), cfg)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	sqlDB, err := db.DB()
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	if DialectOf(db) == SQLite {
+		// SQLite has one writer at a time; a handful of connections lets readers go on beside it (WAL) while
+		// "BEGIN IMMEDIATE" makes writers queue on busy_timeout instead of failing on a lock upgrade.
+		sqlDB.SetMaxOpenConns(4)
+	} else {
+		sqlDB.SetMaxOpenConns(32)
+	}
+	sqlDB.SetConnMaxIdleTime(5 * time.Minute)
+	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := sqlDB.PingContext(pingCtx); err != nil {
+		sqlDB.Close()
+		return nil, fmt.Errorf("connect to database: %w", err)
+	}
+	return db, nil
+}
+
+// sqliteDSN adds the pragmas every connection needs: foreign keys on, WAL so readers do not block the writer,
+// a busy timeout so writers wait their turn, and immediate transactions so a transaction that will write takes
+// the write lock at BEGIN (a deferred one could deadlock when two readers both try to upgrade). No
+// _time_format: glebarez/go-sqlite v1.21 stops reading options after it, so _txlock would be ignored.
+func sqliteDSN(path string) string {
+	q := url.Values{}
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "busy_timeout(30000)")
+	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Set("_txlock", "immediate")
+	sep := "?"
+	if strings.Contains(path, "?") {
+		sep = "&"
+	}
+	return "file:" + path + sep + q.Encode()
+}
+
+// Close closes the underlying connection pool.
+func Close(db *gorm.DB) error {
+	sqlDB, err := db.DB()
+	if err != nil {
+		return err
+	}
+	return sqlDB.Close()
+}
+
+// Ping checks that the database answers; /readyz uses it.
+func Ping(ctx context.Context, db *gorm.DB) error {
+	sqlDB, err := db.DB()
+	if err != nil {
+		return err
+	}
+	return sqlDB.PingContext(ctx)
+}
+
+// Tx runs fn in one transaction: committed if fn returns nil, rolled back otherwise. Every state change and
+// its audit row go through one call of Tx, so neither survives without the other.
+func Tx(ctx context.Context, db *gorm.DB, fn func(tx *gorm.DB) error) error {
+	return db.WithContext(ctx).Transaction(fn, &sql.TxOptions{})
+}
