@@ -25,7 +25,9 @@ lint:
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
 
-# Benchmarks, each beside its baseline measured in the same run, with the ratios.
+# Benchmarks, each beside its baseline measured in the same run, with the ratios; on SQLite and on the
+# machine's PostgreSQL (override GATEWAY_TEST_POSTGRES to use another server).
+bench: export GATEWAY_TEST_POSTGRES ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./... | tee bench.out | $(GO) run ./cmd/benchratio
 

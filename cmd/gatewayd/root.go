@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 
 	"github.com/spf13/cobra"
 
@@ -28,8 +27,8 @@ type exitError struct {
 
 func (e *exitError) Error() string { return e.err.Error() }
 
-func run(args []string) int {
-	a := &app{stdout: os.Stdout, stderr: os.Stderr}
+func run(args []string, stdout, stderr io.Writer) int {
+	a := &app{stdout: stdout, stderr: stderr}
 	root := a.rootCommand()
 	root.SetArgs(args)
 	err := root.Execute()

@@ -1,0 +1,150 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"gatewayd/gateway"
+	"gatewayd/gateway/keys"
+	"gatewayd/gateway/store"
+)
+
+// gatewayd runs the CLI in process, as a user would from a shell, and returns exit status and output.
+func gatewayd(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := run(args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestKeysInitRefusesToOverwrite(t *testing.T) {
+	dir := t.TempDir()
+	if code, out, errOut := gatewayd(t, "keys", "init", "--data-dir", dir); code != 0 || !strings.Contains(out, "mode 0600") {
+		t.Fatalf("keys init: %d %q %q", code, out, errOut)
+	}
+	path := filepath.Join(dir, "gateway.key")
+	before, _ := os.ReadFile(path)
+	st, _ := os.Stat(path)
+	if st.Mode().Perm() != 0o600 {
+		t.Fatalf("key file mode %o", st.Mode().Perm())
+	}
+	code, _, errOut := gatewayd(t, "keys", "init", "--data-dir", dir)
+	if code == 0 || !strings.Contains(errOut, "already exists") {
+		t.Fatalf("second keys init: %d %q", code, errOut)
+	}
+	after, _ := os.ReadFile(path)
+	if !bytes.Equal(before, after) {
+		t.Fatal("the key file was overwritten")
+	}
+}
+
+// serve must stop at once, with one clear line and a non-zero exit, on a key file that is not the database's
+// or that others can read; and on a bad setting.
+func TestServeRefusesBadKeysAndSettings(t *testing.T) {
+	dir := t.TempDir()
+	if code, _, e := gatewayd(t, "keys", "init", "--data-dir", dir); code != 0 {
+		t.Fatal(e)
+	}
+	// The database meets its key once (first start), as serve would.
+	cfgDB := filepath.Join(dir, "gateway.db")
+	db, err := store.Open(context.Background(), cfgDB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Up(context.Background(), db); err != nil {
+		t.Fatal(err)
+	}
+	master, err := keys.Load(filepath.Join(dir, "gateway.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gateway.CheckKey(context.Background(), db, master, "k"); err != nil {
+		t.Fatal(err)
+	}
+	store.Close(db)
+
+	other := filepath.Join(t.TempDir(), "other.key")
+	if err := keys.Init(other); err != nil {
+		t.Fatal(err)
+	}
+	loose := filepath.Join(t.TempDir(), "loose.key")
+	if err := keys.Init(loose); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(loose, 0o644)
+	listen := []string{"--intake-listen", "127.0.0.1:0", "--console-listen", "127.0.0.1:1"}
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"key of another database", []string{"--key-file", other}, "does not belong to this database"},
+		{"key readable by others", []string{"--key-file", loose}, "mode 0644"},
+		{"missing key", []string{"--key-file", filepath.Join(dir, "nope.key")}, "does not exist"},
+		{"bad CIDR", []string{"--console-allow", "10.0.0.0/33"}, "--console-allow"},
+		{"bad log format", []string{"--log-format", "xml"}, "--log-format"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"serve", "--data-dir", dir}, listen...)
+			code, _, errOut := gatewayd(t, append(args, tc.args...)...)
+			if code == 0 {
+				t.Fatal("serve started")
+			}
+			if !strings.Contains(errOut, tc.want) {
+				t.Fatalf("stderr %q lacks %q", errOut, tc.want)
+			}
+			if lines := strings.Count(strings.TrimSpace(errOut), "\n") + 1; lines != 1 {
+				t.Fatalf("want one line, got %d: %q", lines, errOut)
+			}
+		})
+	}
+}
+
+func TestMigrateAndAuditVerify(t *testing.T) {
+	dir := t.TempDir()
+	code, out, e := gatewayd(t, "migrate", "status", "--data-dir", dir)
+	if code != 0 || !strings.Contains(out, "0001_foundation") || !strings.Contains(out, "pending") {
+		t.Fatalf("status before: %d %q %q", code, out, e)
+	}
+	if code, out, e = gatewayd(t, "migrate", "up", "--data-dir", dir); code != 0 || !strings.Contains(out, "applied 0001_foundation") {
+		t.Fatalf("up: %d %q %q", code, out, e)
+	}
+	if code, out, _ = gatewayd(t, "migrate", "up", "--data-dir", dir); code != 0 || !strings.Contains(out, "up to date") {
+		t.Fatalf("second up: %d %q", code, out)
+	}
+	if code, out, e = gatewayd(t, "audit", "verify", "--data-dir", dir); code != 0 || !strings.Contains(out, "audit chain OK") {
+		t.Fatalf("verify: %d %q %q", code, out, e)
+	}
+	db, err := store.Open(context.Background(), filepath.Join(dir, "gateway.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Exec(`UPDATE audit_events SET subject = 'tampered' WHERE seq = 1`)
+	store.Close(db)
+	code, _, e = gatewayd(t, "audit", "verify", "--data-dir", dir)
+	if code != 1 || !strings.Contains(e, "row 1: hash does not match") {
+		t.Fatalf("verify after tampering: %d %q", code, e)
+	}
+}
+
+func TestEnvironmentAndFlagPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("GATEWAY_DATA_DIR", dir)
+	t.Setenv("GATEWAY_LOG_FORMAT", "xml")
+	// The bad environment value is named by its variable...
+	if code, _, e := gatewayd(t, "migrate", "status"); code == 0 || !strings.Contains(e, "--log-format") {
+		t.Fatalf("env not applied: %d %q", code, e)
+	}
+	// ...and a flag wins over it.
+	if code, out, e := gatewayd(t, "migrate", "status", "--log-format", "json"); code != 0 || !strings.Contains(out, "0001_foundation") {
+		t.Fatalf("flag did not win: %d %q %q", code, out, e)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "gateway.db")); err != nil {
+		t.Fatalf("GATEWAY_DATA_DIR not used for the default database: %v", err)
+	}
+}
