@@ -1,0 +1,68 @@
+package store_test
+
+import (
+	"context"
+	"testing"
+
+	"gorm.io/gorm"
+
+	"gatewayd/gateway/store"
+	"gatewayd/gateway/store/storetest"
+)
+
+// Both dialects must hold the same versions, or one database would silently lack a table.
+func TestDialectsHaveTheSameMigrations(t *testing.T) {
+	pg, err := store.Migrations(store.Postgres)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lite, err := store.Migrations(store.SQLite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pg) != len(lite) || len(pg) == 0 {
+		t.Fatalf("%d postgres migrations, %d sqlite", len(pg), len(lite))
+	}
+	for i := range pg {
+		if pg[i].Version != lite[i].Version || pg[i].Name != lite[i].Name {
+			t.Fatalf("migration %d: postgres %04d_%s, sqlite %04d_%s", i, pg[i].Version, pg[i].Name, lite[i].Version, lite[i].Name)
+		}
+	}
+}
+
+func TestUpIsIdempotent(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
+		again, err := store.Up(context.Background(), db)
+		if err != nil || len(again) != 0 {
+			t.Fatalf("second Up applied %d migrations, err %v", len(again), err)
+		}
+		st, err := store.Status(context.Background(), db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range st {
+			if m.AppliedAt == nil {
+				t.Fatalf("%04d_%s pending after Up", m.Version, m.Name)
+			}
+		}
+	})
+}
+
+func TestTxRollsBackOnError(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
+		err := store.Tx(context.Background(), db, func(tx *gorm.DB) error {
+			if err := tx.Exec(`INSERT INTO settings (name, value, updated_at) VALUES ('x', 'y', CURRENT_TIMESTAMP)`).Error; err != nil {
+				return err
+			}
+			return gorm.ErrInvalidData
+		})
+		if err != gorm.ErrInvalidData {
+			t.Fatalf("Tx returned %v", err)
+		}
+		var n int64
+		db.Raw(`SELECT COUNT(*) FROM settings WHERE name = 'x'`).Scan(&n)
+		if n != 0 {
+			t.Fatal("rolled-back insert is visible")
+		}
+	})
+}
