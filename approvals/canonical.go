@@ -27,18 +27,18 @@ const DecisionFormat = 1
 // encoding/json for this struct — fields in exactly this order, no spaces, no trailing newline, HTML
 // characters not escaped — with:
 //
-//	{"format":1,"request_id":"<hex id>","officer_id":"<user id>","verdict":"approve"|"deny",
-//	 "scope":{"patient":{"system":"...","value":"..."},"categories":["...",...],
-//	          "period":{"from":"YYYY-MM-DD"|"","to":"YYYY-MM-DD"|""},"purpose":"<purpose code>"},
-//	 "manifest_digest":"<64 hex>"|"","retriever":{"kind":"requester"|"staff","user_id":"..."|""}|null,
-//	 "expires_at":"YYYY-MM-DDTHH:MM:SSZ"|"","issued_at":"YYYY-MM-DDTHH:MM:SSZ",
-//	 "nonce":"<base64url, no padding, of 32 bytes>","wording_version":"...","reason":"..."}
+//		{"format":1,"request_id":"<hex id>","officer_id":"<user id>","verdict":"approve"|"deny",
+//		 "scope":{"patient":{"system":"...","value":"..."},"categories":["...",...],
+//		          "period":{"from":"YYYY-MM-DD"|"","to":"YYYY-MM-DD"|""},"purpose":"<purpose code>"},
+//		 "manifest_digest":"<64 hex>"|"","retriever":{"kind":"requester"|"staff","user_id":"..."|""}|null,
+//		 "expires_at":"YYYY-MM-DDTHH:MM:SSZ"|"","issued_at":"YYYY-MM-DDTHH:MM:SSZ",
+//		 "nonce":"<base64url, no padding, of 32 bytes>","wording_version":"...","reason":"..."}
 //
-//   - categories are sorted (byte order) without duplicates; an empty period bound is "" (open);
-//   - times are UTC, whole seconds, RFC 3339 with "Z";
-//   - a denial has scope = the requested scope, manifest_digest "", retriever null, expires_at "" and a reason;
-//     an approval has reason "";
-//   - the nonce is the same 32 bytes that open the WebAuthn challenge.
+//	  - categories are sorted (byte order) without duplicates; an empty period bound is "" (open);
+//	  - times are UTC, whole seconds, RFC 3339 with "Z";
+//	  - a denial has scope = the requested scope, manifest_digest "", retriever null, expires_at "" and a reason;
+//	    an approval has reason "";
+//	  - the nonce is the same 32 bytes that open the WebAuthn challenge.
 //
 // The WebAuthn challenge is nonce || SHA-256(canonical): 64 bytes.
 type Decision struct {
