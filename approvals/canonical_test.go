@@ -22,7 +22,7 @@ func sampleDecision() approvals.Decision {
 		ManifestDigest: strings.Repeat("ab", 32),
 		Retriever:      &approvals.RetrieverField{Kind: approvals.ToStaff},
 		ExpiresAt:      "2026-11-21T09:30:00Z", IssuedAt: "2026-11-20T09:30:00Z",
-		Nonce:          base64.RawURLEncoding.EncodeToString(make([]byte, 32)), WordingVersion: "review-v1"}
+		Nonce: base64.RawURLEncoding.EncodeToString(make([]byte, 32)), WordingVersion: "review-v1"}
 }
 
 // The canonical form is a contract with every receipt ever exported: this test pins it byte for byte.

@@ -166,12 +166,26 @@ func (receiptRow) TableName() string { return "approval_receipts" }
 // Receipt returns the receipt of a decision. Given a request id instead, it returns the request's receipt if
 // it has exactly one (a two-officer approval has two: ask for each by decision id, see ReceiptIDs).
 func (s *Service) Receipt(ctx context.Context, id string) (Receipt, error) {
+	return loadReceipt(ctx, s.db, s.sealer, id)
+}
+
+// LoadReceipt is Service.Receipt for tools that have the database and the key but none of the service's other
+// dependencies (gatewayd receipt export).
+func LoadReceipt(ctx context.Context, db *gorm.DB, sealKey []byte, id string) (Receipt, error) {
+	sl, err := newSealer(sealKey)
+	if err != nil {
+		return Receipt{}, err
+	}
+	return loadReceipt(ctx, db, sl, id)
+}
+
+func loadReceipt(ctx context.Context, db *gorm.DB, sl sealer, id string) (Receipt, error) {
 	var rows []receiptRow
-	if err := s.db.WithContext(ctx).Where("decision_id = ?", id).Find(&rows).Error; err != nil {
+	if err := db.WithContext(ctx).Where("decision_id = ?", id).Find(&rows).Error; err != nil {
 		return Receipt{}, fmt.Errorf("receipt %s: %w", id, err)
 	}
 	if len(rows) == 0 {
-		if err := s.db.WithContext(ctx).Where("request_id = ?", id).Order("created_at").Find(&rows).Error; err != nil {
+		if err := db.WithContext(ctx).Where("request_id = ?", id).Order("created_at").Find(&rows).Error; err != nil {
 			return Receipt{}, fmt.Errorf("receipt %s: %w", id, err)
 		}
 	}
@@ -183,7 +197,7 @@ func (s *Service) Receipt(ctx context.Context, id string) (Receipt, error) {
 		return Receipt{}, fmt.Errorf("request %s has %d receipts: give a decision id (%s, %s)", id, len(rows),
 			rows[0].DecisionID, rows[1].DecisionID)
 	}
-	return s.toReceipt(rows[0])
+	return toReceipt(sl, rows[0])
 }
 
 // ReceiptIDs lists the decision ids of a request's receipts, oldest first.
@@ -194,8 +208,8 @@ func (s *Service) ReceiptIDs(ctx context.Context, requestID string) ([]string, e
 	return ids, err
 }
 
-func (s *Service) toReceipt(r receiptRow) (Receipt, error) {
-	canonical, err := s.sealer.open("approval_receipts", "canonical", r.DecisionID, r.CanonicalSealed)
+func toReceipt(sl sealer, r receiptRow) (Receipt, error) {
+	canonical, err := sl.open("approval_receipts", "canonical", r.DecisionID, r.CanonicalSealed)
 	if err != nil {
 		return Receipt{}, err
 	}

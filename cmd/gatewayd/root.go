@@ -28,8 +28,11 @@ type exitError struct {
 
 func (e *exitError) Error() string { return e.err.Error() }
 
-func run(args []string) int {
-	a := &app{stdout: os.Stdout, stderr: os.Stderr}
+func run(args []string) int { return runWith(args, os.Stdout, os.Stderr) }
+
+// runWith runs the CLI with the given output streams and returns the exit status (tests call it).
+func runWith(args []string, stdout, stderr io.Writer) int {
+	a := &app{stdout: stdout, stderr: stderr}
 	root := a.rootCommand()
 	root.SetArgs(args)
 	err := root.Execute()
@@ -61,7 +64,8 @@ func (a *app) rootCommand() *cobra.Command {
 	root.SetOut(a.stdout)
 	root.SetErr(a.stderr)
 	a.cfg.RegisterFlags(root.PersistentFlags())
-	root.AddCommand(a.serveCommand(), a.migrateCommand(), a.keysCommand(), a.auditCommand())
+	root.AddCommand(a.serveCommand(), a.migrateCommand(), a.keysCommand(), a.auditCommand(),
+		a.receiptCommand())
 	return root
 }
 
