@@ -78,7 +78,7 @@ func canonicalScope(s Scope) CanonicalScope {
 	if s.Categories == nil {
 		s.Categories = []Category{}
 	}
-	return CanonicalScope{Patient: s.Patient, Categories: s.Categories, Period: s.Period, Purpose: s.Purpose}
+	return CanonicalScope(s)
 }
 
 // Scope returns the signed scope as a Scope.

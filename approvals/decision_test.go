@@ -313,3 +313,31 @@ func TestApprovalRefusalsChangeNothing(t *testing.T) {
 		}
 	})
 }
+
+func TestOpenReviewShowsManifestAndHistory(t *testing.T) {
+	f := newFixture(t, storetest.NewSQLite(t), approvals.Policy{})
+	ctx := context.Background()
+	old := f.file(validFiling())
+	must(t, f.svc.CancelRequest(ctx, "req1", old.ID))
+	fl := validFiling()
+	fl.Period = approvals.Period{From: "2020-01-01", To: "2023-12-31"}
+	r := f.file(fl)
+	if _, err := f.svc.OpenReview(ctx, "req2", r.ID); !errors.Is(err, approvals.ErrForbidden) {
+		t.Fatalf("a requester opened a review: %v", err)
+	}
+	rv, err := f.svc.OpenReview(ctx, "off1", r.ID)
+	must(t, err)
+	// allergies 2019 and 2024 fall outside the period: only the 2023 result is selected.
+	if rv.NoPatient || len(rv.Manifest.Entries) != 1 || rv.Manifest.Entries[0].ID != "e-result-1" ||
+		rv.Manifest.Digest != approvals.ManifestDigest(rv.Manifest.Entries) {
+		t.Fatalf("manifest %+v", rv.Manifest)
+	}
+	if rv.Requester.ID != "req1" || rv.Stats.Filed != 2 || rv.Stats.ByStatus[approvals.StatusCancelled] != 1 {
+		t.Fatalf("requester %+v stats %+v", rv.Requester, rv.Stats)
+	}
+	var subj []string
+	must(t, f.db.Raw("SELECT actor || ' ' || subject FROM audit_events WHERE action = 'request.viewed'").Scan(&subj).Error)
+	if len(subj) != 1 || subj[0] != "user:off1 request:"+r.ID {
+		t.Fatalf("view audit %v", subj)
+	}
+}

@@ -178,3 +178,69 @@ func TestLapseVoidsPreparedDecision(t *testing.T) {
 		t.Fatalf("changed: %+v -> %+v", before, after)
 	}
 }
+
+// While another instance holds the job lock, a run does nothing (PostgreSQL; SQLite has one writer anyway).
+func TestJobsSkipWhenAnotherInstanceHoldsTheLock(t *testing.T) {
+	db := storetest.NewPostgres(t)
+	f := newFixture(t, db, approvals.Policy{MaxPending: time.Hour})
+	r := f.file(validFiling())
+	f.clock.Add(2 * time.Hour)
+	ctx := context.Background()
+	held := make(chan struct{})
+	release := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- db.Transaction(func(tx *gorm.DB) error {
+			var ok bool
+			if err := tx.Raw("SELECT pg_try_advisory_xact_lock(727104)").Scan(&ok).Error; err != nil || !ok {
+				close(held)
+				return errors.New("could not take the job lock")
+			}
+			close(held)
+			<-release
+			return nil
+		})
+	}()
+	<-held
+	n, err := f.svc.RunLapse(ctx, f.clock.Now())
+	close(release)
+	must(t, <-done)
+	must(t, err)
+	if n != 0 || f.status(r.ID) != approvals.StatusPending {
+		t.Fatalf("lapsed %d under another instance's lock", n)
+	}
+	if n, err := f.svc.RunLapse(ctx, f.clock.Now()); err != nil || n != 1 {
+		t.Fatalf("after the lock: %d %v", n, err)
+	}
+}
+
+// Concurrent filings by one requester cannot pass the limit together.
+func TestFilingLimitHoldsUnderConcurrency(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
+		f := newFixture(t, db, approvals.Policy{FilingLimit: 3})
+		var wg sync.WaitGroup
+		errs := make(chan error, 10)
+		for range 10 {
+			wg.Go(func() {
+				_, err := f.svc.FileRequest(context.Background(), validFiling())
+				errs <- err
+			})
+		}
+		wg.Wait()
+		close(errs)
+		ok, limited := 0, 0
+		for err := range errs {
+			switch {
+			case err == nil:
+				ok++
+			case errors.Is(err, approvals.ErrRateLimited):
+				limited++
+			default:
+				t.Fatalf("filing: %v", err)
+			}
+		}
+		if ok != 3 || limited != 7 {
+			t.Fatalf("%d filed, %d limited; want 3 and 7", ok, limited)
+		}
+	})
+}

@@ -75,10 +75,11 @@ func (a *app) receiptCommand() *cobra.Command {
 			if err != nil {
 				return &exitError{code: 1, err: fmt.Errorf("receipt %s FAILS: %w", args[0], err)}
 			}
-			fmt.Fprintf(a.stdout, "Receipt OK: the signature of key %x verifies over this decision (user present and verified, RP id %s, origin %s).\n\n",
+			fmt.Fprintf(a.stdout, "Receipt OK: the signature of credential %x verifies over this decision (user present and verified, RP id %s, origin %s).\n\n",
 				[]byte(rc.CredentialID), rc.RPID, rc.Origin)
-			fmt.Fprint(a.stdout, d.Summary())
-			if rc.Shown != "" {
+			summary := d.Summary()
+			fmt.Fprint(a.stdout, summary)
+			if rc.Shown != "" && rc.Shown != summary {
 				fmt.Fprintf(a.stdout, "\nWhat the review page showed the officer:\n%s\n", rc.Shown)
 			}
 			return nil
