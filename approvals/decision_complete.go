@@ -59,6 +59,10 @@ func (s *Service) CompleteDecision(ctx context.Context, officerID, preparationID
 	if err != nil {
 		return Outcome{}, err
 	}
+	shown, err := s.sealer.open("approval_decisions", "shown", prep.ID, prep.ShownSealed)
+	if err != nil {
+		return Outcome{}, err
+	}
 
 	a, err := s.signer.FinishSign(ctx, prep.CeremonyID, officerID, response)
 	if err != nil {
@@ -69,7 +73,7 @@ func (s *Service) CompleteDecision(ctx context.Context, officerID, preparationID
 	}
 	rc := Receipt{Format: ReceiptFormat, DecisionID: prep.ID, Decision: string(canonical), Nonce: nonce,
 		CredentialID: a.CredentialID, PublicKey: a.PublicKey, AuthenticatorData: a.AuthenticatorData,
-		ClientDataJSON: a.ClientDataJSON, Signature: a.Signature, RPID: a.RPID, Origin: a.Origin, Shown: prep.Shown,
+		ClientDataJSON: a.ClientDataJSON, Signature: a.Signature, RPID: a.RPID, Origin: a.Origin, Shown: string(shown),
 		SignedAt: now.Format(TimeFormat)}
 	// The same check `gatewayd receipt verify` makes: a receipt that would not verify is never stored.
 	if _, err := VerifyReceipt(rc); err != nil {

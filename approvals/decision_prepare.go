@@ -66,7 +66,7 @@ type decisionRow struct {
 	RetrieverKind    string
 	RetrieverID      string
 	ExtractExpiresAt *time.Time
-	Shown            string
+	ShownSealed      []byte
 	PreparedAt       time.Time
 	PreparedUntil    time.Time
 	CompletedAt      *time.Time
@@ -194,7 +194,7 @@ func (s *Service) PrepareDecision(ctx context.Context, officerID, requestID stri
 		CanonicalSealed: s.sealer.seal("approval_decisions", "canonical", p.ID, canonical),
 		Challenge:       challenge, CeremonyID: ceremonyID, Manifest: string(entries), ManifestDigest: d.ManifestDigest,
 		RetrieverKind: string(retriever.Kind), RetrieverID: retriever.UserID, ExtractExpiresAt: expiresAt,
-		Shown: shown, PreparedAt: now, PreparedUntil: p.SignBy}
+		ShownSealed: s.sealer.seal("approval_decisions", "shown", p.ID, []byte(shown)), PreparedAt: now, PreparedUntil: p.SignBy}
 	err = store.Tx(ctx, s.db, func(tx *gorm.DB) error {
 		if err := tx.Create(&drow).Error; err != nil {
 			return err

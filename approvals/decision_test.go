@@ -86,6 +86,8 @@ func TestApproveWritesVerifiableReceiptAndExtract(t *testing.T) {
 		if _, err := audit.Verify(ctx, db); err != nil {
 			t.Fatalf("audit chain: %v", err)
 		}
+		f.assertNothingInClear(patient.Value)
+		f.assertNothingInClear("transfer") // the justification
 	})
 }
 
@@ -142,7 +144,7 @@ func TestDenyIsSignedWithReason(t *testing.T) {
 	}
 	mine, err := f.svc.MyRequest(ctx, "req1", r.ID)
 	must(t, err)
-	if mine.Status != approvals.StatusDenied || mine.FinalDecisionID != out.DecisionID {
+	if mine.Status != approvals.StatusDenied || mine.FinalDecisionID != out.DecisionID || mine.DenyReason != "No such patient here." {
 		t.Fatalf("request %+v", mine)
 	}
 	rc, err := f.svc.Receipt(ctx, out.DecisionID)

@@ -3,6 +3,8 @@ package approvals_test
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -243,4 +245,25 @@ func TestFilingLimitHoldsUnderConcurrency(t *testing.T) {
 			t.Fatalf("%d filed, %d limited; want 3 and 7", ok, limited)
 		}
 	})
+}
+
+func TestRunJobsLapsesUntilCancelled(t *testing.T) {
+	f := newFixture(t, storetest.NewSQLite(t), approvals.Policy{MaxPending: time.Hour})
+	r := f.file(validFiling())
+	f.clock.Add(2 * time.Hour)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		f.svc.RunJobs(ctx, time.Millisecond, slog.New(slog.DiscardHandler))
+		close(done)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for f.status(r.ID) != approvals.StatusLapsed {
+		if time.Now().After(deadline) {
+			t.Fatal("the job did not lapse the request within 10 s")
+		}
+		runtime.Gosched()
+	}
+	cancel()
+	<-done
 }

@@ -3,6 +3,7 @@ package approvals_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -165,5 +166,42 @@ func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// assertNothingInClear fails if any column of approvals' tables or the audit holds needle in clear.
+func (f *fixture) assertNothingInClear(needle string) {
+	f.t.Helper()
+	for _, table := range []string{"approval_requests", "approval_decisions", "approval_receipts", "extracts", "audit_events"} {
+		rows, err := f.db.Table(table).Rows()
+		must(f.t, err)
+		cols, err := rows.Columns()
+		must(f.t, err)
+		n := 0
+		for rows.Next() {
+			n++
+			vals := make([]any, len(cols))
+			ptrs := make([]any, len(cols))
+			for i := range vals {
+				ptrs[i] = &vals[i]
+			}
+			must(f.t, rows.Scan(ptrs...))
+			for i, v := range vals {
+				var s string
+				switch v := v.(type) {
+				case []byte:
+					s = string(v)
+				case string:
+					s = v
+				}
+				if strings.Contains(s, needle) {
+					f.t.Fatalf("%s.%s holds %q in clear", table, cols[i], needle)
+				}
+			}
+		}
+		rows.Close()
+		if n == 0 && table != "extracts" {
+			f.t.Fatalf("%s is empty: the check proves nothing", table)
+		}
 	}
 }

@@ -186,6 +186,8 @@ type Request struct {
 	FirstOfficerID string
 	// FinalDecisionID is the decision that closed the request (approved or denied).
 	FinalDecisionID string
+	// DenyReason is the officer's signed reason, filled for a denied request by MyRequest(s).
+	DenyReason string
 }
 
 // requestRow is the stored form of a Request.

@@ -157,7 +157,7 @@ type receiptRow struct {
 	Signature         []byte
 	RPID              string `gorm:"column:rp_id"`
 	Origin            string
-	Shown             string
+	ShownSealed       []byte
 	CreatedAt         time.Time
 }
 
@@ -217,13 +217,17 @@ func toReceipt(sl sealer, r receiptRow) (Receipt, error) {
 	if err != nil {
 		return Receipt{}, fmt.Errorf("receipt %s: %w", r.DecisionID, err)
 	}
+	shown, err := sl.open("approval_receipts", "shown", r.DecisionID, r.ShownSealed)
+	if err != nil {
+		return Receipt{}, err
+	}
 	nonce, err := d.NonceBytes()
 	if err != nil {
 		return Receipt{}, err
 	}
 	return Receipt{Format: ReceiptFormat, DecisionID: r.DecisionID, Decision: string(canonical), Nonce: nonce,
 		CredentialID: r.CredentialID, PublicKey: r.PublicKey, AuthenticatorData: r.AuthenticatorData,
-		ClientDataJSON: r.ClientDataJSON, Signature: r.Signature, RPID: r.RPID, Origin: r.Origin, Shown: r.Shown,
+		ClientDataJSON: r.ClientDataJSON, Signature: r.Signature, RPID: r.RPID, Origin: r.Origin, Shown: string(shown),
 		SignedAt: r.CreatedAt.UTC().Format(TimeFormat)}, nil
 }
 
@@ -231,7 +235,7 @@ func (s *Service) insertReceipt(tx *gorm.DB, r Receipt, requestID, officerID str
 	row := receiptRow{DecisionID: r.DecisionID, RequestID: requestID, OfficerID: officerID,
 		CanonicalSealed: s.sealer.seal("approval_receipts", "canonical", r.DecisionID, []byte(r.Decision)),
 		CredentialID:    r.CredentialID, PublicKey: r.PublicKey, AuthenticatorData: r.AuthenticatorData,
-		ClientDataJSON: r.ClientDataJSON, Signature: r.Signature, RPID: r.RPID, Origin: r.Origin, Shown: r.Shown,
-		CreatedAt: at}
+		ClientDataJSON: r.ClientDataJSON, Signature: r.Signature, RPID: r.RPID, Origin: r.Origin,
+		ShownSealed: s.sealer.seal("approval_receipts", "shown", r.DecisionID, []byte(r.Shown)), CreatedAt: at}
 	return tx.Create(&row).Error
 }

@@ -1,6 +1,7 @@
 -- Approvals: requests filed on intake, officers' decisions (prepared, then signed), their receipts, and the
 -- extracts a final approval releases. Columns ending in _sealed are AES-256-GCM ciphertexts (approvals.seal):
--- the patient identifier, the justification and the canonical decision never sit in clear in the database.
+-- the patient identifier, the justification, the canonical decision and what the page showed never sit in
+-- clear in the database.
 CREATE TABLE approval_requests (
 	id TEXT PRIMARY KEY,
 	requester_id TEXT NOT NULL,
@@ -37,7 +38,7 @@ CREATE TABLE approval_decisions (
 	retriever_kind TEXT NOT NULL,
 	retriever_id TEXT NOT NULL,
 	extract_expires_at TIMESTAMPTZ,
-	shown TEXT NOT NULL,
+	shown_sealed BYTEA NOT NULL,
 	prepared_at TIMESTAMPTZ NOT NULL,
 	prepared_until TIMESTAMPTZ NOT NULL,
 	completed_at TIMESTAMPTZ
@@ -57,7 +58,7 @@ CREATE TABLE approval_receipts (
 	signature BYTEA NOT NULL,
 	rp_id TEXT NOT NULL,
 	origin TEXT NOT NULL,
-	shown TEXT NOT NULL,
+	shown_sealed BYTEA NOT NULL,
 	created_at TIMESTAMPTZ NOT NULL
 );
 CREATE INDEX approval_receipts_request ON approval_receipts (request_id);
