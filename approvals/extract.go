@@ -92,7 +92,8 @@ func utc(t *time.Time) *time.Time {
 	return &u
 }
 
-// ExtractOf returns the extract of a request (ErrNotFound when there is none).
+// ExtractOf returns the extract of a request (ErrNotFound when there is none). It checks no ownership: intake
+// callers first read the request with MyRequest.
 func (s *Service) ExtractOf(ctx context.Context, requestID string) (Extract, error) {
 	var r extractRow
 	err := s.db.WithContext(ctx).Where("request_id = ?", requestID).Take(&r).Error
