@@ -29,6 +29,7 @@ const (
 	PurposeRecords    = "records"
 	PurposeBlindIndex = "blind-index"
 	PurposeSessions   = "sessions"
+	PurposeApprovals  = "approvals" // approvals' sealed columns (patient identifier, justification, decisions)
 )
 
 // ErrExists is returned by Init when a key file is already there: overwriting it would make the data encrypted

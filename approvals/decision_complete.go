@@ -1,0 +1,171 @@
+package approvals
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"gorm.io/gorm"
+
+	"gatewayd/gateway/audit"
+	"gatewayd/gateway/store"
+)
+
+// Outcome is what a signed decision did.
+type Outcome struct {
+	DecisionID string
+	Verdict    string
+	// Status is the request's status after the decision: approved, awaiting_second or denied.
+	Status Status
+	// ExtractID is set on final approval.
+	ExtractID string
+	Receipt   Receipt
+}
+
+// CompleteDecision takes the officer's signature over a prepared decision. It checks, trusting no signer,
+// that the assertion's challenge is the one prepared for this decision (so a signature made for request A
+// cannot approve B, nor a changed scope pass with an old signature) and that the receipt it will keep
+// verifies offline; then, in one transaction with its audit rows, it consumes the preparation, stores the
+// receipt and moves the request: denied, awaiting a second officer, or approved with its extract row.
+// On any refusal nothing changes.
+func (s *Service) CompleteDecision(ctx context.Context, officerID, preparationID string, response []byte) (Outcome, error) {
+	if len(bytes.TrimSpace(response)) == 0 {
+		return Outcome{}, ErrNoAssertion
+	}
+	if _, err := s.officer(ctx, officerID); err != nil {
+		return Outcome{}, err
+	}
+	now := s.clock()
+	var prep decisionRow
+	err := s.db.WithContext(ctx).Where("id = ? AND officer_id = ?", preparationID, officerID).Take(&prep).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) || (err == nil && (prep.CompletedAt != nil || !prep.PreparedUntil.After(now))) {
+		return Outcome{}, ErrPreparation
+	}
+	if err != nil {
+		return Outcome{}, fmt.Errorf("complete decision: %w", err)
+	}
+	canonical, err := s.sealer.open("approval_decisions", "canonical", prep.ID, prep.CanonicalSealed)
+	if err != nil {
+		return Outcome{}, err
+	}
+	d, err := ParseDecision(canonical)
+	if err != nil {
+		return Outcome{}, err
+	}
+	nonce, err := d.NonceBytes()
+	if err != nil {
+		return Outcome{}, err
+	}
+	shown, err := s.sealer.open("approval_decisions", "shown", prep.ID, prep.ShownSealed)
+	if err != nil {
+		return Outcome{}, err
+	}
+
+	a, err := s.signer.FinishSign(ctx, prep.CeremonyID, officerID, response)
+	if err != nil {
+		return Outcome{}, fmt.Errorf("finish signature: %w", err)
+	}
+	if !bytes.Equal(a.Challenge, prep.Challenge) {
+		return Outcome{}, ErrChallenge
+	}
+	rc := Receipt{Format: ReceiptFormat, DecisionID: prep.ID, Decision: string(canonical), Nonce: nonce,
+		CredentialID: a.CredentialID, PublicKey: a.PublicKey, AuthenticatorData: a.AuthenticatorData,
+		ClientDataJSON: a.ClientDataJSON, Signature: a.Signature, RPID: a.RPID, Origin: a.Origin, Shown: string(shown),
+		SignedAt: now.Format(TimeFormat)}
+	// The same check `gatewayd receipt verify` makes: a receipt that would not verify is never stored.
+	if _, err := VerifyReceipt(rc); err != nil {
+		if errors.Is(err, ErrReceipt) {
+			return Outcome{}, fmt.Errorf("%w: %v", ErrChallenge, err)
+		}
+		return Outcome{}, err
+	}
+
+	out := Outcome{DecisionID: prep.ID, Verdict: d.Verdict, Receipt: rc}
+	err = store.Tx(ctx, s.db, func(tx *gorm.DB) error {
+		res := tx.Model(&decisionRow{}).Where("id = ? AND completed_at IS NULL AND prepared_until > ?", prep.ID, now).
+			Update("completed_at", now)
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected != 1 {
+			return ErrPreparation
+		}
+		from := Status(prep.RequestStatus)
+		var (
+			to      Status
+			updates = map[string]any{"updated_at": now}
+		)
+		switch {
+		case d.Verdict == Deny:
+			to = StatusDenied
+			updates["final_decision_id"] = prep.ID
+		case from == StatusPending && s.policy.needsTwoOfficers(d.Scope.Scope()):
+			to = StatusAwaitingSecond
+			updates["first_officer_id"] = officerID
+		default:
+			to = StatusApproved
+			updates["final_decision_id"] = prep.ID
+		}
+		updates["status"] = to
+		// The request must still be where it was when the decision was prepared (a cancel, a lapse or another
+		// officer's decision in between voids this one), and a second approval must not be the first officer's.
+		q := tx.Model(&requestRow{}).Where("id = ? AND status = ?", prep.RequestID, from)
+		if from == StatusAwaitingSecond {
+			q = q.Where("first_officer_id <> ?", officerID)
+		}
+		res = q.Updates(updates)
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected != 1 {
+			return ErrNotOpen
+		}
+		out.Status = to
+		if err := s.insertReceipt(tx, rc, prep.RequestID, officerID, now); err != nil {
+			return err
+		}
+		details := map[string]any{"decision": prep.ID, "status": string(to)}
+		action := "decision.approved"
+		if d.Verdict == Deny {
+			action = "decision.denied"
+		}
+		if err := audit.Append(tx, audit.Event{At: now, Actor: "user:" + officerID, Action: action,
+			Subject: "request:" + prep.RequestID, Details: details}); err != nil {
+			return err
+		}
+		if to != StatusApproved {
+			return nil
+		}
+		out.ExtractID, err = s.createExtract(tx, prep, now)
+		return err
+	})
+	if err != nil {
+		return Outcome{}, fmt.Errorf("complete decision: %w", err)
+	}
+	return out, nil
+}
+
+// createExtract writes the extract row of a final approval: no content, only the signed manifest's entry
+// references, the retriever and the expiry.
+func (s *Service) createExtract(tx *gorm.DB, prep decisionRow, now time.Time) (string, error) {
+	if prep.ExtractExpiresAt == nil {
+		return "", errors.New("approval without an expiry")
+	}
+	var entries []ManifestEntry
+	if err := json.Unmarshal([]byte(prep.Manifest), &entries); err != nil {
+		return "", fmt.Errorf("manifest of %s: %w", prep.ID, err)
+	}
+	x := extractRow{ID: newID(), RequestID: prep.RequestID, DecisionID: prep.ID, RetrieverKind: prep.RetrieverKind,
+		RetrieverID: prep.RetrieverID, Manifest: prep.Manifest, ManifestDigest: prep.ManifestDigest,
+		CreatedAt: now, ExpiresAt: prep.ExtractExpiresAt.UTC()}
+	if err := tx.Create(&x).Error; err != nil {
+		return "", fmt.Errorf("create extract: %w", err)
+	}
+	err := audit.Append(tx, audit.Event{At: now, Actor: "system", Action: "extract.created", Subject: "extract:" + x.ID,
+		Details: map[string]any{"request": prep.RequestID, "decision": prep.ID, "entries": len(entries),
+			"retriever": prep.RetrieverKind}})
+	return x.ID, err
+}

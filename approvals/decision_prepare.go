@@ -1,0 +1,257 @@
+package approvals
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"gorm.io/gorm"
+
+	"gatewayd/gateway/audit"
+	"gatewayd/gateway/store"
+)
+
+// MaxReasonLen bounds a denial's reason.
+const MaxReasonLen = 2000
+
+// DecisionInput is what an officer chose on the review page.
+type DecisionInput struct {
+	Verdict string // Approve or Deny
+	// Scope narrows the requested scope; nil approves it as requested. Ignored for a denial.
+	Scope *Scope
+	// Retriever is who may retrieve the extract; "" takes the delivery the requester asked for.
+	Retriever RetrieverKind
+	// ExpiresIn is the extract's lifetime from now; 0 takes the policy default.
+	ExpiresIn time.Duration
+	// Reason is required for a denial.
+	Reason string
+	// WordingVersion names the version of the review page's wording the officer read.
+	WordingVersion string
+	// Shown is what the page showed the officer, kept in the receipt; "" keeps the decision's summary.
+	Shown string
+}
+
+// Prepared is a decision ready to be signed.
+type Prepared struct {
+	ID        string
+	Decision  Decision
+	Canonical []byte
+	Challenge []byte
+	// Options are the signer's options for the browser (navigator.credentials.get).
+	Options any
+	// Manifest is what the approval releases (with displays, for the page); empty for a denial.
+	Manifest Manifest
+	// SignBy is when the preparation stops being usable.
+	SignBy time.Time
+}
+
+// decisionRow is a prepared decision, completed once it is signed.
+type decisionRow struct {
+	ID               string
+	RequestID        string
+	OfficerID        string
+	Verdict          string
+	RequestStatus    string
+	CanonicalSealed  []byte
+	Challenge        []byte
+	CeremonyID       string
+	Manifest         string // JSON of []ManifestEntry: ids, versions, hashes, categories and dates, no display
+	ManifestDigest   string
+	RetrieverKind    string
+	RetrieverID      string
+	ExtractExpiresAt *time.Time
+	ShownSealed      []byte
+	PreparedAt       time.Time
+	PreparedUntil    time.Time
+	CompletedAt      *time.Time
+}
+
+func (decisionRow) TableName() string { return "approval_decisions" }
+
+// PrepareDecision checks an officer's decision against the request and the policy, builds its canonical
+// form, and starts the signing ceremony over nonce || SHA-256(canonical). The preparation is bound to this
+// officer and request, usable once, until SignBy.
+func (s *Service) PrepareDecision(ctx context.Context, officerID, requestID string, in DecisionInput) (Prepared, error) {
+	if _, err := s.officer(ctx, officerID); err != nil {
+		return Prepared{}, err
+	}
+	row, err := s.requestRow(ctx, s.db, requestID)
+	if err != nil {
+		return Prepared{}, err
+	}
+	req, err := s.toRequest(row)
+	if err != nil {
+		return Prepared{}, err
+	}
+	switch {
+	case !req.Status.Open():
+		return Prepared{}, fmt.Errorf("request %s is %s: %w", requestID, req.Status, ErrNotOpen)
+	case req.RequesterID == officerID:
+		return Prepared{}, ErrOwnRequest
+	case req.Status == StatusAwaitingSecond && req.FirstOfficerID == officerID:
+		return Prepared{}, ErrSameOfficer
+	}
+	if strings.TrimSpace(in.WordingVersion) == "" {
+		return Prepared{}, fmt.Errorf("%w: wording version missing", ErrBadInput)
+	}
+
+	now := s.clock()
+	nonce := make([]byte, NonceSize)
+	if _, err := rand.Read(nonce); err != nil {
+		return Prepared{}, err
+	}
+	d := Decision{Format: DecisionFormat, RequestID: req.ID, OfficerID: officerID, Verdict: in.Verdict,
+		IssuedAt: now.Format(TimeFormat), Nonce: base64.RawURLEncoding.EncodeToString(nonce),
+		WordingVersion: strings.TrimSpace(in.WordingVersion)}
+	var (
+		manifest  Manifest
+		retriever RetrieverField
+		expiresAt *time.Time
+	)
+	switch in.Verdict {
+	case Deny:
+		reason := strings.TrimSpace(in.Reason)
+		if reason == "" {
+			return Prepared{}, ErrReasonRequired
+		}
+		if utf8.RuneCountInString(reason) > MaxReasonLen {
+			return Prepared{}, fmt.Errorf("%w: reason longer than %d characters", ErrBadInput, MaxReasonLen)
+		}
+		d.Scope, d.Reason = canonicalScope(req.Scope), reason
+	case Approve:
+		scope := req.Scope
+		if in.Scope != nil {
+			scope = *in.Scope
+		}
+		scope = scope.normalized()
+		if !scope.Within(req.Scope) {
+			return Prepared{}, ErrWidened
+		}
+		if pf, pt := scope.Period.From, scope.Period.To; (pf != "" && !validDate(pf)) || (pt != "" && !validDate(pt)) ||
+			(pf != "" && pt != "" && pf > pt) {
+			return Prepared{}, fmt.Errorf("%w: care period", ErrBadInput)
+		}
+		retriever = RetrieverField{Kind: in.Retriever}
+		if retriever.Kind == "" {
+			retriever.Kind = req.Delivery
+		}
+		switch retriever.Kind {
+		case ToRequester:
+			retriever.UserID = req.RequesterID
+		case ToStaff:
+		default:
+			return Prepared{}, fmt.Errorf("%w: retriever %q", ErrBadInput, in.Retriever)
+		}
+		ttl := in.ExpiresIn
+		if ttl == 0 {
+			ttl = s.policy.DefaultExtractTTL
+		}
+		if ttl < time.Minute || ttl > s.policy.MaxExtractTTL {
+			return Prepared{}, fmt.Errorf("%w: %s (at most %s)", ErrExpiryOutOfRange, ttl, s.policy.MaxExtractTTL)
+		}
+		exp := now.Truncate(time.Second).Add(ttl)
+		expiresAt = &exp
+		if manifest, err = s.selectManifest(ctx, scope); err != nil {
+			return Prepared{}, err
+		}
+		d.Scope, d.Retriever, d.ExpiresAt, d.ManifestDigest = canonicalScope(scope), &retriever, exp.Format(TimeFormat), manifest.Digest
+		if req.Status == StatusAwaitingSecond {
+			if err := s.matchFirstApproval(ctx, req, d); err != nil {
+				return Prepared{}, err
+			}
+		}
+	default:
+		return Prepared{}, fmt.Errorf("%w: verdict %q", ErrBadInput, in.Verdict)
+	}
+
+	canonical, err := d.Canonical()
+	if err != nil {
+		return Prepared{}, err
+	}
+	challenge := Challenge(nonce, canonical)
+	options, ceremonyID, err := s.signer.BeginSign(ctx, officerID, challenge)
+	if err != nil {
+		return Prepared{}, fmt.Errorf("begin signature: %w", err)
+	}
+	entries, err := json.Marshal(manifest.Entries)
+	if err != nil {
+		return Prepared{}, err
+	}
+	shown := in.Shown
+	if shown == "" {
+		shown = d.Summary()
+	}
+	p := Prepared{ID: newID(), Decision: d, Canonical: canonical, Challenge: challenge, Options: options,
+		Manifest: manifest, SignBy: now.Add(s.policy.SignWindow)}
+	drow := decisionRow{ID: p.ID, RequestID: req.ID, OfficerID: officerID, Verdict: d.Verdict,
+		RequestStatus:   string(req.Status),
+		CanonicalSealed: s.sealer.seal("approval_decisions", "canonical", p.ID, canonical),
+		Challenge:       challenge, CeremonyID: ceremonyID, Manifest: string(entries), ManifestDigest: d.ManifestDigest,
+		RetrieverKind: string(retriever.Kind), RetrieverID: retriever.UserID, ExtractExpiresAt: expiresAt,
+		ShownSealed: s.sealer.seal("approval_decisions", "shown", p.ID, []byte(shown)), PreparedAt: now, PreparedUntil: p.SignBy}
+	err = store.Tx(ctx, s.db, func(tx *gorm.DB) error {
+		if err := tx.Create(&drow).Error; err != nil {
+			return err
+		}
+		return audit.Append(tx, audit.Event{At: now, Actor: "user:" + officerID, Action: "decision.prepared",
+			Subject: "request:" + req.ID, Details: map[string]any{"decision": p.ID, "verdict": d.Verdict,
+				"entries": len(manifest.Entries)}})
+	})
+	if err != nil {
+		return Prepared{}, fmt.Errorf("prepare decision: %w", err)
+	}
+	return p, nil
+}
+
+// selectManifest asks the records what a scope selects and checks the answer: every entry inside the scope,
+// at least one entry, and the digest (when the records side gives one) equal to ours.
+func (s *Service) selectManifest(ctx context.Context, scope Scope) (Manifest, error) {
+	m, err := s.records.Select(ctx, scope.Patient, scope)
+	if err != nil {
+		return Manifest{}, fmt.Errorf("select manifest: %w", err)
+	}
+	if len(m.Entries) == 0 {
+		return Manifest{}, ErrEmptyManifest
+	}
+	for _, e := range m.Entries {
+		if !scope.Has(e.Category) || !scope.Period.Contains(e.Date) || e.ID == "" || e.ContentHash == "" {
+			return Manifest{}, fmt.Errorf("select manifest: records returned entry %s outside the scope", e.ID)
+		}
+	}
+	digest := ManifestDigest(m.Entries)
+	if m.Digest != "" && m.Digest != digest {
+		return Manifest{}, errors.New("select manifest: the records' digest differs from approvals' (definitions disagree)")
+	}
+	m.Digest = digest
+	return m, nil
+}
+
+// matchFirstApproval checks that a second approval approves what the first did: same scope, retriever and
+// manifest. Two officers must have signed the same release; a second officer who disagrees denies.
+func (s *Service) matchFirstApproval(ctx context.Context, req Request, d Decision) error {
+	var first decisionRow
+	err := s.db.WithContext(ctx).Where("request_id = ? AND officer_id = ? AND verdict = ? AND completed_at IS NOT NULL",
+		req.ID, req.FirstOfficerID, Approve).Order("completed_at DESC").Take(&first).Error
+	if err != nil {
+		return fmt.Errorf("first approval of %s: %w", req.ID, err)
+	}
+	c, err := s.sealer.open("approval_decisions", "canonical", first.ID, first.CanonicalSealed)
+	if err != nil {
+		return err
+	}
+	fd, err := ParseDecision(c)
+	if err != nil {
+		return err
+	}
+	if !fd.Scope.Scope().Equal(d.Scope.Scope()) || fd.ManifestDigest != d.ManifestDigest ||
+		fd.Retriever == nil || d.Retriever == nil || *fd.Retriever != *d.Retriever {
+		return ErrSecondMismatch
+	}
+	return nil
+}

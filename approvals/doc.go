@@ -1,0 +1,17 @@
+// Package approvals is the domain core of the gateway: requests filed by remote doctors, the scope they ask
+// for, the policy that bounds decisions, officers' decisions signed with a WebAuthn key in a canonical form,
+// the receipts that let anyone re-check a signature offline, and the one-time extracts a final approval
+// releases.
+//
+// It knows no HTTP. What it needs from records, identity and the clock it declares as small interfaces
+// (deps.go) that the gateway wires in. Every transition is one transaction (store.Tx) holding its audit row
+// (audit.Append): nothing changes without its trace.
+//
+// Wiring (the gateway's part): build one Service with approvals.New(Deps{DB, Records, Signer, Users, Policy,
+// SealKey: master.Derive(keys.PurposeApprovals)}); adapt gateway/records to Records (its error for an unknown
+// identifier must wrap ErrNoPatient), gateway/identity to Signer (webauthn.WithChallenge over the challenge
+// given, user verification required, ceremony stored and consumed once) and to Users; start RunJobs in
+// serve. Intake handlers call FileRequest, MyRequests, MyRequest, CancelRequest and ClaimExtract; console
+// handlers call Queue, OpenReview, PrepareDecision, CompleteDecision, RevokeExtract and ClaimExtract. A
+// FieldErrors error lists {"field","code"} pairs to show next to the fields or return as JSON.
+package approvals

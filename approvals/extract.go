@@ -1,0 +1,222 @@
+package approvals
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"gorm.io/gorm"
+
+	"gatewayd/gateway/audit"
+	"gatewayd/gateway/store"
+)
+
+// ExtractState is read from an extract's columns, never stored.
+type ExtractState string
+
+const (
+	ExtractReady     ExtractState = "ready"
+	ExtractRetrieved ExtractState = "retrieved"
+	ExtractExpired   ExtractState = "expired"
+	ExtractRevoked   ExtractState = "revoked"
+)
+
+// Extract is a released, not yet produced, extract: what the signed manifest names, for whom, until when.
+type Extract struct {
+	ID             string
+	RequestID      string
+	DecisionID     string
+	Retriever      RetrieverField
+	Entries        []ManifestEntry // without displays
+	ManifestDigest string
+	CreatedAt      time.Time
+	ExpiresAt      time.Time
+	RetrievedAt    *time.Time
+	RetrievedBy    string
+	RevokedAt      *time.Time
+}
+
+// State says where the extract is at time now.
+func (x Extract) State(now time.Time) ExtractState {
+	switch {
+	case x.RetrievedAt != nil:
+		return ExtractRetrieved
+	case x.RevokedAt != nil:
+		return ExtractRevoked
+	case !x.ExpiresAt.After(now):
+		return ExtractExpired
+	}
+	return ExtractReady
+}
+
+type extractRow struct {
+	ID             string
+	RequestID      string
+	DecisionID     string
+	RetrieverKind  string
+	RetrieverID    string
+	Manifest       string
+	ManifestDigest string
+	CreatedAt      time.Time
+	ExpiresAt      time.Time
+	RetrievedAt    *time.Time
+	RetrievedBy    *string
+	RevokedAt      *time.Time
+	RevokedBy      *string
+	ExpiredAt      *time.Time
+}
+
+func (extractRow) TableName() string { return "extracts" }
+
+func (r extractRow) extract() (Extract, error) {
+	x := Extract{ID: r.ID, RequestID: r.RequestID, DecisionID: r.DecisionID,
+		Retriever:      RetrieverField{Kind: RetrieverKind(r.RetrieverKind), UserID: r.RetrieverID},
+		ManifestDigest: r.ManifestDigest, CreatedAt: r.CreatedAt.UTC(), ExpiresAt: r.ExpiresAt.UTC(),
+		RetrievedAt: utc(r.RetrievedAt), RevokedAt: utc(r.RevokedAt)}
+	if r.RetrievedBy != nil {
+		x.RetrievedBy = *r.RetrievedBy
+	}
+	if err := json.Unmarshal([]byte(r.Manifest), &x.Entries); err != nil {
+		return Extract{}, fmt.Errorf("extract %s: manifest: %w", r.ID, err)
+	}
+	return x, nil
+}
+
+func utc(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+// ExtractOf returns the extract of a request (ErrNotFound when there is none). It checks no ownership: intake
+// callers first read the request with MyRequest.
+func (s *Service) ExtractOf(ctx context.Context, requestID string) (Extract, error) {
+	var r extractRow
+	err := s.db.WithContext(ctx).Where("request_id = ?", requestID).Take(&r).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return Extract{}, fmt.Errorf("extract of %s: %w", requestID, ErrNotFound)
+	}
+	if err != nil {
+		return Extract{}, err
+	}
+	return r.extract()
+}
+
+// ClaimExtract takes an extract for retrieval by userID, once. The claim is one statement — set retrieved_at
+// where it is still unset, not revoked, not expired and released to this user — that changes exactly one row
+// or none, in one transaction with its audit row. Only after a failed claim is the row read, to tell why:
+// ErrNotFound, ErrRevoked, ErrAlreadyRetrieved, ErrExpired or ErrNotRetriever; the refusal is audited too,
+// since a refused retrieval is a sign that someone else tried.
+func (s *Service) ClaimExtract(ctx context.Context, extractID, userID string) (Extract, error) {
+	u, err := s.users.User(ctx, userID)
+	if err != nil {
+		return Extract{}, fmt.Errorf("claim extract: %w", err)
+	}
+	now := s.clock()
+	var (
+		claimed Extract
+		refused error
+	)
+	err = store.Tx(ctx, s.db, func(tx *gorm.DB) error {
+		refused = nil
+		q := "UPDATE extracts SET retrieved_at = ?, retrieved_by = ? WHERE id = ? AND retrieved_at IS NULL AND revoked_at IS NULL AND expires_at > ?"
+		args := []any{now, userID, extractID, now}
+		switch {
+		case !u.Active:
+			q += " AND 1 = 0"
+		case u.Role == RoleStaff:
+			q += " AND retriever_kind = 'staff'"
+		case u.Role == RoleRequester:
+			q += " AND retriever_kind = 'requester' AND retriever_id = ?"
+			args = append(args, userID)
+		default:
+			q += " AND 1 = 0"
+		}
+		res := tx.Exec(q, args...)
+		if res.Error != nil {
+			return fmt.Errorf("claim extract: %w", res.Error)
+		}
+		var row extractRow
+		err := tx.Where("id = ?", extractID).Take(&row).Error
+		if res.RowsAffected == 1 {
+			if err != nil {
+				return err
+			}
+			if claimed, err = row.extract(); err != nil {
+				return err
+			}
+			return audit.Append(tx, audit.Event{At: now, Actor: "user:" + userID, Action: "extract.retrieved",
+				Subject: "extract:" + extractID, Details: map[string]any{"request": row.RequestID, "entries": len(claimed.Entries)}})
+		}
+		switch {
+		case errors.Is(err, gorm.ErrRecordNotFound):
+			refused = ErrNotFound
+		case err != nil:
+			return err
+		case row.RevokedAt != nil:
+			refused = ErrRevoked
+		case row.RetrievedAt != nil:
+			refused = ErrAlreadyRetrieved
+		case !row.ExpiresAt.After(now):
+			refused = ErrExpired
+		default:
+			refused = ErrNotRetriever
+		}
+		return audit.Append(tx, audit.Event{At: now, Actor: "user:" + userID, Action: "extract.refused",
+			Subject: "extract:" + extractID, Details: map[string]any{"reason": refusalCode(refused)}})
+	})
+	if err != nil {
+		return Extract{}, err
+	}
+	if refused != nil {
+		return Extract{}, fmt.Errorf("extract %s: %w", extractID, refused)
+	}
+	return claimed, nil
+}
+
+func refusalCode(err error) string {
+	switch err {
+	case ErrNotFound:
+		return "not_found"
+	case ErrRevoked:
+		return "revoked"
+	case ErrAlreadyRetrieved:
+		return "already_retrieved"
+	case ErrExpired:
+		return "expired"
+	}
+	return "not_retriever"
+}
+
+// RevokeExtract withdraws an extract not yet retrieved. Officers revoke.
+func (s *Service) RevokeExtract(ctx context.Context, officerID, extractID string) error {
+	if _, err := s.officer(ctx, officerID); err != nil {
+		return err
+	}
+	now := s.clock()
+	return store.Tx(ctx, s.db, func(tx *gorm.DB) error {
+		res := tx.Exec("UPDATE extracts SET revoked_at = ?, revoked_by = ? WHERE id = ? AND retrieved_at IS NULL AND revoked_at IS NULL",
+			now, officerID, extractID)
+		if res.Error != nil {
+			return fmt.Errorf("revoke extract: %w", res.Error)
+		}
+		if res.RowsAffected != 1 {
+			var row extractRow
+			if err := tx.Where("id = ?", extractID).Take(&row).Error; errors.Is(err, gorm.ErrRecordNotFound) {
+				return fmt.Errorf("extract %s: %w", extractID, ErrNotFound)
+			} else if err != nil {
+				return err
+			}
+			if row.RetrievedAt != nil {
+				return fmt.Errorf("extract %s: %w", extractID, ErrAlreadyRetrieved)
+			}
+			return fmt.Errorf("extract %s: %w", extractID, ErrRevoked)
+		}
+		return audit.Append(tx, audit.Event{At: now, Actor: "user:" + officerID, Action: "extract.revoked",
+			Subject: "extract:" + extractID})
+	})
+}

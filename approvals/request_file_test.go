@@ -1,0 +1,222 @@
+package approvals_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"gorm.io/gorm"
+
+	"gatewayd/approvals"
+	"gatewayd/gateway/store/storetest"
+)
+
+func TestFileRequestStoresSealedAndAudits(t *testing.T) {
+	f := newFixture(t, storetest.NewSQLite(t), approvals.Policy{})
+	fl := validFiling()
+	fl.Patient.Value = "  " + fl.Patient.Value + " "
+	fl.Categories = append(fl.Categories, approvals.Results) // duplicate: folded
+	r := f.file(fl)
+	if r.Status != approvals.StatusPending || r.Scope.Patient != patient {
+		t.Fatalf("filed %+v", r)
+	}
+	if want := []approvals.Category{approvals.Allergies, approvals.Results}; !slices.Equal(r.Scope.Categories, want) {
+		t.Fatalf("categories %v, want %v", r.Scope.Categories, want)
+	}
+	if f.records.Calls != 0 {
+		t.Fatalf("filing consulted the records %d times: the intake must not learn whether the patient exists", f.records.Calls)
+	}
+	if n := f.auditCount("request.filed"); n != 1 {
+		t.Fatalf("%d request.filed audit rows", n)
+	}
+	// The identifier and the justification are not in clear anywhere in the row or the audit.
+	var raw []byte
+	must(t, f.db.Raw("SELECT patient_sealed FROM approval_requests WHERE id = ?", r.ID).Row().Scan(&raw))
+	if strings.Contains(string(raw), patient.Value) {
+		t.Fatal("patient identifier stored in clear")
+	}
+	var details []string
+	must(t, f.db.Raw("SELECT details FROM audit_events").Scan(&details).Error)
+	for _, d := range details {
+		if strings.Contains(d, patient.Value) || strings.Contains(d, "transfer") {
+			t.Fatalf("audit details leak health data: %s", d)
+		}
+	}
+	// A request for nobody is filed like any other.
+	fl = validFiling()
+	fl.Patient = nobody
+	if r := f.file(fl); r.Status != approvals.StatusPending {
+		t.Fatalf("request for an unknown patient: %s", r.Status)
+	}
+	mine, err := f.svc.MyRequests(context.Background(), "req1")
+	if err != nil || len(mine) != 2 {
+		t.Fatalf("MyRequests: %d, %v", len(mine), err)
+	}
+	if _, err := f.svc.MyRequest(context.Background(), "req2", r.ID); !errors.Is(err, approvals.ErrNotFound) {
+		t.Fatalf("another requester read the request: %v", err)
+	}
+}
+
+func TestFileRequestFieldErrors(t *testing.T) {
+	f := newFixture(t, storetest.NewSQLite(t), approvals.Policy{})
+	tomorrow := f.clock.Now().Add(24 * time.Hour).Format(time.DateOnly)
+	tests := []struct {
+		name   string
+		change func(*approvals.Filing)
+		field  string
+		code   string
+	}{
+		{"no system", func(fl *approvals.Filing) { fl.Patient.System = "  " }, "patient_system", approvals.CodeRequired},
+		{"long system", func(fl *approvals.Filing) { fl.Patient.System = strings.Repeat("s", 201) }, "patient_system", approvals.CodeTooLong},
+		{"space in system", func(fl *approvals.Filing) { fl.Patient.System = "urn:oid:1 2" }, "patient_system", approvals.CodeInvalid},
+		{"no value", func(fl *approvals.Filing) { fl.Patient.Value = "" }, "patient_value", approvals.CodeRequired},
+		{"long value", func(fl *approvals.Filing) { fl.Patient.System = "urn:x"; fl.Patient.Value = strings.Repeat("9", 65) }, "patient_value", approvals.CodeTooLong},
+		{"control in value", func(fl *approvals.Filing) { fl.Patient.System = "urn:x"; fl.Patient.Value = "12\x0034" }, "patient_value", approvals.CodeInvalid},
+		{"INS with a bad key", func(fl *approvals.Filing) { fl.Patient.Value = "185027512345600" }, "patient_value", approvals.CodeInvalid},
+		{"INS too short", func(fl *approvals.Filing) { fl.Patient.Value = "18502751234" }, "patient_value", approvals.CodeInvalid},
+		{"no category", func(fl *approvals.Filing) { fl.Categories = nil }, "categories", approvals.CodeRequired},
+		{"unknown category", func(fl *approvals.Filing) { fl.Categories = []approvals.Category{"genome"} }, "categories", approvals.CodeUnknown},
+		{"bad from", func(fl *approvals.Filing) { fl.Period.From = "2024-02-30" }, "period_from", approvals.CodeInvalid},
+		{"ancient from", func(fl *approvals.Filing) { fl.Period.From = "1850-01-01" }, "period_from", approvals.CodeInvalid},
+		{"future from", func(fl *approvals.Filing) { fl.Period.From = tomorrow }, "period_from", approvals.CodeFuture},
+		{"bad to", func(fl *approvals.Filing) { fl.Period.To = "31/12/2024" }, "period_to", approvals.CodeInvalid},
+		{"from after to", func(fl *approvals.Filing) { fl.Period = approvals.Period{From: "2024-05-01", To: "2024-04-01"} }, "period_to", approvals.CodeOrder},
+		{"no purpose", func(fl *approvals.Filing) { fl.Purpose = "" }, "purpose", approvals.CodeRequired},
+		{"unknown purpose", func(fl *approvals.Filing) { fl.Purpose = "curiosity" }, "purpose", approvals.CodeUnknown},
+		{"no justification", func(fl *approvals.Filing) { fl.Justification = "   " }, "justification", approvals.CodeRequired},
+		{"short justification", func(fl *approvals.Filing) { fl.Justification = "because" }, "justification", approvals.CodeTooShort},
+		{"long justification", func(fl *approvals.Filing) { fl.Justification = strings.Repeat("é", 2001) }, "justification", approvals.CodeTooLong},
+		{"no urgency", func(fl *approvals.Filing) { fl.Urgency = "" }, "urgency", approvals.CodeRequired},
+		{"unknown urgency", func(fl *approvals.Filing) { fl.Urgency = "asap" }, "urgency", approvals.CodeUnknown},
+		{"no delivery", func(fl *approvals.Filing) { fl.Delivery = "" }, "delivery", approvals.CodeRequired},
+		{"unknown delivery", func(fl *approvals.Filing) { fl.Delivery = "email" }, "delivery", approvals.CodeUnknown},
+	}
+	before := f.snapshot()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fl := validFiling()
+			tt.change(&fl)
+			_, err := f.svc.FileRequest(context.Background(), fl)
+			var fe approvals.FieldErrors
+			if !errors.As(err, &fe) {
+				t.Fatalf("error %v, want FieldErrors", err)
+			}
+			if !slices.Contains(fe, approvals.FieldError{Field: tt.field, Code: tt.code}) {
+				t.Fatalf("errors %v, want %s=%s", fe, tt.field, tt.code)
+			}
+			if len(fe) != 1 {
+				t.Fatalf("errors %v: only %s should be wrong", fe, tt.field)
+			}
+		})
+	}
+	if after := f.snapshot(); after != before {
+		t.Fatalf("invalid filings changed the database: %+v -> %+v", before, after)
+	}
+	// Every error at once, each field named.
+	_, err := f.svc.FileRequest(context.Background(), approvals.Filing{RequesterID: "req1"})
+	var fe approvals.FieldErrors
+	if !errors.As(err, &fe) || len(fe) != 7 {
+		t.Fatalf("empty filing: %v", err)
+	}
+}
+
+func TestFileRequestRefusesNonRequesters(t *testing.T) {
+	f := newFixture(t, storetest.NewSQLite(t), approvals.Policy{})
+	for _, id := range []string{"off1", "staff1", "ghost"} {
+		fl := validFiling()
+		fl.RequesterID = id
+		if _, err := f.svc.FileRequest(context.Background(), fl); err == nil {
+			t.Fatalf("%s filed a request", id)
+		}
+	}
+	if s := f.snapshot(); s.Statuses != "[]" {
+		t.Fatalf("stored: %s", s.Statuses)
+	}
+}
+
+func TestFileRequestRateLimit(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
+		f := newFixture(t, db, approvals.Policy{FilingLimit: 2})
+		f.file(validFiling())
+		f.clock.Add(time.Hour)
+		f.file(validFiling())
+		before := f.snapshot()
+		if _, err := f.svc.FileRequest(context.Background(), validFiling()); !errors.Is(err, approvals.ErrRateLimited) {
+			t.Fatalf("third filing in 24 h: %v", err)
+		}
+		if after := f.snapshot(); after != before {
+			t.Fatal("a refused filing changed the database")
+		}
+		other := validFiling()
+		other.RequesterID = "req2"
+		f.file(other) // the limit is per requester
+		f.clock.Add(23*time.Hour + time.Second)
+		f.file(validFiling()) // the first one left the window
+	})
+}
+
+func TestCancelRequest(t *testing.T) {
+	f := newFixture(t, storetest.NewSQLite(t), approvals.Policy{})
+	ctx := context.Background()
+	r := f.file(validFiling())
+	if err := f.svc.CancelRequest(ctx, "req2", r.ID); !errors.Is(err, approvals.ErrNotFound) {
+		t.Fatalf("someone else cancelled: %v", err)
+	}
+	if err := f.svc.CancelRequest(ctx, "req1", r.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.svc.CancelRequest(ctx, "req1", r.ID); !errors.Is(err, approvals.ErrNotPending) {
+		t.Fatalf("cancelled twice: %v", err)
+	}
+	if got := f.status(r.ID); got != approvals.StatusCancelled {
+		t.Fatalf("status %s", got)
+	}
+	if n := f.auditCount("request.cancelled"); n != 1 {
+		t.Fatalf("%d request.cancelled rows", n)
+	}
+}
+
+func TestQueueUrgentFirstThenOldest(t *testing.T) {
+	f := newFixture(t, storetest.NewSQLite(t), approvals.Policy{})
+	a := f.file(validFiling())
+	f.clock.Add(time.Minute)
+	fl := validFiling()
+	fl.Urgency = approvals.Urgent
+	b := f.file(fl)
+	f.clock.Add(time.Minute)
+	c := f.file(validFiling())
+	f.clock.Add(time.Minute)
+	d := f.file(fl)
+	must(t, f.svc.CancelRequest(context.Background(), "req1", c.ID))
+	q, err := f.svc.Queue(context.Background())
+	must(t, err)
+	var ids []string
+	for _, r := range q {
+		ids = append(ids, r.ID)
+	}
+	if want := []string{b.ID, d.ID, a.ID}; !slices.Equal(ids, want) {
+		t.Fatalf("queue %v, want %v", ids, want)
+	}
+}
+
+func TestValidINS(t *testing.T) {
+	for v, want := range map[string]bool{
+		insWithKey("1850275123456"): true,
+		"185027512345600":           false,
+		"1850A75123456XX":           false,
+		"18502751234":               false,
+	} {
+		if got := approvals.ValidINS(v); got != want {
+			t.Errorf("ValidINS(%q) = %v", v, got)
+		}
+	}
+	// Corsica: 2A counts as 19 in the key.
+	body := "18502" + "19" + "123456"
+	corsican := "18502" + "2A" + "123456" + insWithKey(body)[13:]
+	if !approvals.ValidINS(corsican) {
+		t.Errorf("ValidINS(%q) = false", corsican)
+	}
+}

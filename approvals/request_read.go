@@ -1,0 +1,202 @@
+package approvals
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"gorm.io/gorm"
+
+	"gatewayd/gateway/audit"
+	"gatewayd/gateway/store"
+)
+
+// MyRequests lists a requester's requests, newest first.
+func (s *Service) MyRequests(ctx context.Context, requesterID string) ([]Request, error) {
+	var rows []requestRow
+	if err := s.db.WithContext(ctx).Where("requester_id = ?", requesterID).Order("filed_at DESC, id").Find(&rows).Error; err != nil {
+		return nil, fmt.Errorf("list requests: %w", err)
+	}
+	reqs, err := s.toRequests(rows)
+	if err != nil {
+		return nil, err
+	}
+	for i := range reqs {
+		if err := s.fillDenyReason(ctx, &reqs[i]); err != nil {
+			return nil, err
+		}
+	}
+	return reqs, nil
+}
+
+// fillDenyReason reads a denied request's reason from its signed decision: the reason the requester reads is
+// the one the officer signed.
+func (s *Service) fillDenyReason(ctx context.Context, r *Request) error {
+	if r.Status != StatusDenied || r.FinalDecisionID == "" {
+		return nil
+	}
+	var d decisionRow
+	if err := s.db.WithContext(ctx).Where("id = ?", r.FinalDecisionID).Take(&d).Error; err != nil {
+		return fmt.Errorf("decision of %s: %w", r.ID, err)
+	}
+	c, err := s.sealer.open("approval_decisions", "canonical", d.ID, d.CanonicalSealed)
+	if err != nil {
+		return err
+	}
+	dec, err := ParseDecision(c)
+	if err != nil {
+		return err
+	}
+	r.DenyReason = dec.Reason
+	return nil
+}
+
+// MyRequest returns one of a requester's requests. Someone else's request is ErrNotFound, as an unknown id:
+// the answer must not tell that the id exists.
+func (s *Service) MyRequest(ctx context.Context, requesterID, id string) (Request, error) {
+	row, err := s.requestRow(ctx, s.db, id)
+	if err != nil {
+		return Request{}, err
+	}
+	if row.RequesterID != requesterID {
+		return Request{}, fmt.Errorf("request %s: %w", id, ErrNotFound)
+	}
+	r, err := s.toRequest(row)
+	if err != nil {
+		return Request{}, err
+	}
+	return r, s.fillDenyReason(ctx, &r)
+}
+
+// CancelRequest cancels a requester's own pending request, with its audit row.
+func (s *Service) CancelRequest(ctx context.Context, requesterID, id string) error {
+	now := s.clock()
+	return store.Tx(ctx, s.db, func(tx *gorm.DB) error {
+		res := tx.Model(&requestRow{}).Where("id = ? AND requester_id = ? AND status = ?", id, requesterID, StatusPending).
+			Updates(map[string]any{"status": StatusCancelled, "updated_at": now})
+		if res.Error != nil {
+			return fmt.Errorf("cancel request: %w", res.Error)
+		}
+		if res.RowsAffected != 1 {
+			row, err := s.requestRow(ctx, tx, id)
+			if err != nil {
+				return err
+			}
+			if row.RequesterID != requesterID {
+				return fmt.Errorf("cancel request %s: %w", id, ErrNotFound)
+			}
+			return fmt.Errorf("cancel request %s (%s): %w", id, row.Status, ErrNotPending)
+		}
+		return audit.Append(tx, audit.Event{At: now, Actor: "user:" + requesterID, Action: "request.cancelled",
+			Subject: "request:" + id})
+	})
+}
+
+// Queue lists the requests waiting for an officer: urgent first, then oldest.
+func (s *Service) Queue(ctx context.Context) ([]Request, error) {
+	var rows []requestRow
+	err := s.db.WithContext(ctx).Where("status IN ?", []Status{StatusPending, StatusAwaitingSecond}).
+		Order("CASE WHEN urgency = 'urgent' THEN 0 ELSE 1 END, filed_at, id").Find(&rows).Error
+	if err != nil {
+		return nil, fmt.Errorf("queue: %w", err)
+	}
+	return s.toRequests(rows)
+}
+
+// RequesterStats counts a requester's requests by status, for the review page.
+type RequesterStats struct {
+	Filed    int
+	ByStatus map[Status]int
+}
+
+// Review is what an officer's review page shows.
+type Review struct {
+	Request   Request
+	Requester User
+	Stats     RequesterStats
+	// Manifest is what the requested scope selects today; NoPatient is set instead when the identifier names
+	// nobody (the officer then denies).
+	Manifest  Manifest
+	NoPatient bool
+}
+
+// OpenReview gathers a request's review for an officer and audits that the officer saw it.
+func (s *Service) OpenReview(ctx context.Context, officerID, id string) (Review, error) {
+	if _, err := s.officer(ctx, officerID); err != nil {
+		return Review{}, err
+	}
+	row, err := s.requestRow(ctx, s.db, id)
+	if err != nil {
+		return Review{}, err
+	}
+	req, err := s.toRequest(row)
+	if err != nil {
+		return Review{}, err
+	}
+	rv := Review{Request: req, Stats: RequesterStats{ByStatus: map[Status]int{}}}
+	if rv.Requester, err = s.users.User(ctx, req.RequesterID); err != nil {
+		return Review{}, fmt.Errorf("review %s: requester: %w", id, err)
+	}
+	var counts []struct {
+		Status string
+		N      int
+	}
+	if err := s.db.WithContext(ctx).Model(&requestRow{}).Select("status, COUNT(*) AS n").
+		Where("requester_id = ?", req.RequesterID).Group("status").Scan(&counts).Error; err != nil {
+		return Review{}, fmt.Errorf("review %s: requester's history: %w", id, err)
+	}
+	for _, c := range counts {
+		rv.Stats.ByStatus[Status(c.Status)] = c.N
+		rv.Stats.Filed += c.N
+	}
+	rv.Manifest, err = s.records.Select(ctx, req.Scope.Patient, req.Scope)
+	switch {
+	case errors.Is(err, ErrNoPatient):
+		rv.NoPatient, rv.Manifest = true, Manifest{}
+	case err != nil:
+		return Review{}, fmt.Errorf("review %s: manifest: %w", id, err)
+	default:
+		rv.Manifest.Digest = ManifestDigest(rv.Manifest.Entries)
+	}
+	err = audit.Record(ctx, s.db, audit.Event{At: s.clock(), Actor: "user:" + officerID, Action: "request.viewed",
+		Subject: "request:" + id, Details: map[string]any{"entries": len(rv.Manifest.Entries)}})
+	if err != nil {
+		return Review{}, err
+	}
+	return rv, nil
+}
+
+func (s *Service) officer(ctx context.Context, id string) (User, error) {
+	u, err := s.users.User(ctx, id)
+	if err != nil {
+		return User{}, fmt.Errorf("officer %s: %w", id, err)
+	}
+	if !u.Active || u.Role != RoleOfficer {
+		return User{}, fmt.Errorf("user %s: %w", id, ErrForbidden)
+	}
+	return u, nil
+}
+
+func (s *Service) requestRow(ctx context.Context, db *gorm.DB, id string) (requestRow, error) {
+	var row requestRow
+	err := db.WithContext(ctx).Where("id = ?", id).Take(&row).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return row, fmt.Errorf("request %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return row, fmt.Errorf("request %s: %w", id, err)
+	}
+	return row, nil
+}
+
+func (s *Service) toRequests(rows []requestRow) ([]Request, error) {
+	out := make([]Request, 0, len(rows))
+	for _, r := range rows {
+		req, err := s.toRequest(r)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, req)
+	}
+	return out, nil
+}
