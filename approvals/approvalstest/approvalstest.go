@@ -5,7 +5,10 @@ package approvalstest
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -130,9 +133,29 @@ func (s *Signer) Enroll(officerID string, noUV bool) {
 	defer s.mu.Unlock()
 	a := virtualwebauthn.NewAuthenticatorWithOptions(virtualwebauthn.AuthenticatorOptions{
 		UserHandle: []byte(officerID), UserNotVerified: noUV})
-	c := virtualwebauthn.NewCredential(virtualwebauthn.KeyTypeEC2)
+	c := NewEC2Credential()
 	a.AddCredential(c)
 	s.keys[officerID] = &officerKey{auth: a, cred: c}
+}
+
+// NewEC2Credential makes a P-256 software credential whose coordinates are both 32 bytes long.
+// virtualwebauthn v1.0.3 writes them with big.Int.Bytes(), which drops leading zero bytes, and go-webauthn
+// then refuses the key: about one key in 128 would make a test fail at random.
+func NewEC2Credential() virtualwebauthn.Credential {
+	for {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			panic(err)
+		}
+		if len(k.X.Bytes()) != 32 || len(k.Y.Bytes()) != 32 {
+			continue
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(k)
+		if err != nil {
+			panic(err)
+		}
+		return virtualwebauthn.NewCredentialWithImportedKey(virtualwebauthn.KeyTypeEC2, der)
+	}
 }
 
 type allowCredential struct {
