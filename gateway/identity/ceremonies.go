@@ -70,4 +70,3 @@ func (s *Service) consumeCeremony(ctx context.Context, id, kind, listener string
 	}
 	return row, sd, nil
 }
-

@@ -170,4 +170,3 @@ func (s *Service) auditFailure(ctx context.Context, action, listener, client str
 	audit.Record(context.WithoutCancel(ctx), s.db, audit.Event{At: s.now().UTC(), Actor: "ip:" + client, Action: action,
 		Subject: "listener:" + listener, Details: map[string]any{"reason": reason}})
 }
-
