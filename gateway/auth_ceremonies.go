@@ -96,7 +96,8 @@ func (h *handler) finishCeremony(c echo.Context, finish func(ctx context.Context
 		case errors.Is(err, identity.ErrHardwareKeyNeeded), errors.Is(err, identity.ErrNoTrustAnchors):
 			code = "hardware_key_needed"
 		}
-		return ceremonyError(c, http.StatusForbidden, code)
+		// 401, not 403: a refused passkey is a failed authentication; 403 is kept for CSRF and roles.
+		return ceremonyError(c, http.StatusUnauthorized, code)
 	}
 	// A new token at every sign-in; the old one, if any, ends on the server.
 	if old := sessionOf(c); old != nil {
