@@ -25,16 +25,18 @@ const (
 )
 
 var (
-	errCSRF       = errors.New("CSRF check failed")
-	errForeign    = errors.New("cross-origin state-changing request")
-	errWrongRole  = errors.New("route needs another role")
-	errRateLimit  = errors.New("too many sign-in attempts from this address")
+	errCSRF        = errors.New("CSRF check failed")
+	errForeign     = errors.New("cross-origin state-changing request")
+	errWrongRole   = errors.New("route needs another role")
+	errRateLimit   = errors.New("too many sign-in attempts from this address")
 	errNotSignedIn = errors.New("not signed in")
 )
 
 // sessionCookie names a listener's session cookie. Browsers do not separate cookies by port, so each
 // listener has its own name; under TLS the __Host- prefix pins it to this host, Secure and path /.
-func (s *Server) sessionCookie(listener string) string { return s.h.cookieName("gw_session_" + listener) }
+func (s *Server) sessionCookie(listener string) string {
+	return s.h.cookieName("gw_session_" + listener)
+}
 
 func (h *handler) cookieName(base string) string {
 	if h.cfg.TLS() {
