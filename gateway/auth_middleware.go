@@ -94,7 +94,9 @@ func (s *Server) checkCSRF(listener string) echo.MiddlewareFunc {
 			case http.MethodGet, http.MethodHead, http.MethodOptions:
 				return next(c)
 			}
-			if o := r.Header.Get("Origin"); o != "" {
+			// Under Referrer-Policy: no-referrer, browsers send "Origin: null" with form posts; then
+			// Sec-Fetch-Site (set by the browser, not by scripts) must say same-origin.
+			if o := r.Header.Get("Origin"); o != "" && o != "null" {
 				if o != origin {
 					return echo.NewHTTPError(http.StatusForbidden).SetInternal(errForeign)
 				}

@@ -144,6 +144,7 @@ func TestRoutesRefuseForeignAndAnonymous(t *testing.T) {
 					{"foreign origin", "http://evil.example", allowed.csrf},
 					{"other listener's origin", s.origin(map[string]string{Intake: Console, Console: Intake}[listener]), allowed.csrf},
 					{"no origin at all", "", allowed.csrf},
+					{"null origin without Sec-Fetch-Site", "null", allowed.csrf},
 				} {
 					before := snapshot(t, db)
 					res := send(allowed, tc.origin, tc.token)
