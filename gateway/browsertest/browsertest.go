@@ -148,7 +148,6 @@ func Screenshot(t testing.TB, ctx context.Context, name string) string {
 	return p
 }
 
-
 // Describe says where a tab is and what its main text reads, for failure messages.
 func Describe(tab context.Context) string {
 	ctx, cancel := context.WithTimeout(tab, 5*time.Second)

@@ -31,11 +31,11 @@ func TestPasskeyEndToEnd(t *testing.T) {
 				act  chromedp.Action[chromedp.Void]
 			}{
 				{"open invitation", chromedp.Navigate(inv.Link)},
-				{"register", chromedp.Click(`[data-webauthn="register"] ` + start, chromedp.NodeVisible)},
+				{"register", chromedp.Click(`[data-webauthn="register"] `+start, chromedp.NodeVisible)},
 				{"reach home after registration", chromedp.WaitVisible(home)},
 				{"sign out", chromedp.Click(`[data-test="signout"]`, chromedp.NodeVisible)},
 				{"sign-in page", chromedp.WaitVisible(`[data-webauthn="signin"] ` + start)},
-				{"sign in", chromedp.Click(`[data-webauthn="signin"] ` + start, chromedp.NodeVisible)},
+				{"sign in", chromedp.Click(`[data-webauthn="signin"] `+start, chromedp.NodeVisible)},
 				{"reach home after sign-in", chromedp.WaitVisible(home)},
 			}
 			for _, s := range steps {
