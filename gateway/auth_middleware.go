@@ -28,7 +28,6 @@ var (
 	errCSRF        = errors.New("CSRF check failed")
 	errForeign     = errors.New("cross-origin state-changing request")
 	errWrongRole   = errors.New("route needs another role")
-	errRateLimit   = errors.New("too many sign-in attempts from this address")
 	errNotSignedIn = errors.New("not signed in")
 )
 

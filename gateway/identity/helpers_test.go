@@ -216,3 +216,9 @@ func count(t testing.TB, db *gorm.DB, table, where string, args ...any) int64 {
 	}
 	return n
 }
+
+func vwParse(s string) (*vw.AssertionOptions, error) { return vw.ParseAssertionOptions(s) }
+
+func vwAssert(k *key, o *vw.AssertionOptions) string {
+	return vw.CreateAssertionResponse(k.rp, k.auth, k.cred, *o)
+}
