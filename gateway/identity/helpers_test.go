@@ -78,7 +78,7 @@ func newKey(listener string) *key {
 		origin = testConsole
 	}
 	k := &key{rp: vw.RelyingParty{ID: "localhost", Name: "gw", Origin: origin},
-		auth: vw.NewAuthenticator(), cred: vw.NewCredential(vw.KeyTypeEC2)}
+		auth: vw.NewAuthenticator(), cred: newCredential()}
 	return k
 }
 
@@ -221,4 +221,18 @@ func vwParse(s string) (*vw.AssertionOptions, error) { return vw.ParseAssertionO
 
 func vwAssert(k *key, o *vw.AssertionOptions) string {
 	return vw.CreateAssertionResponse(k.rp, k.auth, k.cred, *o)
+}
+
+// newCredential is identitytest.NewCredential (which this package's tests cannot import): a key whose
+// coordinates virtualwebauthn encodes at full length.
+func newCredential() vw.Credential {
+	for {
+		k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		raw, _ := k.PublicKey.Bytes()
+		if raw[1] == 0 || raw[33] == 0 {
+			continue
+		}
+		der, _ := x509.MarshalPKCS8PrivateKey(k)
+		return vw.NewCredentialWithImportedKey(vw.KeyTypeEC2, der)
+	}
 }

@@ -4,6 +4,10 @@ package identitytest
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"fmt"
 	"net/url"
 	"testing"
@@ -24,7 +28,7 @@ type Key struct {
 func NewKey(origin string) *Key {
 	u, _ := url.Parse(origin)
 	return &Key{RP: vw.RelyingParty{ID: u.Hostname(), Name: "gatewayd", Origin: origin},
-		Auth: vw.NewAuthenticator(), Cred: vw.NewCredential(vw.KeyTypeEC2)}
+		Auth: vw.NewAuthenticator(), Cred: NewCredential()}
 }
 
 // Attest answers registration options (the JSON BeginRegistration returns) with a new credential.
@@ -86,4 +90,28 @@ func SignIn(t testing.TB, svc *identity.Service, listener string, k *Key) (ident
 		return identity.NewSession{}, err
 	}
 	return svc.FinishSignIn(ctx, listener, cid, resp, "127.0.0.1")
+}
+
+// NewCredential makes a P-256 passkey whose public key coordinates are both full 32-byte values:
+// virtualwebauthn encodes them without their leading zero bytes, which go-webauthn rightly refuses, so about
+// one key in a hundred would fail a test by chance.
+func NewCredential() vw.Credential {
+	for {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			panic(err)
+		}
+		raw, err := k.PublicKey.Bytes() // 0x04 || X || Y
+		if err != nil {
+			panic(err)
+		}
+		if raw[1] == 0 || raw[33] == 0 {
+			continue
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(k)
+		if err != nil {
+			panic(err)
+		}
+		return vw.NewCredentialWithImportedKey(vw.KeyTypeEC2, der)
+	}
 }
