@@ -320,3 +320,36 @@ func TestSessionIdleAndAbsoluteExpiry(t *testing.T) {
 		t.Fatalf("session past 8h: %v", err)
 	}
 }
+
+func TestConsoleIdleIsShorterAndConfigurable(t *testing.T) {
+	db := storetest.NewSQLite(t)
+	e := newEnv(t, db, nil)
+	ctx := context.Background()
+	ns, err := e.register(t, Console, e.invite(t, RoleAdmin).Token, newKey(Console))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Add(14 * time.Minute)
+	if _, err := e.svc.Authenticate(ctx, Console, ns.Token); err != nil {
+		t.Fatalf("14 min idle on console: %v", err)
+	}
+	e.clock.Add(15 * time.Minute)
+	if _, err := e.svc.Authenticate(ctx, Console, ns.Token); !errors.Is(err, ErrNoSession) {
+		t.Fatalf("15 min idle on console: %v", err)
+	}
+	short := newEnv(t, storetest.NewSQLite(t), func(c *Config) { c.IdleConsole, c.SessionMax = time.Minute, 3*time.Minute })
+	ns, err = short.register(t, Console, short.invite(t, RoleAdmin).Token, newKey(Console))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		short.clock.Add(59 * time.Second)
+		if _, err := short.svc.Authenticate(ctx, Console, ns.Token); err != nil {
+			t.Fatalf("configured idle, step %d: %v", i, err)
+		}
+	}
+	short.clock.Add(61 * time.Second)
+	if _, err := short.svc.Authenticate(ctx, Console, ns.Token); !errors.Is(err, ErrNoSession) {
+		t.Fatalf("configured idle: %v", err)
+	}
+}
