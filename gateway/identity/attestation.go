@@ -16,20 +16,32 @@ import (
 	"github.com/go-webauthn/webauthn/metadata"
 	"github.com/go-webauthn/webauthn/protocol"
 	"github.com/go-webauthn/webauthn/webauthn"
+	"github.com/google/uuid"
 )
 
 // TrustAnchors are the root certificates an officer's key attestation must chain to. They come from a local
 // file or folder only: the gateway never fetches anything.
 type TrustAnchors struct {
-	pool *x509.CertPool
+	pool *x509.CertPool // PEM roots, for any authenticator
 	n    int
+	// From an MDS3 blob: the roots of each authenticator model, and the models whose status says not to
+	// trust them (revoked, compromised, ...).
+	byAAGUID  map[uuid.UUID]*x509.CertPool
+	undesired map[uuid.UUID]bool
 }
 
 // Len is the number of root certificates.
 func (t *TrustAnchors) Len() int { return t.n }
 
-// LoadTrustAnchors reads PEM root certificates from a file, or from every *.pem / *.crt file of a folder.
+// LoadTrustAnchors reads root certificates from an MDS3 blob file (the FIDO Metadata Service's signed JWT,
+// downloaded by an operator and copied here), a PEM file, or every *.pem / *.crt file of a folder.
 func LoadTrustAnchors(path string) (*TrustAnchors, error) {
+	return LoadTrustAnchorsMDSRoot(path, "")
+}
+
+// LoadTrustAnchorsMDSRoot is LoadTrustAnchors with another MDS signing root than FIDO's production one
+// (base64 DER; tests sign their own blob).
+func LoadTrustAnchorsMDSRoot(path, mdsRoot string) (*TrustAnchors, error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("attestation roots: %w", err)
@@ -53,8 +65,8 @@ func LoadTrustAnchors(path string) (*TrustAnchors, error) {
 		if err != nil {
 			return nil, fmt.Errorf("attestation roots: %w", err)
 		}
-		if !strings.Contains(string(b), "-----BEGIN") {
-			return nil, fmt.Errorf("attestation roots: %s holds no PEM certificate (an MDS3 blob is not supported yet; extract its roots as PEM)", f)
+		if !st.IsDir() && !strings.Contains(string(b), "-----BEGIN") {
+			return loadMDS(b, mdsRoot)
 		}
 		for {
 			var blk *pem.Block
@@ -77,6 +89,64 @@ func LoadTrustAnchors(path string) (*TrustAnchors, error) {
 		return nil, fmt.Errorf("attestation roots: no certificate found in %s", path)
 	}
 	return t, nil
+}
+
+// loadMDS verifies an MDS3 blob against its signing root and keeps each model's attestation roots. Any
+// revocation check the metadata package makes goes through revoke.HTTPClient, which refuses the network.
+func loadMDS(blob []byte, mdsRoot string) (*TrustAnchors, error) {
+	opts := []metadata.DecoderOption{metadata.WithIgnoreEntryParsingErrors()}
+	if mdsRoot != "" {
+		opts = append(opts, metadata.WithRootCertificate(mdsRoot))
+	}
+	dec, err := metadata.NewDecoder(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("attestation roots: %w", err)
+	}
+	payload, err := dec.DecodeBytes([]byte(strings.TrimSpace(string(blob))))
+	if err != nil {
+		return nil, fmt.Errorf("attestation roots: MDS3 blob: %w", err)
+	}
+	md, err := dec.Parse(payload)
+	if err != nil {
+		return nil, fmt.Errorf("attestation roots: MDS3 blob: %w", err)
+	}
+	t := &TrustAnchors{pool: x509.NewCertPool(), byAAGUID: map[uuid.UUID]*x509.CertPool{}, undesired: map[uuid.UUID]bool{}}
+	for _, e := range md.Parsed.Entries {
+		if e.AaGUID == uuid.Nil || len(e.MetadataStatement.AttestationRootCertificates) == 0 {
+			continue
+		}
+		pool := x509.NewCertPool()
+		for _, c := range e.MetadataStatement.AttestationRootCertificates {
+			pool.AddCert(c)
+			t.n++
+		}
+		t.byAAGUID[e.AaGUID] = pool
+		for _, r := range e.StatusReports {
+			if metadata.IsUndesiredAuthenticatorStatus(r.Status) {
+				t.undesired[e.AaGUID] = true
+			}
+		}
+	}
+	if t.n == 0 {
+		return nil, fmt.Errorf("attestation roots: the MDS3 blob has no FIDO2 entry with root certificates")
+	}
+	return t, nil
+}
+
+// roots returns the pool an authenticator model's attestation must chain to: its own roots from metadata,
+// or the PEM roots.
+func (t *TrustAnchors) roots(aaguid []byte) (*x509.CertPool, error) {
+	id, err := uuid.FromBytes(aaguid)
+	if err == nil && t.undesired[id] {
+		return nil, fmt.Errorf("%w: authenticator model %s has an undesired metadata status", ErrHardwareKeyNeeded, id)
+	}
+	if p, ok := t.byAAGUID[id]; ok && err == nil {
+		return p, nil
+	}
+	if t.byAAGUID != nil {
+		return nil, fmt.Errorf("%w: authenticator model %s is not in the metadata", ErrHardwareKeyNeeded, id)
+	}
+	return t.pool, nil
 }
 
 // NewTrustAnchors builds anchors from certificates (tests).
@@ -128,7 +198,11 @@ func (s *Service) checkHardwareKey(parsed *protocol.ParsedCredentialCreationData
 	for _, c := range chain[1:] {
 		inter.AddCert(c)
 	}
-	_, err := chain[0].Verify(x509.VerifyOptions{Roots: s.cfg.TrustAnchors.pool, Intermediates: inter,
+	roots, err := s.cfg.TrustAnchors.roots(att.AuthData.AttData.AAGUID)
+	if err != nil {
+		return err
+	}
+	_, err = chain[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter,
 		CurrentTime: s.now(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
 	if err != nil {
 		return fmt.Errorf("%w: attestation chain: %w", ErrHardwareKeyNeeded, err)

@@ -2,7 +2,10 @@ package identity
 
 import (
 	"context"
+	"encoding/pem"
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -141,6 +144,14 @@ func TestInvitationOnlyOnItsListener(t *testing.T) {
 func TestOfficerNeedsHardwareKey(t *testing.T) {
 	root, leaf, leafKey := testCA(t, yubiKeyAAGUID)
 	otherRoot, _, _ := testCA(t, yubiKeyAAGUID)
+	// The vendor root as an operator would configure it: a folder of PEM files.
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "vendor.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: root.Raw}), 0o600)
+	os.WriteFile(filepath.Join(dir, "README.txt"), []byte("not a certificate"), 0o600)
+	fromFolder, err := LoadTrustAnchors(dir)
+	if err != nil || fromFolder.Len() != 1 {
+		t.Fatalf("load PEM folder: %v", err)
+	}
 	cases := []struct {
 		name    string
 		anchors *TrustAnchors
@@ -159,7 +170,7 @@ func TestOfficerNeedsHardwareKey(t *testing.T) {
 		{"x5c without anchors", nil, false, func(k *key) {
 			k.auth.Aaguid, k.attestCert, k.attestKey = yubiKeyAAGUID, leaf, leafKey
 		}, ErrNoTrustAnchors},
-		{"x5c chained to our root", NewTrustAnchors(root), false, func(k *key) {
+		{"x5c chained to our root", fromFolder, false, func(k *key) {
 			k.auth.Aaguid, k.attestCert, k.attestKey = yubiKeyAAGUID, leaf, leafKey
 		}, nil},
 		{"software key with the dev flag", nil, true, func(k *key) {}, nil},
