@@ -62,7 +62,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.TLSKey, "tls-key", "", "TLS private key file (PEM) for both listeners")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	fs.BoolVar(&c.DevAllowSoftwareKeys, "dev-allow-software-keys", false, "let data officers use any authenticator (trials only; refused with TLS)")
-	fs.StringVar(&c.AttestationRoots, "attestation-roots", "", "PEM file or folder of PEM root certificates that officers' security keys must chain to")
+	fs.StringVar(&c.AttestationRoots, "attestation-roots", "", "MDS3 blob file, PEM file, or folder of PEM root certificates that officers' security keys must chain to")
 	fs.DurationVar(&c.SessionIdleConsole, "session-idle-console", 15*time.Minute, "console sessions end after this long without a request")
 	fs.DurationVar(&c.SessionIdleIntake, "session-idle-intake", 30*time.Minute, "intake sessions end after this long without a request")
 	fs.DurationVar(&c.SessionMax, "session-max", 8*time.Hour, "absolute lifetime of a session")
