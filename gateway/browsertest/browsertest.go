@@ -122,7 +122,7 @@ func Tab(t testing.TB, browser context.Context) context.Context {
 	if _, err := chromedp.Call(ctx, webauthn.Enable, webauthn.EnableParams{}); err != nil {
 		t.Fatalf("WebAuthn.enable: %v", err)
 	}
-	_, err := chromedp.Call(ctx, webauthn.AddVirtualAuthenticator, webauthn.AddVirtualAuthenticatorParams{
+	res, err := chromedp.Call(ctx, webauthn.AddVirtualAuthenticator, webauthn.AddVirtualAuthenticatorParams{
 		Options: &webauthn.VirtualAuthenticatorOptions{
 			Protocol: webauthn.AuthenticatorProtocolCtap2, Ctap2version: webauthn.Ctap2versionCtap21,
 			Transport: webauthn.AuthenticatorTransportUsb, HasResidentKey: true, HasUserVerification: true,
@@ -131,7 +131,18 @@ func Tab(t testing.TB, browser context.Context) context.Context {
 	if err != nil {
 		t.Fatalf("WebAuthn.addVirtualAuthenticator: %v", err)
 	}
-	return ctx
+	return context.WithValue(ctx, authenticatorKey{}, res.AuthenticatorID)
+}
+
+type authenticatorKey struct{}
+
+// SetUserVerified makes the tab's authenticator pass or fail user verification from now on.
+func SetUserVerified(t testing.TB, tab context.Context, ok bool) {
+	t.Helper()
+	id, _ := tab.Value(authenticatorKey{}).(webauthn.AuthenticatorID)
+	if _, err := chromedp.Call(tab, webauthn.SetUserVerified, webauthn.SetUserVerifiedParams{AuthenticatorID: id, IsUserVerified: ok}); err != nil {
+		t.Fatalf("WebAuthn.setUserVerified: %v", err)
+	}
 }
 
 // Screenshot saves the page into the test's temporary folder and returns the file's path.

@@ -59,3 +59,47 @@ func TestPasskeyEndToEnd(t *testing.T) {
 		})
 	}
 }
+
+// TestPasskeyRefusalsShown: without the dev flag an officer's authenticator (Chromium's virtual one, a
+// software key) is refused and the page says why; with user verification failing, the page says the
+// operation was cancelled. Nothing is registered either way.
+func TestPasskeyRefusalsShown(t *testing.T) {
+	browser := browsertest.Browser(t)
+	srv := browsertest.Start(t, storetest.NewSQLite(t))
+	for _, tc := range []struct {
+		name, role, state string
+		noUV              bool
+	}{
+		{"officer software key", identity.RoleOfficer, "hardware_key_needed", false},
+		{"user verification fails", identity.RoleRequester, "cancelled", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			inv, err := srv.Identity().Invite(context.Background(), "cli", identity.NewInvitation{Role: tc.role, DisplayName: "E2E"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tab := browsertest.Tab(t, browser)
+			if tc.noUV {
+				browsertest.SetUserVerified(t, tab, false)
+			}
+			for _, a := range []chromedp.Action[chromedp.Void]{
+				chromedp.Navigate(inv.Link),
+				chromedp.Click(`[data-webauthn="register"] [data-webauthn-start]`, chromedp.NodeVisible),
+				chromedp.WaitVisible(`[data-webauthn-status][data-state="` + tc.state + `"]`),
+			} {
+				if err := browsertest.Step(tab, a); err != nil {
+					t.Fatalf("%v (page: %s)", err, browsertest.Describe(tab))
+				}
+			}
+			msg, err := chromedp.Run(tab, chromedp.Text(`[data-webauthn-status]`))
+			if err != nil || len(msg) < 20 {
+				t.Fatalf("message %q: %v", msg, err)
+			}
+			var users int64
+			srv.DB.Raw("SELECT COUNT(*) FROM users").Scan(&users)
+			if users != 0 {
+				t.Fatalf("%d users registered", users)
+			}
+		})
+	}
+}
