@@ -364,3 +364,37 @@ func TestConsoleIdleIsShorterAndConfigurable(t *testing.T) {
 		t.Fatalf("configured idle: %v", err)
 	}
 }
+
+// TestCeremonyConsumedOnceUnderRace: many finishes of one sign-in ceremony race; exactly one opens a session.
+func TestCeremonyConsumedOnceUnderRace(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
+		e := newEnv(t, db, nil)
+		k := newKey(Intake)
+		if _, err := e.register(t, Intake, e.invite(t, RoleRequester).Token, k); err != nil {
+			t.Fatal(err)
+		}
+		cid, resp := e.signInResponse(t, Intake, k)
+		before := count(t, db, "sessions", "")
+		const n = 8
+		errs := make(chan error, n)
+		for i := 0; i < n; i++ {
+			go func() {
+				_, err := e.svc.FinishSignIn(context.Background(), Intake, cid, resp, "192.0.2.1")
+				errs <- err
+			}()
+		}
+		wins := 0
+		for i := 0; i < n; i++ {
+			err := <-errs
+			switch {
+			case err == nil:
+				wins++
+			case !errors.Is(err, ErrCeremonyNotFound):
+				t.Errorf("loser: %v", err)
+			}
+		}
+		if wins != 1 || count(t, db, "sessions", "")-before != 1 {
+			t.Fatalf("%d winners, %d new sessions", wins, count(t, db, "sessions", "")-before)
+		}
+	})
+}
