@@ -8,13 +8,15 @@ DATA_DIR  ?= ./var
 build:
 	$(GO) build -o $(BIN) ./cmd/gatewayd
 
-# Serve on the embedded SQLite database in $(DATA_DIR), creating the master key on the first run.
+# Serve on the embedded SQLite database in $(DATA_DIR), creating the master key on the first run. Officers may
+# use software passkeys here (--dev-allow-software-keys; every console page says so). First admin:
+#   ./bin/gatewayd invite --data-dir $(DATA_DIR) --role admin --name "Your Name"
 run: build
 	@if [ ! -f $(DATA_DIR)/gateway.key ]; then \
 		echo "First run: creating the master key $(DATA_DIR)/gateway.key"; \
 		./$(BIN) keys init --data-dir $(DATA_DIR); \
 	fi
-	./$(BIN) serve --data-dir $(DATA_DIR)
+	./$(BIN) serve --data-dir $(DATA_DIR) --dev-allow-software-keys
 
 # All tests, with the race detector. PostgreSQL tests run when GATEWAY_TEST_POSTGRES is set (.ci/run sets it).
 test:

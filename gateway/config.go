@@ -29,6 +29,14 @@ type Config struct {
 	TLSKey           string
 	LogFormat        string
 
+	// Identity (issue 4).
+	DevAllowSoftwareKeys bool
+	AttestationRoots     string
+	SessionIdleConsole   time.Duration
+	SessionIdleIntake    time.Duration
+	SessionMax           time.Duration
+	InvitationTTL        time.Duration
+
 	consoleAllow   []string
 	trustedProxies []string
 }
@@ -53,6 +61,12 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "TLS certificate file (PEM) for both listeners")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "TLS private key file (PEM) for both listeners")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
+	fs.BoolVar(&c.DevAllowSoftwareKeys, "dev-allow-software-keys", false, "let data officers use any authenticator (trials only; refused with TLS)")
+	fs.StringVar(&c.AttestationRoots, "attestation-roots", "", "MDS3 blob file, PEM file, or folder of PEM root certificates that officers' security keys must chain to")
+	fs.DurationVar(&c.SessionIdleConsole, "session-idle-console", 15*time.Minute, "console sessions end after this long without a request")
+	fs.DurationVar(&c.SessionIdleIntake, "session-idle-intake", 30*time.Minute, "intake sessions end after this long without a request")
+	fs.DurationVar(&c.SessionMax, "session-max", 8*time.Hour, "absolute lifetime of a session")
+	fs.DurationVar(&c.InvitationTTL, "invitation-ttl", 72*time.Hour, "how long an invitation link stays valid")
 }
 
 // Load applies GATEWAY_* variables to the flags not given on the command line, fills derived defaults and
@@ -137,6 +151,23 @@ func (c *Config) finish() error {
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return fmt.Errorf("--log-format: %q is not text or json", c.LogFormat)
+	}
+	if c.DevAllowSoftwareKeys && c.TLS() {
+		return fmt.Errorf("--dev-allow-software-keys: refused with TLS (--tls-cert): it is for trials on this machine only")
+	}
+	if c.AttestationRoots != "" {
+		if _, err := os.Stat(c.AttestationRoots); err != nil {
+			return fmt.Errorf("--attestation-roots: cannot read %s", c.AttestationRoots)
+		}
+	}
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{{"--session-idle-console", c.SessionIdleConsole}, {"--session-idle-intake", c.SessionIdleIntake},
+		{"--session-max", c.SessionMax}, {"--invitation-ttl", c.InvitationTTL}} {
+		if d.v <= 0 {
+			return fmt.Errorf("%s: must be a positive duration (e.g. 15m)", d.flag)
+		}
 	}
 	return nil
 }

@@ -21,6 +21,11 @@ func (h *handler) render(c echo.Context, status int, page string, p *templates.P
 	p.Listener, _ = c.Get(ctxListener).(string)
 	p.RequestID, _ = c.Get(ctxRequestID).(string)
 	p.Path = c.Request().URL.Path
+	p.CSRF = h.csrfToken(c)
+	p.DevBanner = p.Listener == Console && h.cfg.DevAllowSoftwareKeys
+	if sess := sessionOf(c); sess != nil {
+		p.User = &templates.User{ID: sess.User.ID, Name: sess.User.DisplayName, Role: sess.User.Role, Home: homePath(sess.User.Role)}
+	}
 	var buf bytes.Buffer
 	if err := h.pages.Render(&buf, page, p); err != nil {
 		return err

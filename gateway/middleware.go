@@ -37,7 +37,7 @@ func (s *Server) newEcho(listener string) *echo.Echo {
 	if listener == Console {
 		e.Pre(s.consoleAllow)
 	}
-	e.Use(s.recoverPanics, s.accessLog)
+	e.Use(s.recoverPanics, s.accessLog, s.loadSession(listener), s.checkCSRF(listener))
 	return e
 }
 

@@ -4,10 +4,13 @@ import (
 	"net/http"
 
 	"github.com/labstack/echo/v4"
+
+	"gatewayd/gateway/identity"
 )
 
-// Route is one entry of a listener's table. Who says who may call it; every state-changing method also goes
-// through the CSRF check (once sessions exist). Tests walk these tables.
+// Route is one entry of a listener's table. Who says who may call it; routes() wraps the handler with that
+// check, so this table is the truth. Every state-changing method also goes through the CSRF check (Origin /
+// Sec-Fetch-Site and a token). Tests walk these tables.
 type Route struct {
 	Method  string
 	Path    string
@@ -15,41 +18,74 @@ type Route struct {
 	Handler echo.HandlerFunc
 }
 
-// Access says who may call a route.
+// Access says who may call a route: anyone, anyone signed in, or one role.
 type Access string
 
 const (
-	// Anyone may call it: health checks, static files, home and sign-in pages.
+	// Anyone may call it: health checks, static files, home, sign-in and invitation pages, ceremonies.
 	Anyone Access = "anyone"
+	// AnySignedIn is any signed-in user of the listener (sign-out).
+	AnySignedIn Access = "signed-in"
+	// RoleRequester is a remote doctor, on intake.
+	RoleRequester Access = identity.RoleRequester
+	// RoleOfficer is a data officer, on console.
+	RoleOfficer Access = identity.RoleOfficer
+	// RoleStaff hands over extracts, on console.
+	RoleStaff Access = identity.RoleStaff
+	// RoleAdmin administers, on console.
+	RoleAdmin Access = identity.RoleAdmin
 )
 
 // IntakeRoutes is every route of the intake listener: the only one that may face the remote segment. No route
 // here reads records, searches patients or tells whether a patient exists.
 func (s *Server) IntakeRoutes() []Route {
 	h := s.h
-	return []Route{
+	return append([]Route{
 		{http.MethodGet, "/", Anyone, h.intakeHome},
 		{http.MethodGet, "/healthz", Anyone, h.healthz},
 		{http.MethodGet, "/static/*", Anyone, h.static},
-	}
+		{http.MethodGet, "/home", RoleRequester, h.roleHome},
+	}, authRoutes(h)...)
 }
 
 // ConsoleRoutes is every route of the console listener (internal segment only; consoleAllow guards it all).
 func (s *Server) ConsoleRoutes() []Route {
 	h := s.h
-	return []Route{
+	return append([]Route{
 		{http.MethodGet, "/", Anyone, h.consoleHome},
 		{http.MethodGet, "/healthz", Anyone, h.healthz},
 		{http.MethodGet, "/readyz", Anyone, h.readyz},
 		{http.MethodGet, "/static/*", Anyone, h.static},
+		{http.MethodGet, "/officer", RoleOfficer, h.roleHome},
+		{http.MethodGet, "/staff", RoleStaff, h.roleHome},
+		{http.MethodGet, "/admin", RoleAdmin, h.roleHome},
+		{http.MethodGet, "/admin/users", RoleAdmin, h.adminUsers},
+		{http.MethodPost, "/admin/users/:id/suspend", RoleAdmin, h.suspendUser},
+		{http.MethodPost, "/admin/credentials/:id/revoke", RoleAdmin, h.revokeCredential},
+		{http.MethodGet, "/admin/invitations", RoleAdmin, h.adminInvitations},
+		{http.MethodPost, "/admin/invitations", RoleAdmin, h.createInvitation},
+	}, authRoutes(h)...)
+}
+
+// authRoutes are the sign-in pages and passkey ceremonies, the same on both listeners (each with its own
+// relying party, cookies and sessions).
+func authRoutes(h *handler) []Route {
+	return []Route{
+		{http.MethodGet, "/signin", Anyone, h.signInPage},
+		{http.MethodGet, "/invite/:token", Anyone, h.invitePage},
+		{http.MethodPost, "/auth/register/begin", Anyone, h.registerBegin},
+		{http.MethodPost, "/auth/register/finish", Anyone, h.registerFinish},
+		{http.MethodPost, "/auth/signin/begin", Anyone, h.signInBegin},
+		{http.MethodPost, "/auth/signin/finish", Anyone, h.signInFinish},
+		{http.MethodPost, "/auth/signout", AnySignedIn, h.signOut},
 	}
 }
 
 func (s *Server) routes() {
 	for _, r := range s.IntakeRoutes() {
-		s.intake.Add(r.Method, r.Path, r.Handler)
+		s.intake.Add(r.Method, r.Path, s.guard(r.Who, r.Handler))
 	}
 	for _, r := range s.ConsoleRoutes() {
-		s.console.Add(r.Method, r.Path, r.Handler)
+		s.console.Add(r.Method, r.Path, s.guard(r.Who, r.Handler))
 	}
 }

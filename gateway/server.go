@@ -4,6 +4,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"gorm.io/gorm"
 
 	"gatewayd/gateway/audit"
+	"gatewayd/gateway/identity"
 	"gatewayd/gateway/keys"
 	"gatewayd/gateway/store"
 	"gatewayd/templates"
@@ -33,6 +35,8 @@ type Deps struct {
 	Keys   *keys.Master
 	Log    *slog.Logger
 	Now    func() time.Time // nil means time.Now
+	// TrustAnchors overrides --attestation-roots (tests build their own vendor CA).
+	TrustAnchors *identity.TrustAnchors
 }
 
 // Server holds the two listeners' route tables and what their handlers need.
@@ -54,6 +58,11 @@ type handler struct {
 	pages *templates.Renderer
 	log   *slog.Logger
 	now   func() time.Time
+	id    *identity.Service
+	// csrfKey signs CSRF tokens; derived from the master key so tokens survive a restart and never sit in
+	// the database.
+	csrfKey []byte
+	signins *attemptLimiter
 }
 
 // New builds both listeners and their routes. It opens nothing: Serve does.
@@ -66,9 +75,20 @@ func New(d Deps) (*Server, error) {
 	if now == nil {
 		now = time.Now
 	}
+	id, err := newIdentity(d, now)
+	if err != nil {
+		return nil, err
+	}
+	csrfKey := make([]byte, 32)
+	if d.Keys != nil {
+		csrfKey = d.Keys.Derive(keys.PurposeSessions)
+	} else {
+		rand.Read(csrfKey)
+	}
 	s := &Server{
 		cfg: d.Config, db: d.DB, log: d.Log,
-		h:       &handler{cfg: d.Config, db: d.DB, keys: d.Keys, pages: pages, log: d.Log, now: now},
+		h: &handler{cfg: d.Config, db: d.DB, keys: d.Keys, pages: pages, log: d.Log, now: now, id: id,
+			csrfKey: csrfKey, signins: newAttemptLimiter(now, signinAttemptsPerMinute)},
 		refusal: newRefusalLimiter(now),
 	}
 	s.intake = s.newEcho(Intake)
@@ -76,6 +96,25 @@ func New(d Deps) (*Server, error) {
 	s.routes()
 	return s, nil
 }
+
+// newIdentity builds the identity service: one relying party per listener, on the public origins.
+func newIdentity(d Deps, now func() time.Time) (*identity.Service, error) {
+	anchors := d.TrustAnchors
+	if anchors == nil && d.Config.AttestationRoots != "" {
+		var err error
+		if anchors, err = identity.LoadTrustAnchors(d.Config.AttestationRoots); err != nil {
+			return nil, fmt.Errorf("--attestation-roots: %w", err)
+		}
+	}
+	return identity.New(identity.Config{DB: d.DB, Now: now,
+		Origins:      map[string]string{Intake: d.Config.PublicIntakeURL, Console: d.Config.PublicConsoleURL},
+		TrustAnchors: anchors, DevAllowSoftwareKeys: d.Config.DevAllowSoftwareKeys,
+		IdleConsole: d.Config.SessionIdleConsole, IdleIntake: d.Config.SessionIdleIntake,
+		SessionMax: d.Config.SessionMax, InvitationTTL: d.Config.InvitationTTL})
+}
+
+// Identity is the identity service the server uses (tests and the CLI share it).
+func (s *Server) Identity() *identity.Service { return s.h.id }
 
 // Intake is the intake listener's handler (tests drive it directly).
 func (s *Server) Intake() http.Handler { return s.intake }

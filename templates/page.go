@@ -23,6 +23,7 @@ type User struct {
 	ID   string
 	Name string
 	Role string
+	Home string // the role's home page
 }
 
 // T translates key into the page's language.

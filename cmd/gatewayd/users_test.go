@@ -1,0 +1,61 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+func runCLI(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	a := &app{stdout: &out, stderr: &errb}
+	root := a.rootCommand()
+	root.SetArgs(args)
+	code := 0
+	if err := root.Execute(); err != nil {
+		errb.WriteString(err.Error())
+		code = 2
+	}
+	return out.String(), errb.String(), code
+}
+
+// TestInviteAndUsersCommands: the first admin's link is on the console's public URL, a requester's on the
+// intake's; bad input says what is wrong and changes nothing; users list / suspend / revoke-key answer.
+func TestInviteAndUsersCommands(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "d"), 0o700)
+	base := []string{"--data-dir", filepath.Join(dir, "d"), "--public-intake-url", "https://intake.example.org",
+		"--public-console-url", "https://console.example.org"}
+	out, _, code := runCLI(t, append([]string{"invite", "--role", "admin", "--name", "First Admin"}, base...)...)
+	if code != 0 || !regexp.MustCompile(`https://console\.example\.org/invite/[A-Za-z0-9_-]{43}`).MatchString(out) {
+		t.Fatalf("admin invite: %q", out)
+	}
+	out, _, _ = runCLI(t, append([]string{"invite", "--role", "requester", "--name", "Dr R", "--professional-id", "10001234567"}, base...)...)
+	if !strings.Contains(out, "https://intake.example.org/invite/") {
+		t.Fatalf("requester invite: %q", out)
+	}
+	_, errOut, code := runCLI(t, append([]string{"invite", "--role", "boss", "--name", "X"}, base...)...)
+	if code == 0 || !strings.Contains(errOut, `unknown role "boss"`) {
+		t.Fatalf("bad role: %d %q", code, errOut)
+	}
+	out, _, code = runCLI(t, append([]string{"users", "list"}, base...)...)
+	if code != 0 || !strings.HasPrefix(out, "ID") || strings.Count(out, "\n") != 1 {
+		t.Fatalf("users list before anyone registered: %q", out)
+	}
+	_, errOut, code = runCLI(t, append([]string{"users", "suspend", "nobody"}, base...)...)
+	if code == 0 || !strings.Contains(errOut, "no active user nobody") {
+		t.Fatalf("suspend unknown: %q", errOut)
+	}
+	_, errOut, code = runCLI(t, append([]string{"users", "revoke-key", "nokey"}, base...)...)
+	if code == 0 || !strings.Contains(errOut, "no active key nokey") {
+		t.Fatalf("revoke unknown: %q", errOut)
+	}
+	out, _, _ = runCLI(t, append([]string{"audit", "verify"}, base...)...)
+	if !strings.Contains(out, "audit chain OK: 2 rows") {
+		t.Fatalf("audit after two invitations (the refused one writes nothing): %q", out)
+	}
+}

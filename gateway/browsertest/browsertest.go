@@ -1,0 +1,179 @@
+// Package browsertest drives the gateway in a real headless Chromium for end-to-end tests: it starts a server
+// on loopback ports (public URLs on localhost, so WebAuthn's RP id is "localhost") and a browser tab with a
+// CDP virtual authenticator. Later issues extend the end-to-end suite with it.
+package browsertest
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/webauthn"
+	"github.com/chromedp/chromedp"
+	"github.com/spf13/pflag"
+	"gorm.io/gorm"
+
+	"gatewayd/gateway"
+)
+
+// Server is a gateway serving on two loopback ports.
+type Server struct {
+	*gateway.Server
+	DB         *gorm.DB
+	Config     *gateway.Config
+	IntakeURL  string
+	ConsoleURL string
+}
+
+// Start serves db on two fresh loopback ports until the test ends. args are extra flags
+// (e.g. "--dev-allow-software-keys").
+func Start(t testing.TB, db *gorm.DB, args ...string) *Server {
+	t.Helper()
+	intakeLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	consoleLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := func(ln net.Listener) string { return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port) }
+	cfg := &gateway.Config{}
+	fs := pflag.NewFlagSet("browsertest", pflag.ContinueOnError)
+	cfg.RegisterFlags(fs)
+	base := []string{"--data-dir", t.TempDir(),
+		"--intake-listen", "127.0.0.1:" + port(intakeLn), "--console-listen", "127.0.0.1:" + port(consoleLn),
+		"--public-intake-url", "http://localhost:" + port(intakeLn), "--public-console-url", "http://localhost:" + port(consoleLn)}
+	if err := fs.Parse(append(base, args...)); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Load(fs); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := gateway.New(gateway.Deps{Config: cfg, DB: db, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, intakeLn, consoleLn) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	return &Server{Server: srv, DB: db, Config: cfg, IntakeURL: cfg.PublicIntakeURL, ConsoleURL: cfg.PublicConsoleURL}
+}
+
+// ChromiumPath is GATEWAY_TEST_CHROMIUM or /usr/bin/chromium. A missing browser skips the test, except under
+// CI=true where the browser tests must run.
+func ChromiumPath(t testing.TB) string {
+	t.Helper()
+	p := os.Getenv("GATEWAY_TEST_CHROMIUM")
+	if p == "" {
+		p = "/usr/bin/chromium"
+	}
+	if _, err := os.Stat(p); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("chromium not found at %s: in CI the browser tests must run", p)
+		}
+		t.Skipf("chromium not found at %s (set GATEWAY_TEST_CHROMIUM): browser test skipped", p)
+	}
+	return p
+}
+
+// Browser starts a headless Chromium for the test (fresh profile, no background networking) and returns its
+// context; each Tab opens in it.
+func Browser(t testing.TB) context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(ChromiumPath(t)),
+		chromedp.Headless,
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(filepath.Join(t.TempDir(), "profile")),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancel(); cancelAlloc() })
+	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return ctx
+}
+
+// Tab opens a new tab with its own virtual authenticator: CTAP 2.1 over USB, resident keys, user
+// verification that succeeds, and automatic presence (without it create() waits forever). Run actions on it
+// with Step, which gives each a deadline.
+func Tab(t testing.TB, browser context.Context) context.Context {
+	t.Helper()
+	ctx, cancel := chromedp.NewContext(browser)
+	t.Cleanup(cancel)
+	if _, err := chromedp.Call(ctx, webauthn.Enable, webauthn.EnableParams{}); err != nil {
+		t.Fatalf("WebAuthn.enable: %v", err)
+	}
+	res, err := chromedp.Call(ctx, webauthn.AddVirtualAuthenticator, webauthn.AddVirtualAuthenticatorParams{
+		Options: &webauthn.VirtualAuthenticatorOptions{
+			Protocol: webauthn.AuthenticatorProtocolCtap2, Ctap2version: webauthn.Ctap2versionCtap21,
+			Transport: webauthn.AuthenticatorTransportUsb, HasResidentKey: true, HasUserVerification: true,
+			IsUserVerified: true, AutomaticPresenceSimulation: true,
+		}})
+	if err != nil {
+		t.Fatalf("WebAuthn.addVirtualAuthenticator: %v", err)
+	}
+	return context.WithValue(ctx, authenticatorKey{}, res.AuthenticatorID)
+}
+
+type authenticatorKey struct{}
+
+// SetUserVerified makes the tab's authenticator pass or fail user verification from now on.
+func SetUserVerified(t testing.TB, tab context.Context, ok bool) {
+	t.Helper()
+	id, _ := tab.Value(authenticatorKey{}).(webauthn.AuthenticatorID)
+	if _, err := chromedp.Call(tab, webauthn.SetUserVerified, webauthn.SetUserVerifiedParams{AuthenticatorID: id, IsUserVerified: ok}); err != nil {
+		t.Fatalf("WebAuthn.setUserVerified: %v", err)
+	}
+}
+
+// Screenshot saves the page into the test's temporary folder and returns the file's path.
+func Screenshot(t testing.TB, ctx context.Context, name string) string {
+	t.Helper()
+	buf, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	p := filepath.Join(t.TempDir(), name+".jpeg")
+	if err := os.WriteFile(p, buf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// Describe says where a tab is and what its main text reads, for failure messages.
+func Describe(tab context.Context) string {
+	ctx, cancel := context.WithTimeout(tab, 5*time.Second)
+	defer cancel()
+	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`location.href + " :: " + (document.querySelector("main")||document.body).innerText.slice(0, 300)`))
+	if err != nil {
+		return "(unreadable: " + err.Error() + ")"
+	}
+	return s
+}
+
+// Step runs one action with its own deadline, so that a stuck page fails the test (and leaves the tab
+// readable for Describe) instead of hanging it.
+func Step(tab context.Context, a chromedp.Action[chromedp.Void]) error {
+	ctx, cancel := context.WithTimeout(tab, 20*time.Second)
+	defer cancel()
+	return chromedp.Do(ctx, a)
+}

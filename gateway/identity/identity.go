@@ -1,0 +1,205 @@
+// Package identity holds the people of the gateway and how they prove who they are: users with one role,
+// one-time invitations, passkeys (WebAuthn, through go-webauthn), the ceremonies between a begin and a finish,
+// and server-side sessions. It knows no HTTP framework and never imports approvals or gateway; the gateway
+// wires it into the listeners.
+package identity
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/go-webauthn/webauthn/protocol"
+	"github.com/go-webauthn/webauthn/webauthn"
+	"gorm.io/gorm"
+)
+
+// Listener names; a role belongs to exactly one of them.
+const (
+	Intake  = "intake"
+	Console = "console"
+)
+
+// Roles. A person has exactly one.
+const (
+	RoleRequester = "requester"
+	RoleOfficer   = "officer"
+	RoleStaff     = "staff"
+	RoleAdmin     = "admin"
+)
+
+// Roles lists every role, in the order pages show them.
+var Roles = []string{RoleRequester, RoleOfficer, RoleStaff, RoleAdmin}
+
+// User statuses.
+const (
+	StatusActive    = "active"
+	StatusSuspended = "suspended"
+)
+
+// Errors callers branch on. Their text is for logs; pages show a generic message.
+var (
+	ErrInvalidRole        = errors.New("unknown role")
+	ErrInvitationInvalid  = errors.New("invitation unknown, used, expired or for the other listener")
+	ErrCeremonyNotFound   = errors.New("ceremony unknown or already used")
+	ErrCeremonyExpired    = errors.New("ceremony expired")
+	ErrVerification       = errors.New("passkey verification failed")
+	ErrHardwareKeyNeeded  = errors.New("officers must use a hardware security key with verifiable attestation")
+	ErrCounterWentBack    = errors.New("signature counter did not increase: possible cloned authenticator")
+	ErrUnknownCredential  = errors.New("credential unknown or revoked")
+	ErrUserSuspended      = errors.New("user suspended")
+	ErrWrongListener      = errors.New("this account belongs to the other listener")
+	ErrNoSession          = errors.New("no valid session")
+	ErrNotFound           = errors.New("not found")
+	ErrNoTrustAnchors     = errors.New("no attestation trust anchors configured (--attestation-roots)")
+	ErrUnknownListener    = errors.New("unknown listener")
+	ErrBadDisplayName     = errors.New("display name must be 1 to 200 characters")
+	ErrBadProfessionalID  = errors.New("professional identifier must be at most 64 characters")
+	ErrSignatureNotForYou = errors.New("ceremony belongs to another user")
+)
+
+// ListenerFor says where a role signs in: requesters on intake, everyone else on console.
+func ListenerFor(role string) string {
+	if role == RoleRequester {
+		return Intake
+	}
+	return Console
+}
+
+// ValidRole says whether role is one of Roles.
+func ValidRole(role string) bool {
+	for _, r := range Roles {
+		if r == role {
+			return true
+		}
+	}
+	return false
+}
+
+// Config is what a Service is built from.
+type Config struct {
+	DB  *gorm.DB
+	Now func() time.Time // nil means time.Now
+
+	// Origins maps each listener to its public origin (https://host[:port]); the RP id is the host.
+	Origins map[string]string
+
+	// TrustAnchors verify officers' attestation certificates. Nil refuses every officer registration unless
+	// DevAllowSoftwareKeys is set.
+	TrustAnchors *TrustAnchors
+	// DevAllowSoftwareKeys lets officers register any authenticator (make run, tests). Never with TLS.
+	DevAllowSoftwareKeys bool
+
+	IdleConsole   time.Duration // default 15m
+	IdleIntake    time.Duration // default 30m
+	SessionMax    time.Duration // default 8h
+	InvitationTTL time.Duration // default 72h
+	CeremonyTTL   time.Duration // default 5m
+}
+
+// Service is the identity store and the two relying parties.
+type Service struct {
+	db   *gorm.DB
+	now  func() time.Time
+	cfg  Config
+	rps  map[string]*webauthn.WebAuthn
+	orig map[string]string
+}
+
+// New checks the configuration and builds one relying party per listener.
+func New(c Config) (*Service, error) {
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.IdleConsole == 0 {
+		c.IdleConsole = 15 * time.Minute
+	}
+	if c.IdleIntake == 0 {
+		c.IdleIntake = 30 * time.Minute
+	}
+	if c.SessionMax == 0 {
+		c.SessionMax = 8 * time.Hour
+	}
+	if c.InvitationTTL == 0 {
+		c.InvitationTTL = 72 * time.Hour
+	}
+	if c.CeremonyTTL == 0 {
+		c.CeremonyTTL = 5 * time.Minute
+	}
+	s := &Service{db: c.DB, now: c.Now, cfg: c, rps: map[string]*webauthn.WebAuthn{}, orig: map[string]string{}}
+	for _, l := range []string{Intake, Console} {
+		origin, ok := c.Origins[l]
+		if !ok {
+			continue
+		}
+		u, err := url.Parse(origin)
+		if err != nil || u.Hostname() == "" {
+			return nil, fmt.Errorf("identity: %s origin %q is not a URL", l, origin)
+		}
+		rp, err := webauthn.New(&webauthn.Config{
+			RPID:          u.Hostname(),
+			RPDisplayName: "gatewayd " + l,
+			RPOrigins:     []string{origin},
+			AuthenticatorSelection: protocol.AuthenticatorSelection{
+				ResidentKey:      protocol.ResidentKeyRequirementRequired,
+				UserVerification: protocol.VerificationRequired,
+			},
+			Timeouts: webauthn.TimeoutsConfig{
+				Login:        webauthn.TimeoutConfig{Timeout: c.CeremonyTTL, TimeoutUVD: c.CeremonyTTL},
+				Registration: webauthn.TimeoutConfig{Timeout: c.CeremonyTTL, TimeoutUVD: c.CeremonyTTL},
+			},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("identity: %s relying party: %w", l, err)
+		}
+		s.rps[l] = rp
+		s.orig[l] = origin
+	}
+	return s, nil
+}
+
+// Origin is the public origin of a listener.
+func (s *Service) Origin(listener string) string { return s.orig[listener] }
+
+// DevAllowSoftwareKeys says whether the dev flag is on (pages show a banner).
+func (s *Service) DevAllowSoftwareKeys() bool { return s.cfg.DevAllowSoftwareKeys }
+
+// IdleTimeout is the idle limit of sessions on a listener.
+func (s *Service) IdleTimeout(listener string) time.Duration {
+	if listener == Intake {
+		return s.cfg.IdleIntake
+	}
+	return s.cfg.IdleConsole
+}
+
+func (s *Service) rp(listener string) (*webauthn.WebAuthn, error) {
+	rp, ok := s.rps[listener]
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownListener, listener)
+	}
+	return rp, nil
+}
+
+// newToken returns a 256-bit random token, base64url without padding.
+func newToken() string {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func newID() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// hashToken is what the database keeps of a token: 256 random bits make a plain SHA-256 one-way enough.
+func hashToken(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}

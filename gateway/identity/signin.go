@@ -1,0 +1,161 @@
+package identity
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/go-webauthn/webauthn/protocol"
+	"github.com/go-webauthn/webauthn/webauthn"
+	"gorm.io/gorm"
+
+	"gatewayd/gateway/audit"
+	"gatewayd/gateway/store"
+)
+
+// BeginSignIn starts a discoverable sign-in: the authenticator says which of its passkeys, the user handle
+// says who.
+func (s *Service) BeginSignIn(ctx context.Context, listener string) (options json.RawMessage, ceremonyID string, err error) {
+	rp, err := s.rp(listener)
+	if err != nil {
+		return nil, "", err
+	}
+	assertion, sd, err := rp.BeginDiscoverableLogin(webauthn.WithUserVerification(protocol.VerificationRequired))
+	if err != nil {
+		return nil, "", fmt.Errorf("begin sign-in: %w", err)
+	}
+	id, err := s.saveCeremony(ctx, kindSignIn, listener, "", "", sd)
+	if err != nil {
+		return nil, "", err
+	}
+	raw, err := json.Marshal(assertion)
+	if err != nil {
+		return nil, "", fmt.Errorf("encode options: %w", err)
+	}
+	return raw, id, nil
+}
+
+// FinishSignIn verifies the assertion and opens a session, audited; a failure is audited too.
+func (s *Service) FinishSignIn(ctx context.Context, listener, ceremonyID string, response []byte, client string) (NewSession, error) {
+	ns, err := s.finishSignIn(ctx, listener, ceremonyID, response)
+	if err != nil {
+		s.auditFailure(ctx, "session.signin_failed", listener, client, err)
+	}
+	return ns, err
+}
+
+func (s *Service) finishSignIn(ctx context.Context, listener, ceremonyID string, response []byte) (NewSession, error) {
+	rp, err := s.rp(listener)
+	if err != nil {
+		return NewSession{}, err
+	}
+	_, sd, err := s.consumeCeremony(ctx, ceremonyID, kindSignIn, listener)
+	if err != nil {
+		return NewSession{}, err
+	}
+	parsed, err := protocol.ParseCredentialRequestResponseBytes(response)
+	if err != nil {
+		return NewSession{}, fmt.Errorf("%w: %w", ErrVerification, err)
+	}
+	var found User
+	var lookupErr error
+	handler := func(rawID, userHandle []byte) (webauthn.User, error) {
+		var u User
+		if err := s.db.WithContext(ctx).Where("webauthn_id = ?", userHandle).Take(&u).Error; err != nil {
+			lookupErr = ErrUnknownCredential
+			return nil, lookupErr
+		}
+		if u.Status != StatusActive {
+			lookupErr = ErrUserSuspended
+			return nil, lookupErr
+		}
+		if ListenerFor(u.Role) != listener {
+			lookupErr = ErrWrongListener
+			return nil, lookupErr
+		}
+		w, err := s.loadWAUser(s.db.WithContext(ctx), u)
+		if err != nil {
+			lookupErr = err
+			return nil, err
+		}
+		found = u
+		return w, nil
+	}
+	_, cred, err := rp.ValidatePasskeyLogin(handler, sd, parsed)
+	if lookupErr != nil {
+		return NewSession{}, lookupErr
+	}
+	if err != nil {
+		var unknown *protocol.ErrorUnknownCredential
+		if errors.As(err, &unknown) || !s.liveCredential(ctx, parsed.RawID) {
+			return NewSession{}, ErrUnknownCredential
+		}
+		return NewSession{}, fmt.Errorf("%w: %w", ErrVerification, err)
+	}
+	now := s.now().UTC()
+	credID := base64.RawURLEncoding.EncodeToString(cred.ID)
+	var ns NewSession
+	err = store.Tx(ctx, s.db, func(tx *gorm.DB) error {
+		if err := s.recordUse(tx, found, cred, parsed); err != nil {
+			return err
+		}
+		if ns, err = s.startSession(tx, found, credID, listener, now); err != nil {
+			return err
+		}
+		return audit.Append(tx, audit.Event{At: now, Actor: "user:" + found.ID, Action: "session.signed_in",
+			Subject: "session:" + ns.ID, Details: map[string]any{"listener": listener, "credential_id": credID}})
+	})
+	return ns, err
+}
+
+// recordUse applies the officer rules to a verified assertion and writes back the sign count and flags. The
+// update is conditional on the count read before, so two concurrent uses of one key cannot both pass.
+func (s *Service) recordUse(tx *gorm.DB, u User, cred *webauthn.Credential, parsed *protocol.ParsedCredentialAssertionData) error {
+	credID := base64.RawURLEncoding.EncodeToString(cred.ID)
+	var row Credential
+	if err := tx.Where("id = ? AND revoked_at IS NULL", credID).Take(&row).Error; err != nil {
+		if err == gorm.ErrRecordNotFound {
+			return ErrUnknownCredential
+		}
+		return fmt.Errorf("read credential: %w", err)
+	}
+	newCount := int64(parsed.Response.AuthenticatorData.Counter)
+	if u.Role == RoleOfficer {
+		// A counter that does not move forward means a cloned key (or a replay the challenge did not stop).
+		if cred.Authenticator.CloneWarning || (newCount != 0 || row.SignCount != 0) && newCount <= row.SignCount {
+			return ErrCounterWentBack
+		}
+		if parsed.Response.AuthenticatorData.Flags.HasBackupEligible() && !s.cfg.DevAllowSoftwareKeys {
+			return ErrHardwareKeyNeeded
+		}
+	}
+	if newCount < row.SignCount {
+		newCount = row.SignCount // keep the highest count seen for a passkey that may sync
+	}
+	cred.Authenticator.CloneWarning = false
+	cred.Authenticator.SignCount = uint32(newCount)
+	data, err := json.Marshal(cred)
+	if err != nil {
+		return fmt.Errorf("encode credential: %w", err)
+	}
+	now := s.now().UTC()
+	res := tx.Model(&Credential{}).Where("id = ? AND sign_count = ? AND revoked_at IS NULL", credID, row.SignCount).
+		Updates(map[string]any{"sign_count": newCount, "data": string(data), "last_used_at": now})
+	if res.Error != nil {
+		return fmt.Errorf("update credential: %w", res.Error)
+	}
+	if res.RowsAffected != 1 {
+		return ErrCounterWentBack
+	}
+	return nil
+}
+
+// liveCredential says whether a credential id is stored and not revoked.
+func (s *Service) liveCredential(ctx context.Context, rawID []byte) bool {
+	var n int64
+	s.db.WithContext(ctx).Model(&Credential{}).
+		Where("id = ? AND revoked_at IS NULL", base64.RawURLEncoding.EncodeToString(rawID)).Count(&n)
+	return n == 1
+}

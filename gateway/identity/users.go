@@ -1,0 +1,163 @@
+package identity
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/go-webauthn/webauthn/webauthn"
+	"gorm.io/gorm"
+
+	"gatewayd/gateway/audit"
+	"gatewayd/gateway/store"
+)
+
+// User is one person.
+type User struct {
+	ID             string
+	WebAuthnID     []byte `gorm:"column:webauthn_id"`
+	Role           string
+	DisplayName    string
+	ProfessionalID string
+	Status         string
+	CreatedAt      time.Time
+}
+
+// TableName tells gorm the table.
+func (User) TableName() string { return "users" }
+
+// Credential is one passkey of a user.
+type Credential struct {
+	ID                string // base64url of the credential id
+	UserID            string
+	Data              string // webauthn.Credential as JSON
+	SignCount         int64
+	AttestationFormat string
+	CreatedAt         time.Time
+	LastUsedAt        *time.Time
+	RevokedAt         *time.Time
+}
+
+// TableName tells gorm the table.
+func (Credential) TableName() string { return "credentials" }
+
+func (c Credential) webauthn() (webauthn.Credential, error) {
+	var wc webauthn.Credential
+	if err := json.Unmarshal([]byte(c.Data), &wc); err != nil {
+		return wc, fmt.Errorf("credential %s: %w", c.ID, err)
+	}
+	return wc, nil
+}
+
+// waUser adapts a user and their active credentials to go-webauthn.
+type waUser struct {
+	u     User
+	creds []webauthn.Credential
+}
+
+func (w waUser) WebAuthnID() []byte                         { return w.u.WebAuthnID }
+func (w waUser) WebAuthnName() string                       { return w.u.ID }
+func (w waUser) WebAuthnDisplayName() string                { return w.u.DisplayName }
+func (w waUser) WebAuthnCredentials() []webauthn.Credential { return w.creds }
+
+func (s *Service) loadWAUser(tx *gorm.DB, u User) (waUser, error) {
+	var rows []Credential
+	if err := tx.Where("user_id = ? AND revoked_at IS NULL", u.ID).Find(&rows).Error; err != nil {
+		return waUser{}, fmt.Errorf("load credentials: %w", err)
+	}
+	w := waUser{u: u}
+	for _, r := range rows {
+		wc, err := r.webauthn()
+		if err != nil {
+			return waUser{}, err
+		}
+		w.creds = append(w.creds, wc)
+	}
+	return w, nil
+}
+
+// UserWithCredentials is a user as the admin pages list them.
+type UserWithCredentials struct {
+	User
+	Credentials []Credential
+}
+
+// Users lists every user with their credentials, oldest first.
+func (s *Service) Users(ctx context.Context) ([]UserWithCredentials, error) {
+	var users []User
+	if err := s.db.WithContext(ctx).Order("created_at, id").Find(&users).Error; err != nil {
+		return nil, fmt.Errorf("list users: %w", err)
+	}
+	var creds []Credential
+	if err := s.db.WithContext(ctx).Order("created_at, id").Find(&creds).Error; err != nil {
+		return nil, fmt.Errorf("list credentials: %w", err)
+	}
+	byUser := map[string][]Credential{}
+	for _, c := range creds {
+		byUser[c.UserID] = append(byUser[c.UserID], c)
+	}
+	out := make([]UserWithCredentials, len(users))
+	for i, u := range users {
+		out[i] = UserWithCredentials{User: u, Credentials: byUser[u.ID]}
+	}
+	return out, nil
+}
+
+// User returns one user.
+func (s *Service) User(ctx context.Context, id string) (User, error) {
+	var u User
+	err := s.db.WithContext(ctx).Where("id = ?", id).Take(&u).Error
+	if err == gorm.ErrRecordNotFound {
+		return u, ErrNotFound
+	}
+	return u, err
+}
+
+// Suspend stops a user at once: their status changes and every open session ends, in one transaction with
+// its audit row. Suspending a suspended user changes nothing and says ErrNotFound.
+func (s *Service) Suspend(ctx context.Context, actor, userID string) error {
+	now := s.now().UTC()
+	return store.Tx(ctx, s.db, func(tx *gorm.DB) error {
+		res := tx.Model(&User{}).Where("id = ? AND status = ?", userID, StatusActive).Update("status", StatusSuspended)
+		if res.Error != nil {
+			return fmt.Errorf("suspend user: %w", res.Error)
+		}
+		if res.RowsAffected != 1 {
+			return ErrNotFound
+		}
+		ended := tx.Model(&sessionRow{}).Where("user_id = ? AND ended_at IS NULL", userID).Update("ended_at", now)
+		if ended.Error != nil {
+			return fmt.Errorf("end sessions: %w", ended.Error)
+		}
+		return audit.Append(tx, audit.Event{At: now, Actor: actor, Action: "user.suspended", Subject: "user:" + userID,
+			Details: map[string]any{"sessions_ended": ended.RowsAffected}})
+	})
+}
+
+// RevokeCredential stops a passkey at once, ending the sessions it opened.
+func (s *Service) RevokeCredential(ctx context.Context, actor, credentialID string) error {
+	now := s.now().UTC()
+	return store.Tx(ctx, s.db, func(tx *gorm.DB) error {
+		var c Credential
+		if err := tx.Where("id = ? AND revoked_at IS NULL", credentialID).Take(&c).Error; err != nil {
+			if err == gorm.ErrRecordNotFound {
+				return ErrNotFound
+			}
+			return fmt.Errorf("revoke credential: %w", err)
+		}
+		res := tx.Model(&Credential{}).Where("id = ? AND revoked_at IS NULL", credentialID).Update("revoked_at", now)
+		if res.Error != nil {
+			return fmt.Errorf("revoke credential: %w", res.Error)
+		}
+		if res.RowsAffected != 1 {
+			return ErrNotFound
+		}
+		ended := tx.Model(&sessionRow{}).Where("credential_id = ? AND ended_at IS NULL", credentialID).Update("ended_at", now)
+		if ended.Error != nil {
+			return fmt.Errorf("end sessions: %w", ended.Error)
+		}
+		return audit.Append(tx, audit.Event{At: now, Actor: actor, Action: "credential.revoked", Subject: "credential:" + credentialID,
+			Details: map[string]any{"user_id": c.UserID, "sessions_ended": ended.RowsAffected}})
+	})
+}
