@@ -111,4 +111,3 @@ func redact(s string) string {
 	}
 	return u.Redacted()
 }
-
