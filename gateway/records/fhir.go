@@ -2,6 +2,7 @@ package records
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -240,4 +241,17 @@ func (p *patientResource) demographics() (demographics, error) {
 		}
 	}
 	return d, nil
+}
+
+// decodeHead reads a resource's head. A field of another shape than expected refuses a kept resource, but
+// not one of a type that is skipped anyway (PractitionerRole.code is a list, for instance).
+func decodeHead(raw []byte, h *resourceHead) error {
+	err := json.Unmarshal(raw, h)
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) && h.ResourceType != "" && h.ResourceType != "Patient" {
+		if _, kept := CategoryOf(h.ResourceType); !kept {
+			return nil
+		}
+	}
+	return err
 }

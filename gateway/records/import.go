@@ -367,7 +367,9 @@ func jsonProblem(err error) string {
 	var se *json.SyntaxError
 	switch {
 	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
-		return "truncated JSON (the file ends in the middle)"
+		return "truncated JSON (the line or file ends in the middle)"
+	case errors.As(err, &se) && strings.Contains(se.Error(), "unexpected end"):
+		return "truncated JSON (the line or file ends in the middle)"
 	case errors.As(err, &se):
 		return fmt.Sprintf("invalid JSON at byte %d", se.Offset)
 	case errors.Is(err, errTooLarge):

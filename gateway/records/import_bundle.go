@@ -121,7 +121,7 @@ func (s *Service) prepareBundle(entries []bundleEntry) (*preparedBundle, error) 
 			return nil, reject(i, "entry %d: no resource", i)
 		}
 		var h resourceHead
-		if err := json.Unmarshal(e.Resource, &h); err != nil {
+		if err := decodeHead(e.Resource, &h); err != nil {
 			return nil, reject(i, "entry %d: %s", i, jsonProblem(err))
 		}
 		if h.ResourceType == "" {

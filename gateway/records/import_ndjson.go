@@ -56,7 +56,7 @@ func (r *importRun) storeNDJSONBatch(ctx context.Context, lines []ndjsonLine) er
 	var entries []*pendingEntry
 	for _, l := range lines {
 		var h resourceHead
-		if err := json.Unmarshal(l.raw, &h); err != nil {
+		if err := decodeHead(l.raw, &h); err != nil {
 			return reject(l.number, "line %d: %s", l.number, jsonProblem(err))
 		}
 		if h.ResourceType == "" {

@@ -48,3 +48,83 @@ func TestImportBundlesTestdata(t *testing.T) {
 		checkCounts(t, rep, want, true)
 	})
 }
+
+func TestImportAllSyntheaBundles(t *testing.T) {
+	dir := sharedData(t, "synthea-r4-bundles")
+	files := globFiles(t, dir, "*.json")
+	want := expectedCounts(t, files...)
+	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
+		ctx := context.Background()
+		s := newService(t, db)
+		rep, err := s.Import(ctx, []string{dir}, records.ImportOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.Failed) != 0 || rep.Files != len(files) {
+			t.Fatalf("files %d (want %d), failures: %+v", rep.Files, len(files), rep.Failed)
+		}
+		checkCounts(t, rep, want, false)
+		var stored int64
+		db.Table("record_entries").Count(&stored)
+		var patients int64
+		db.Table("record_patients").Count(&patients)
+		if patients != int64(len(files)) {
+			t.Errorf("%d patients stored, want %d", patients, len(files))
+		}
+		rep, err = s.Import(ctx, []string{dir}, records.ImportOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkCounts(t, rep, want, true)
+		var after int64
+		db.Table("record_entries").Count(&after)
+		if after != stored {
+			t.Errorf("re-import changed the entry count: %d -> %d", stored, after)
+		}
+	})
+}
+
+func TestImportNDJSON(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
+		ctx := context.Background()
+		s := newService(t, db)
+		dir := testdata(t, "ndjson")
+		want := expectedCounts(t, globFiles(t, dir, "[A-Z]*.ndjson")...)
+		rep, err := s.Import(ctx, []string{dir}, records.ImportOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.Failed) != 0 {
+			t.Fatalf("failures: %+v", rep.Failed)
+		}
+		if want[records.Documents] == 0 {
+			t.Fatal("test data has no DocumentReference")
+		}
+		checkCounts(t, rep, want, false)
+		if rep.Skipped["Organization"] != 5 {
+			t.Errorf("skipped %v, want 5 Organization", rep.Skipped)
+		}
+		if len(rep.Ignored) != 1 {
+			t.Errorf("ignored %v, want log.ndjson", rep.Ignored)
+		}
+	})
+}
+
+func TestImportWholeNDJSONExport(t *testing.T) {
+	dir := sharedData(t, "synthea-bulk-ndjson")
+	want := expectedCounts(t, globFiles(t, dir, "[A-Z]*.ndjson")...)
+	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
+		s := newService(t, db)
+		rep, err := s.Import(context.Background(), []string{dir}, records.ImportOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.Failed) != 0 {
+			t.Fatalf("failures: %+v", rep.Failed)
+		}
+		checkCounts(t, rep, want, false)
+		if rep.Categories[records.Documents].Imported != 1215 {
+			t.Errorf("documents: %+v, want 1215 notes", *rep.Categories[records.Documents])
+		}
+	})
+}
