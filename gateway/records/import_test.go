@@ -3,6 +3,7 @@ package records_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"gorm.io/gorm"
 
@@ -53,13 +54,16 @@ func TestImportAllSyntheaBundles(t *testing.T) {
 	dir := sharedData(t, "synthea-r4-bundles")
 	files := globFiles(t, dir, "*.json")
 	want := expectedCounts(t, files...)
+	secrets := secretsOf(t, files...)
 	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
 		ctx := context.Background()
 		s := newService(t, db)
+		start := time.Now()
 		rep, err := s.Import(ctx, []string{dir}, records.ImportOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Logf("imported %d bundles, %d entries in %v", rep.Files, rep.Totals().Imported, time.Since(start))
 		if len(rep.Failed) != 0 || rep.Files != len(files) {
 			t.Fatalf("files %d (want %d), failures: %+v", rep.Files, len(files), rep.Failed)
 		}
@@ -81,6 +85,7 @@ func TestImportAllSyntheaBundles(t *testing.T) {
 		if after != stored {
 			t.Errorf("re-import changed the entry count: %d -> %d", stored, after)
 		}
+		assertNotStored(t, db, secrets)
 	})
 }
 
