@@ -1,7 +1,6 @@
 package records
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -334,7 +333,7 @@ type pendingEntry struct {
 	date         *time.Time
 	code         string
 	display      string
-	resource     []byte // compact JSON: what the content hash covers and what the Bundle emits
+	resource     []byte // canonical JSON (see Canonical): what the content hash covers and what the Bundle emits
 	hash         string
 }
 
@@ -352,14 +351,14 @@ func readEntry(index int, raw []byte, head *resourceHead) (*pendingEntry, error)
 	if err != nil {
 		return nil, reject(index, "entry %d (%s): %v", index, head.ResourceType, err)
 	}
-	var buf bytes.Buffer
-	if err := json.Compact(&buf, raw); err != nil {
-		return nil, reject(index, "entry %d: invalid JSON", index)
+	canon, err := Canonical(raw)
+	if err != nil {
+		return nil, reject(index, "entry %d: %s", index, jsonProblem(err))
 	}
-	sum := sha256.Sum256(buf.Bytes())
+	sum := sha256.Sum256(canon)
 	code, display := head.codeAndDisplay()
 	return &pendingEntry{index: index, patientRef: ref, resourceType: head.ResourceType, resourceID: head.ID,
-		category: cat, date: date, code: code, display: display, resource: buf.Bytes(), hash: hex.EncodeToString(sum[:])}, nil
+		category: cat, date: date, code: code, display: display, resource: canon, hash: hex.EncodeToString(sum[:])}, nil
 }
 
 // jsonProblem words a decoding error without quoting the data.
