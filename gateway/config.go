@@ -28,6 +28,7 @@ type Config struct {
 	TLSCert          string
 	TLSKey           string
 	LogFormat        string
+	MaxFileSize      int64 // bytes; gatewayd import refuses a file above it
 
 	consoleAllow   []string
 	trustedProxies []string
@@ -53,6 +54,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "TLS certificate file (PEM) for both listeners")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "TLS private key file (PEM) for both listeners")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
+	fs.Var(newSizeValue(&c.MaxFileSize, 256<<20), "max-file-size", "largest file import reads, in bytes or with KiB, MiB, GiB")
 }
 
 // Load applies GATEWAY_* variables to the flags not given on the command line, fills derived defaults and
@@ -134,6 +136,9 @@ func (c *Config) finish() error {
 	}
 	if c.PublicConsoleURL, err = publicURL("--public-console-url", c.PublicConsoleURL, c.ConsoleListen, c.TLS()); err != nil {
 		return err
+	}
+	if c.MaxFileSize <= 0 {
+		return fmt.Errorf("--max-file-size: must be above zero")
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return fmt.Errorf("--log-format: %q is not text or json", c.LogFormat)

@@ -61,7 +61,7 @@ func (a *app) rootCommand() *cobra.Command {
 	root.SetOut(a.stdout)
 	root.SetErr(a.stderr)
 	a.cfg.RegisterFlags(root.PersistentFlags())
-	root.AddCommand(a.serveCommand(), a.migrateCommand(), a.keysCommand(), a.auditCommand())
+	root.AddCommand(a.serveCommand(), a.migrateCommand(), a.keysCommand(), a.auditCommand(), a.importCommand())
 	return root
 }
 
