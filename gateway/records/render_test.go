@@ -38,9 +38,11 @@ func TestRenderBundle(t *testing.T) {
 		}
 		var b struct {
 			ResourceType, Type string
-			Meta               struct{ Security, Tag []struct{ System, Code, Display string } }
-			Identifier         struct{ System, Value string }
-			Entry              []struct {
+			Meta               struct {
+				Security, Tag []struct{ System, Code, Display string }
+			}
+			Identifier struct{ System, Value string }
+			Entry      []struct {
 				FullURL  string          `json:"fullUrl"`
 				Resource json.RawMessage `json:"resource"`
 			}

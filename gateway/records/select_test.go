@@ -44,7 +44,9 @@ func wantDated(t *testing.T, file string, fields map[string][]string) []time.Tim
 	if err != nil {
 		t.Fatal(err)
 	}
-	var b struct{ Entry []struct{ Resource map[string]any } }
+	var b struct {
+		Entry []struct{ Resource map[string]any }
+	}
 	if err := json.Unmarshal(raw, &b); err != nil {
 		t.Fatal(err)
 	}
