@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -37,62 +36,69 @@ type loadedEntry struct {
 func (s *Service) eachEntry(ctx context.Context, m Manifest, withDisplay bool, fn func(e *loadedEntry) error) error {
 	db := s.db.WithContext(ctx)
 	type row struct {
-		ID          string
-		Version     int
-		PatientID   string
-		ContentHash string
-		FHIRID      []byte `gorm:"column:fhir_id"`
-		Display     []byte
-		Resource    []byte
+		patientID, contentHash string
+		fhirID, display, resource []byte
 	}
-	cols := "id, version, patient_id, content_hash, fhir_id, resource"
-	if withDisplay {
-		cols += ", display"
+	cols := "id, version, patient_id, content_hash, fhir_id, resource, display"
+	if !withDisplay {
+		cols = "id, version, patient_id, content_hash, fhir_id, resource, NULL"
 	}
 	byKey := make(map[string]*row, renderChunk)
-	var rows []row
 	for start := 0; start < len(m.Entries); start += renderChunk {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		chunk := m.Entries[start:min(start+renderChunk, len(m.Entries))]
-		var where strings.Builder
-		args := make([]any, 0, 2*len(chunk))
+		// By id (the primary key's first column), then the versions asked for are kept: an IN list is much
+		// cheaper to plan than a chain of (id AND version) terms, and an entry rarely has more than one version.
+		ids := make([]string, len(chunk))
+		want := make(map[string]bool, len(chunk))
 		for i, e := range chunk {
-			if i > 0 {
-				where.WriteString(" OR ")
-			}
-			where.WriteString("(id = ? AND version = ?)")
-			args = append(args, e.ID, e.Version)
+			ids[i] = e.ID
+			want[entryRowID(e.ID, e.Version)] = true
 		}
-		rows = rows[:0]
-		if err := db.Table("record_entries").Select(cols).Where(where.String(), args...).Find(&rows).Error; err != nil {
+		rs, err := db.Raw("SELECT "+cols+" FROM record_entries WHERE id IN ?", ids).Rows()
+		if err != nil {
 			return fmt.Errorf("load entries: %w", err)
 		}
 		clear(byKey)
-		for i := range rows {
-			byKey[entryRowID(rows[i].ID, rows[i].Version)] = &rows[i]
+		for rs.Next() {
+			var id string
+			var version int
+			r := &row{}
+			if err := rs.Scan(&id, &version, &r.patientID, &r.contentHash, &r.fhirID, &r.resource, &r.display); err != nil {
+				rs.Close()
+				return fmt.Errorf("load entries: %w", err)
+			}
+			if rid := entryRowID(id, version); want[rid] {
+				byKey[rid] = r
+			}
+		}
+		err = rs.Err()
+		rs.Close()
+		if err != nil {
+			return fmt.Errorf("load entries: %w", err)
 		}
 		for _, e := range chunk {
 			rid := entryRowID(e.ID, e.Version)
 			r, ok := byKey[rid]
-			if !ok || r.PatientID != m.PatientID || r.ContentHash != e.ContentHash {
+			if !ok || r.patientID != m.PatientID || r.contentHash != e.ContentHash {
 				return fmt.Errorf("entry %s: %w", rid, ErrManifest)
 			}
-			res, err := s.seal.open("record_entries", "resource", rid, r.Resource)
+			res, err := s.seal.open("record_entries", "resource", rid, r.resource)
 			if err != nil {
 				return err
 			}
 			if sum := sha256.Sum256(res); hex.EncodeToString(sum[:]) != e.ContentHash {
 				return fmt.Errorf("entry %s: content hash: %w", rid, ErrManifest)
 			}
-			fid, err := s.seal.open("record_entries", "fhir_id", rid, r.FHIRID)
+			fid, err := s.seal.open("record_entries", "fhir_id", rid, r.fhirID)
 			if err != nil {
 				return err
 			}
 			le := &loadedEntry{ManifestEntry: e, resource: res, fhirID: string(fid)}
 			if withDisplay {
-				d, err := s.seal.open("record_entries", "display", rid, r.Display)
+				d, err := s.seal.open("record_entries", "display", rid, r.display)
 				if err != nil {
 					return err
 				}
