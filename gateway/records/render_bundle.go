@@ -40,9 +40,8 @@ func (s *Service) RenderBundle(ctx context.Context, w io.Writer, m Manifest, id 
 			System string `json:"system"`
 			Value  string `json:"value"`
 		} `json:"identifier"`
-		Type  string `json:"type"`
-		Total int    `json:"total"`
-	}{ResourceType: "Bundle", Type: "collection", Total: len(m.Entries) + 1}
+		Type string `json:"type"` // no "total": FHIR allows it only in search and history bundles
+	}{ResourceType: "Bundle", Type: "collection"}
 	head.Meta.Security = []fhirCoding{{System: "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", Code: "R", Display: "restricted"}}
 	head.Meta.Tag = watermarkTags(wm)
 	head.Identifier.System = "urn:gatewayd:extract"

@@ -158,6 +158,7 @@ type details struct {
 			Title       string `json:"title"`
 		} `json:"attachment"`
 	} `json:"content"`
+	Status         string  `json:"status"`
 	Criticality    string  `json:"criticality"`
 	ClinicalStatus concept `json:"clinicalStatus"`
 }
@@ -226,6 +227,8 @@ func describe(resourceType string, resource []byte, row *htmlEntry) {
 		row.Details = conceptText(&d.ClinicalStatus)
 	case "Condition":
 		row.Details = conceptText(&d.ClinicalStatus)
+	case "MedicationRequest", "MedicationStatement", "MedicationAdministration", "Procedure", "Immunization":
+		row.Details = d.Status
 	case "DocumentReference":
 		var texts []string
 		for _, c := range d.Content {
