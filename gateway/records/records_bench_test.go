@@ -50,7 +50,9 @@ func BenchmarkImport(b *testing.B) {
 	var resources [][]byte
 	for _, f := range files {
 		raw, _ := os.ReadFile(f)
-		var bundle struct{ Entry []struct{ Resource json.RawMessage } }
+		var bundle struct {
+			Entry []struct{ Resource json.RawMessage }
+		}
 		json.Unmarshal(raw, &bundle)
 		for _, e := range bundle.Entry {
 			var h struct{ ResourceType string }

@@ -36,7 +36,7 @@ type loadedEntry struct {
 func (s *Service) eachEntry(ctx context.Context, m Manifest, withDisplay bool, fn func(e *loadedEntry) error) error {
 	db := s.db.WithContext(ctx)
 	type row struct {
-		patientID, contentHash string
+		patientID, contentHash    string
 		fhirID, display, resource []byte
 	}
 	cols := "id, version, patient_id, content_hash, fhir_id, resource, display"
