@@ -246,6 +246,17 @@ func (p *patientResource) demographics() (demographics, error) {
 // decodeHead reads a resource's head. A field of another shape than expected refuses a kept resource, but
 // not one of a type that is skipped anyway (PractitionerRole.code is a list, for instance).
 func decodeHead(raw []byte, h *resourceHead) error {
+	// Most exports write resourceType first: a skipped type (a large Claim or ExplanationOfBenefit) is then
+	// recognised without decoding it.
+	if rt, ok := sniffType(raw); ok && rt != "Patient" {
+		if _, kept := CategoryOf(rt); !kept {
+			if !json.Valid(raw) {
+				return json.Unmarshal(raw, h) // for the error
+			}
+			h.ResourceType = rt
+			return nil
+		}
+	}
 	err := json.Unmarshal(raw, h)
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) && h.ResourceType != "" && h.ResourceType != "Patient" {
@@ -254,4 +265,36 @@ func decodeHead(raw []byte, h *resourceHead) error {
 		}
 	}
 	return err
+}
+
+// sniffType reads the resource type when the JSON object starts with a plain "resourceType" member.
+func sniffType(raw []byte) (string, bool) {
+	i := 0
+	skip := func() {
+		for i < len(raw) && (raw[i] == ' ' || raw[i] == '\n' || raw[i] == '\r' || raw[i] == '\t') {
+			i++
+		}
+	}
+	expect := func(s string) bool {
+		skip()
+		if len(raw)-i < len(s) || string(raw[i:i+len(s)]) != s {
+			return false
+		}
+		i += len(s)
+		return true
+	}
+	if !expect("{") || !expect(`"resourceType"`) || !expect(":") || !expect(`"`) {
+		return "", false
+	}
+	start := i
+	for i < len(raw) && raw[i] != '"' {
+		if raw[i] == '\\' || raw[i] < 0x20 {
+			return "", false
+		}
+		i++
+	}
+	if i == len(raw) || i == start {
+		return "", false
+	}
+	return string(raw[start:i]), true
 }

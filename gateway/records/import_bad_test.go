@@ -123,6 +123,11 @@ func TestImportRefusesBadInput(t *testing.T) {
 			first, _, _ := strings.Cut(string(raw), "\n")
 			return writeFile(t, dir, "Patient.000.ndjson", first[:len(first)/2])
 		}, wantEntry: func(*testing.T) int { return 1 }},
+		{name: "NDJSON truncated line of a skipped type", wantMsg: "line 2: truncated JSON", file: func(t *testing.T, dir string) string {
+			raw, _ := os.ReadFile(testdata(t, "ndjson", "Patient.000.ndjson"))
+			first, _, _ := strings.Cut(string(raw), "\n")
+			return writeFile(t, dir, "Mixed.000.ndjson", first+"\n"+`{"resourceType":"Organization","name":"x`+"\n")
+		}, wantEntry: func(*testing.T) int { return 2 }},
 		{name: "NDJSON reference to a patient never imported", wantMsg: "refers to a patient that was not imported", file: func(t *testing.T, dir string) string {
 			raw, _ := os.ReadFile(testdata(t, "ndjson", "Condition.000.ndjson"))
 			return writeFile(t, dir, "Condition.000.ndjson", string(raw))

@@ -2,6 +2,7 @@ package records
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -22,8 +23,8 @@ func (r *importRun) importNDJSON(ctx context.Context, in io.Reader) error {
 		raw, err := br.ReadBytes('\n')
 		if len(raw) > 0 {
 			line++
-			if trimmed := strings.TrimSpace(string(raw)); trimmed != "" {
-				batch = append(batch, ndjsonLine{number: line, raw: raw})
+			if trimmed := bytes.TrimSpace(raw); len(trimmed) > 0 {
+				batch = append(batch, ndjsonLine{number: line, raw: trimmed})
 			}
 		}
 		if errors.Is(err, errTooLarge) {
