@@ -142,29 +142,35 @@ func (s *Service) Import(ctx context.Context, paths []string, opts ImportOptions
 		total += f.size
 	}
 	run := &importRun{s: s, opts: opts, rep: rep, files: len(files), total: total}
+	var runErr error
 	for i, f := range files {
-		if err := ctx.Err(); err != nil {
-			return rep, err
+		if runErr = ctx.Err(); runErr != nil {
+			break
 		}
 		run.index, run.file = i, f.path
 		failedBefore := len(rep.Failed)
-		if err := run.importFile(ctx, f); err != nil {
-			return rep, err
+		if runErr = run.importFile(ctx, f); runErr != nil {
+			break
 		}
 		run.progress(true, len(rep.Failed) > failedBefore)
 	}
+	// The run is audited even when interrupted: the bundles committed before stay.
 	t := rep.Totals()
 	skipped := 0
 	for _, n := range rep.Skipped {
 		skipped += n
 	}
-	err = audit.Record(ctx, s.db, audit.Event{Actor: opts.Actor, Action: "import.run", Subject: "records",
-		Details: map[string]any{"files": len(files), "failed": len(rep.Failed), "imported": t.Imported,
-			"unchanged": t.Unchanged, "versions": t.Versions, "skipped": skipped}})
-	if err != nil {
-		return rep, fmt.Errorf("import: %w", err)
+	details := map[string]any{"files": len(files), "failed": len(rep.Failed), "imported": t.Imported,
+		"unchanged": t.Unchanged, "versions": t.Versions, "skipped": skipped}
+	if runErr != nil {
+		details["interrupted"] = true
 	}
-	return rep, nil
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := audit.Record(actx, s.db, audit.Event{Actor: opts.Actor, Action: "import.run", Subject: "records", Details: details}); err != nil {
+		return rep, errors.Join(runErr, fmt.Errorf("import: %w", err))
+	}
+	return rep, runErr
 }
 
 type inputFile struct {

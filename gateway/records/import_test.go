@@ -2,6 +2,9 @@ package records_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -132,4 +135,26 @@ func TestImportWholeNDJSONExport(t *testing.T) {
 			t.Errorf("documents: %+v, want 1215 notes", *rep.Categories[records.Documents])
 		}
 	})
+}
+
+func TestImportInterruptedIsAudited(t *testing.T) {
+	db := storetest.NewSQLite(t)
+	s := newService(t, db)
+	ctx, cancel := context.WithCancel(context.Background())
+	files := 0
+	rep, err := s.Import(ctx, []string{testdata(t, "bundles")}, records.ImportOptions{Progress: func(p records.Progress) {
+		if p.FileDone {
+			files++
+			cancel() // stop after the first file
+		}
+	}})
+	if !errors.Is(err, context.Canceled) || files != 1 {
+		t.Fatalf("err %v after %d files, want context.Canceled after 1", err, files)
+	}
+	var details []string
+	db.Table("audit_events").Where("action = ?", "import.run").Pluck("details", &details)
+	if len(details) != 1 || !strings.Contains(details[0], `"interrupted":true`) ||
+		!strings.Contains(details[0], fmt.Sprintf(`"imported":%d`, rep.Totals().Imported)) || rep.Totals().Imported == 0 {
+		t.Errorf("audit details %v, report %+v", details, rep.Totals())
+	}
 }
