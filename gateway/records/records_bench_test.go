@@ -38,7 +38,7 @@ func (benchEntryRow) TableName() string { return "record_entries" }
 
 // BenchmarkImport compares importing the test bundles (parse, canonical form, hash, seal, blind index,
 // versions) with inserting the same number of rows of the same size with gorm, in clear, without hashing.
-// Both run on a fresh SQLite database per iteration.
+// Both start each iteration from empty record tables.
 func BenchmarkImport(b *testing.B) {
 	files := globFiles(b, testdata(b, "bundles"), "*.json")
 	counts := expectedCounts(b, files...)
@@ -62,49 +62,64 @@ func BenchmarkImport(b *testing.B) {
 			}
 		}
 	}
-	b.Run("sqlite/baseline", func(b *testing.B) {
-		var elapsed time.Duration
-		for b.Loop() {
-			b.StopTimer()
-			db := storetest.NewSQLite(b)
-			b.StartTimer()
-			start := time.Now()
-			err := db.Transaction(func(tx *gorm.DB) error {
-				if err := tx.Exec("INSERT INTO record_patients (id, demographics, created_at, updated_at) VALUES (?, ?, ?, ?)",
-					"p", []byte("{}"), time.Now(), time.Now()).Error; err != nil {
-					return err
-				}
-				rows := make([]benchEntryRow, len(resources))
-				for i, r := range resources {
-					rows[i] = benchEntryRow{ID: randomID(), Version: 1, PatientID: "p", Category: "results", ResourceType: "Observation",
-						ContentHash: "-", FHIRID: []byte("id"), Code: []byte("code"), Display: []byte("display"), Resource: r,
-						SourceFile: []byte("file"), ImportedAt: time.Now()}
-				}
-				return tx.CreateInBatches(rows, 200).Error
-			})
-			elapsed += time.Since(start)
-			if err != nil {
+	// PostgreSQL runs when GATEWAY_TEST_POSTGRES is set. Each sub-benchmark has its own database, emptied
+	// before each iteration, outside the timer.
+	empty := func(b *testing.B, db *gorm.DB) {
+		b.StopTimer()
+		for _, table := range []string{"record_entries", "record_patient_keys", "record_patients"} {
+			if err := db.Exec("DELETE FROM " + table).Error; err != nil {
 				b.Fatal(err)
 			}
 		}
-		b.ReportMetric(float64(len(resources)*b.N)/elapsed.Seconds(), "entries/s")
-	})
-	b.Run("sqlite/gateway", func(b *testing.B) {
-		var elapsed time.Duration
-		for b.Loop() {
-			b.StopTimer()
-			db := storetest.NewSQLite(b)
-			s := newService(b, db)
-			b.StartTimer()
-			start := time.Now()
-			rep, err := s.Import(context.Background(), files, records.ImportOptions{})
-			elapsed += time.Since(start)
-			if err != nil || len(rep.Failed) > 0 || rep.Totals().Imported != entries {
-				b.Fatalf("import: %v %+v", err, rep.Failed)
-			}
+		b.StartTimer()
+	}
+	for _, dbName := range []string{"sqlite", "postgres"} {
+		newDB := storetest.NewSQLite
+		if dbName == "postgres" {
+			newDB = storetest.NewPostgres
 		}
-		b.ReportMetric(float64(entries*b.N)/elapsed.Seconds(), "entries/s")
-	})
+		b.Run(dbName+"/baseline", func(b *testing.B) {
+			db := newDB(b)
+			var elapsed time.Duration
+			for b.Loop() {
+				empty(b, db)
+				start := time.Now()
+				err := db.Transaction(func(tx *gorm.DB) error {
+					if err := tx.Exec("INSERT INTO record_patients (id, demographics, created_at, updated_at) VALUES (?, ?, ?, ?)",
+						"p", []byte("{}"), time.Now(), time.Now()).Error; err != nil {
+						return err
+					}
+					rows := make([]benchEntryRow, len(resources))
+					for i, r := range resources {
+						rows[i] = benchEntryRow{ID: randomID(), Version: 1, PatientID: "p", Category: "results", ResourceType: "Observation",
+							ContentHash: "-", FHIRID: []byte("id"), Code: []byte("code"), Display: []byte("display"), Resource: r,
+							SourceFile: []byte("file"), ImportedAt: time.Now()}
+					}
+					return tx.CreateInBatches(rows, 200).Error
+				})
+				elapsed += time.Since(start)
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(len(resources)*b.N)/elapsed.Seconds(), "entries/s")
+		})
+		b.Run(dbName+"/gateway", func(b *testing.B) {
+			db := newDB(b)
+			s := newService(b, db)
+			var elapsed time.Duration
+			for b.Loop() {
+				empty(b, db)
+				start := time.Now()
+				rep, err := s.Import(context.Background(), files, records.ImportOptions{})
+				elapsed += time.Since(start)
+				if err != nil || len(rep.Failed) > 0 || rep.Totals().Imported != entries {
+					b.Fatalf("import: %v %+v", err, rep.Failed)
+				}
+			}
+			b.ReportMetric(float64(entries*b.N)/elapsed.Seconds(), "entries/s")
+		})
+	}
 }
 
 func randomID() string {
