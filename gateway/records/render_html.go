@@ -73,7 +73,7 @@ func (s *Service) RenderHTML(ctx context.Context, w io.Writer, m Manifest, id Id
 		page.Expiry = wm.Expiry.UTC().Format("2006-01-02 15:04 UTC")
 	}
 	if d.Gender != "" {
-		page.Gender = templates.T(lang, "extract.gender."+d.Gender)
+		page.Gender = templates.T(lang, "records.extract.gender."+d.Gender)
 	}
 	if err := t.ExecuteTemplate(bw, "extract-head", page); err != nil {
 		return fmt.Errorf("render extract: %w", err)
@@ -88,7 +88,7 @@ func (s *Service) RenderHTML(ctx context.Context, w io.Writer, m Manifest, id Id
 				}
 			}
 			current = e.Category
-			g := &htmlGroup{Lang: lang, Category: e.Category, Label: templates.T(lang, "category."+string(e.Category))}
+			g := &htmlGroup{Lang: lang, Category: e.Category, Label: templates.T(lang, "records.category."+string(e.Category))}
 			if err := t.ExecuteTemplate(bw, "extract-group-start", g); err != nil {
 				return err
 			}

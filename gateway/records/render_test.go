@@ -173,6 +173,9 @@ func TestRenderHTML(t *testing.T) {
 				t.Errorf("%s: two renderings differ", lang)
 			}
 			page := out.String()
+			if i := strings.Index(page, "[records."); i >= 0 {
+				t.Errorf("%s: missing message %s", lang, page[i:min(i+40, len(page))])
+			}
 			results, immunizations := "Résultats d'examens", "Vaccinations"
 			if lang == "en" {
 				results, immunizations = "Exam results", "Immunizations"
