@@ -112,6 +112,10 @@ func (s *Service) resolvePatient(tx *gorm.DB, p *patientResource) (string, error
 			var prev demographics
 			if err := json.Unmarshal(old, &prev); err == nil {
 				d.Identifiers = mergeIdentifiers(prev.Identifiers, d.Identifiers)
+				// The first FHIR id stays: entries already stored reference it, and extracts name the Patient by it.
+				if prev.FHIRID != "" {
+					d.FHIRID = prev.FHIRID
+				}
 				if plain, err = json.Marshal(d); err != nil {
 					return "", err
 				}
