@@ -1,6 +1,7 @@
 package records_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"strings"
@@ -58,6 +59,14 @@ func TestPatientsAreDeduplicatedByIdentifier(t *testing.T) {
 		// of the same entries, not new entries.
 		if len(byINS.Entries) != len(before.Entries) || rep.Categories[records.Encounters].Versions != len(before.Entries) {
 			t.Errorf("%d encounters (%+v), want %d new versions", len(byINS.Entries), *rep.Categories[records.Encounters], len(before.Entries))
+		}
+
+		var out bytes.Buffer
+		if err := s.RenderBundle(ctx, &out, byINS, ins, records.Watermark{}); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(out.Bytes(), []byte(`"resource":{"resourceType":"Patient","id":"e4531916-b162-4f4b-90c2-ce37e132b8d4","identifier":[{"system":"urn:oid:1.2.250.1.213.1.4.8","value":"188031699912345"}]`)) {
+			t.Errorf("merged patient: the extract's Patient should keep the first FHIR id and show the INS asked for:\n%.400s", out.String())
 		}
 
 		conflict := editBundle(t, t.TempDir(), "conflict.json", func(es []any) []any {
