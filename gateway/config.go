@@ -28,6 +28,7 @@ type Config struct {
 	TLSCert          string
 	TLSKey           string
 	LogFormat        string
+	MaxFileSize      int64 // bytes; gatewayd import refuses a file above it
 
 	// Identity (issue 4).
 	DevAllowSoftwareKeys bool
@@ -67,6 +68,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.SessionIdleIntake, "session-idle-intake", 30*time.Minute, "intake sessions end after this long without a request")
 	fs.DurationVar(&c.SessionMax, "session-max", 8*time.Hour, "absolute lifetime of a session")
 	fs.DurationVar(&c.InvitationTTL, "invitation-ttl", 72*time.Hour, "how long an invitation link stays valid")
+	fs.Var(newSizeValue(&c.MaxFileSize, 256<<20), "max-file-size", "largest file import reads, in bytes or with KiB, MiB, GiB")
 }
 
 // Load applies GATEWAY_* variables to the flags not given on the command line, fills derived defaults and
@@ -148,6 +150,9 @@ func (c *Config) finish() error {
 	}
 	if c.PublicConsoleURL, err = publicURL("--public-console-url", c.PublicConsoleURL, c.ConsoleListen, c.TLS()); err != nil {
 		return err
+	}
+	if c.MaxFileSize <= 0 {
+		return fmt.Errorf("--max-file-size: must be above zero")
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return fmt.Errorf("--log-format: %q is not text or json", c.LogFormat)

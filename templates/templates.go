@@ -64,7 +64,7 @@ func New() (*Renderer, error) {
 		return nil, err
 	}
 	for _, p := range pages {
-		if p == "base.html" {
+		if p == "base.html" || standalone[p] {
 			continue
 		}
 		t, err := template.Must(layout.Clone()).ParseFS(files, p)

@@ -13,17 +13,17 @@ import (
 	"gatewayd/gateway/store"
 )
 
-// gatewayd runs the CLI in process, as a user would from a shell, and returns exit status and output.
-func gatewayd(t *testing.T, args ...string) (int, string, string) {
+// runCLI runs the CLI in process, as a user would from a shell, and returns its output and exit status.
+func runCLI(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	code := run(args, &out, &errOut)
-	return code, out.String(), errOut.String()
+	code = run(args, &out, &errOut)
+	return out.String(), errOut.String(), code
 }
 
 func TestKeysInitRefusesToOverwrite(t *testing.T) {
 	dir := t.TempDir()
-	if code, out, errOut := gatewayd(t, "keys", "init", "--data-dir", dir); code != 0 || !strings.Contains(out, "mode 0600") {
+	if out, errOut, code := runCLI(t, "keys", "init", "--data-dir", dir); code != 0 || !strings.Contains(out, "mode 0600") {
 		t.Fatalf("keys init: %d %q %q", code, out, errOut)
 	}
 	path := filepath.Join(dir, "gateway.key")
@@ -32,7 +32,7 @@ func TestKeysInitRefusesToOverwrite(t *testing.T) {
 	if st.Mode().Perm() != 0o600 {
 		t.Fatalf("key file mode %o", st.Mode().Perm())
 	}
-	code, _, errOut := gatewayd(t, "keys", "init", "--data-dir", dir)
+	_, errOut, code := runCLI(t, "keys", "init", "--data-dir", dir)
 	if code == 0 || !strings.Contains(errOut, "already exists") {
 		t.Fatalf("second keys init: %d %q", code, errOut)
 	}
@@ -46,7 +46,7 @@ func TestKeysInitRefusesToOverwrite(t *testing.T) {
 // or that others can read; and on a bad setting.
 func TestServeRefusesBadKeysAndSettings(t *testing.T) {
 	dir := t.TempDir()
-	if code, _, e := gatewayd(t, "keys", "init", "--data-dir", dir); code != 0 {
+	if _, e, code := runCLI(t, "keys", "init", "--data-dir", dir); code != 0 {
 		t.Fatal(e)
 	}
 	// The database meets its key once (first start), as serve would.
@@ -91,7 +91,7 @@ func TestServeRefusesBadKeysAndSettings(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"serve", "--data-dir", dir}, listen...)
-			code, _, errOut := gatewayd(t, append(args, tc.args...)...)
+			_, errOut, code := runCLI(t, append(args, tc.args...)...)
 			if code == 0 {
 				t.Fatal("serve started")
 			}
@@ -107,17 +107,17 @@ func TestServeRefusesBadKeysAndSettings(t *testing.T) {
 
 func TestMigrateAndAuditVerify(t *testing.T) {
 	dir := t.TempDir()
-	code, out, e := gatewayd(t, "migrate", "status", "--data-dir", dir)
+	out, e, code := runCLI(t, "migrate", "status", "--data-dir", dir)
 	if code != 0 || !strings.Contains(out, "0001_foundation") || !strings.Contains(out, "pending") {
 		t.Fatalf("status before: %d %q %q", code, out, e)
 	}
-	if code, out, e = gatewayd(t, "migrate", "up", "--data-dir", dir); code != 0 || !strings.Contains(out, "applied 0001_foundation") {
+	if out, e, code = runCLI(t, "migrate", "up", "--data-dir", dir); code != 0 || !strings.Contains(out, "applied 0001_foundation") {
 		t.Fatalf("up: %d %q %q", code, out, e)
 	}
-	if code, out, _ = gatewayd(t, "migrate", "up", "--data-dir", dir); code != 0 || !strings.Contains(out, "up to date") {
+	if out, _, code = runCLI(t, "migrate", "up", "--data-dir", dir); code != 0 || !strings.Contains(out, "up to date") {
 		t.Fatalf("second up: %d %q", code, out)
 	}
-	if code, out, e = gatewayd(t, "audit", "verify", "--data-dir", dir); code != 0 || !strings.Contains(out, "audit chain OK") {
+	if out, e, code = runCLI(t, "audit", "verify", "--data-dir", dir); code != 0 || !strings.Contains(out, "audit chain OK") {
 		t.Fatalf("verify: %d %q %q", code, out, e)
 	}
 	db, err := store.Open(context.Background(), filepath.Join(dir, "gateway.db"))
@@ -126,7 +126,7 @@ func TestMigrateAndAuditVerify(t *testing.T) {
 	}
 	db.Exec(`UPDATE audit_events SET subject = 'tampered' WHERE seq = 1`)
 	store.Close(db)
-	code, _, e = gatewayd(t, "audit", "verify", "--data-dir", dir)
+	_, e, code = runCLI(t, "audit", "verify", "--data-dir", dir)
 	if code != 1 || !strings.Contains(e, "row 1: hash does not match") {
 		t.Fatalf("verify after tampering: %d %q", code, e)
 	}
@@ -137,11 +137,11 @@ func TestEnvironmentAndFlagPrecedence(t *testing.T) {
 	t.Setenv("GATEWAY_DATA_DIR", dir)
 	t.Setenv("GATEWAY_LOG_FORMAT", "xml")
 	// The bad environment value is named by its variable...
-	if code, _, e := gatewayd(t, "migrate", "status"); code == 0 || !strings.Contains(e, "--log-format") {
+	if _, e, code := runCLI(t, "migrate", "status"); code == 0 || !strings.Contains(e, "--log-format") {
 		t.Fatalf("env not applied: %d %q", code, e)
 	}
 	// ...and a flag wins over it.
-	if code, out, e := gatewayd(t, "migrate", "status", "--log-format", "json"); code != 0 || !strings.Contains(out, "0001_foundation") {
+	if out, e, code := runCLI(t, "migrate", "status", "--log-format", "json"); code != 0 || !strings.Contains(out, "0001_foundation") {
 		t.Fatalf("flag did not win: %d %q %q", code, out, e)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "gateway.db")); err != nil {

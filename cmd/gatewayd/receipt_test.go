@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"os"
@@ -66,18 +65,11 @@ func approvedDecision(t *testing.T, dir string) (dbPath, keyPath, decisionID str
 	return dbPath, keyPath, out.DecisionID
 }
 
-func cli(t *testing.T, args ...string) (int, string, string) {
-	t.Helper()
-	var out, errOut bytes.Buffer
-	code := run(args, &out, &errOut)
-	return code, out.String(), errOut.String()
-}
-
 func TestReceiptExportThenVerify(t *testing.T) {
 	dir := t.TempDir()
 	dbPath, keyPath, id := approvedDecision(t, dir)
 	file := filepath.Join(dir, "receipt.json")
-	code, out, errOut := cli(t, "receipt", "export", id, "--db", dbPath, "--key-file", keyPath, "--out", file)
+	out, errOut, code := runCLI(t, "receipt", "export", id, "--db", dbPath, "--key-file", keyPath, "--out", file)
 	if code != 0 {
 		t.Fatalf("export: exit %d: %s", code, errOut)
 	}
@@ -93,7 +85,7 @@ func TestReceiptExportThenVerify(t *testing.T) {
 	t.Setenv("GATEWAY_LOG_FORMAT", "not-a-format")
 	os.Remove(dbPath)
 	os.Remove(keyPath)
-	code, out, errOut = cli(t, "receipt", "verify", file)
+	out, errOut, code = runCLI(t, "receipt", "verify", file)
 	if code != 0 {
 		t.Fatalf("verify: exit %d: %s", code, errOut)
 	}
@@ -117,7 +109,7 @@ func TestReceiptExportThenVerify(t *testing.T) {
 			if err := os.WriteFile(path, []byte(bad), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			code, out, errOut := cli(t, "receipt", "verify", path)
+			out, errOut, code := runCLI(t, "receipt", "verify", path)
 			if code != 1 || !strings.Contains(errOut, "FAILS") || strings.Contains(out, "Receipt OK") {
 				t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
 			}
@@ -142,7 +134,7 @@ func TestReceiptExportThenVerify(t *testing.T) {
 		return string(b)
 	})
 
-	code, _, errOut = cli(t, "receipt", "verify", filepath.Join(dir, "missing.json"))
+	_, errOut, code = runCLI(t, "receipt", "verify", filepath.Join(dir, "missing.json"))
 	if code != 1 || !strings.Contains(errOut, "read receipt") {
 		t.Fatalf("missing file: exit %d, %s", code, errOut)
 	}

@@ -1,27 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 )
-
-func runCLI(t *testing.T, args ...string) (string, string, int) {
-	t.Helper()
-	var out, errb bytes.Buffer
-	a := &app{stdout: &out, stderr: &errb}
-	root := a.rootCommand()
-	root.SetArgs(args)
-	code := 0
-	if err := root.Execute(); err != nil {
-		errb.WriteString(err.Error())
-		code = 2
-	}
-	return out.String(), errb.String(), code
-}
 
 // TestInviteAndUsersCommands: the first admin's link is on the console's public URL, a requester's on the
 // intake's; bad input says what is wrong and changes nothing; users list / suspend / revoke-key answer.

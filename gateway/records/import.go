@@ -1,0 +1,416 @@
+package records
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"gorm.io/gorm"
+
+	"gatewayd/gateway/audit"
+	"gatewayd/gateway/store"
+)
+
+// DefaultMaxFileSize is the default limit on one imported file (256 MiB).
+const DefaultMaxFileSize = 256 << 20
+
+// ndjsonBatch is how many NDJSON lines go in one transaction.
+const ndjsonBatch = 500
+
+// ImportOptions tune an import run.
+type ImportOptions struct {
+	MaxFileSize int64          // files above it are refused whole; 0 means DefaultMaxFileSize
+	Actor       string         // the audit actor, "cli" by default
+	Progress    func(Progress) // called as bytes are read and as files end; may be nil
+}
+
+// Progress tells how far a run is.
+type Progress struct {
+	File       string // the file being read
+	Files      int    // files in the run
+	FileIndex  int    // 0-based index of File
+	Bytes      int64  // bytes read so far, all files
+	TotalBytes int64  // bytes of all files
+	FileDone   bool   // File has just been finished (imported or failed)
+	FileFailed bool
+}
+
+// Counts are one category's figures in a run.
+type Counts struct {
+	Imported  int `json:"imported"`  // new entries
+	Unchanged int `json:"unchanged"` // resources already stored with the same content
+	Versions  int `json:"versions"`  // new versions of entries already stored
+}
+
+// Failure names a bundle (or NDJSON batch) that was rejected whole. Entry is the index in Bundle.entry
+// (0-based) or the NDJSON line number (1-based); -1 when the problem is the file or bundle as a whole.
+type Failure struct {
+	File   string `json:"file"`
+	Entry  int    `json:"entry"`
+	Reason string `json:"reason"`
+}
+
+// Report is the outcome of a run. Its JSON form is what `gatewayd import --json` prints.
+type Report struct {
+	Categories map[Category]*Counts `json:"categories"`
+	Skipped    map[string]int       `json:"skipped"` // resources of types that are not kept, by FHIR type
+	Failed     []Failure            `json:"failed"`
+	Files      int                  `json:"-"`
+	Ignored    []string             `json:"-"` // files of a folder walk that are not FHIR data (log.ndjson)
+}
+
+func newReport() *Report {
+	r := &Report{Categories: map[Category]*Counts{}, Skipped: map[string]int{}, Failed: []Failure{}}
+	for _, c := range Categories {
+		r.Categories[c] = &Counts{}
+	}
+	return r
+}
+
+func (r *Report) merge(o *Report) {
+	for c, n := range o.Categories {
+		t := r.Categories[c]
+		t.Imported += n.Imported
+		t.Unchanged += n.Unchanged
+		t.Versions += n.Versions
+	}
+	for k, n := range o.Skipped {
+		r.Skipped[k] += n
+	}
+}
+
+// Totals sums the categories.
+func (r *Report) Totals() Counts {
+	var t Counts
+	for _, n := range r.Categories {
+		t.Imported += n.Imported
+		t.Unchanged += n.Unchanged
+		t.Versions += n.Versions
+	}
+	return t
+}
+
+// rejection is a reason to refuse a whole bundle or batch.
+type rejection struct {
+	entry  int
+	reason string
+	cause  error // the read error behind it, if any (a file growing past the limit)
+}
+
+func (e *rejection) Error() string { return e.reason }
+func (e *rejection) Unwrap() error { return e.cause }
+
+// rejectRead is reject for a decoding error, keeping it as the cause.
+func rejectRead(entry int, cause error, format string, args ...any) error {
+	return &rejection{entry: entry, reason: fmt.Sprintf(format, args...), cause: cause}
+}
+
+func reject(entry int, format string, args ...any) error {
+	return &rejection{entry: entry, reason: fmt.Sprintf(format, args...)}
+}
+
+// Import reads every file of paths (folders are walked for *.json Bundles and *.ndjson Bulk Data files) and
+// stores what they hold, one transaction per bundle or NDJSON batch. A rejected bundle is listed in the
+// report's Failed and the run goes on; the returned error is for what stops the whole run (a cancelled
+// context, an unreadable path, the audit row). One audit event, import.run, records the counts.
+func (s *Service) Import(ctx context.Context, paths []string, opts ImportOptions) (*Report, error) {
+	if opts.MaxFileSize <= 0 {
+		opts.MaxFileSize = DefaultMaxFileSize
+	}
+	if opts.Actor == "" {
+		opts.Actor = "cli"
+	}
+	rep := newReport()
+	files, err := collectFiles(paths, rep)
+	if err != nil {
+		return rep, err
+	}
+	rep.Files = len(files)
+	var total int64
+	for _, f := range files {
+		total += f.size
+	}
+	run := &importRun{s: s, opts: opts, rep: rep, files: len(files), total: total}
+	var runErr error
+	for i, f := range files {
+		if runErr = ctx.Err(); runErr != nil {
+			break
+		}
+		run.index, run.file = i, f.path
+		failedBefore := len(rep.Failed)
+		if runErr = run.importFile(ctx, f); runErr != nil {
+			break
+		}
+		run.progress(true, len(rep.Failed) > failedBefore)
+	}
+	// The run is audited even when interrupted: the bundles committed before stay.
+	t := rep.Totals()
+	skipped := 0
+	for _, n := range rep.Skipped {
+		skipped += n
+	}
+	details := map[string]any{"files": len(files), "failed": len(rep.Failed), "imported": t.Imported,
+		"unchanged": t.Unchanged, "versions": t.Versions, "skipped": skipped}
+	if runErr != nil {
+		details["interrupted"] = true
+	}
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := audit.Record(actx, s.db, audit.Event{Actor: opts.Actor, Action: "import.run", Subject: "records", Details: details}); err != nil {
+		return rep, errors.Join(runErr, fmt.Errorf("import: %w", err))
+	}
+	return rep, runErr
+}
+
+type inputFile struct {
+	path string
+	size int64
+}
+
+// collectFiles expands folders and orders the files so that NDJSON Patient files come first: the other NDJSON
+// files reference patients by Patient/<id>.
+func collectFiles(paths []string, rep *Report) ([]inputFile, error) {
+	var out []inputFile
+	for _, p := range paths {
+		st, err := os.Stat(p)
+		if err != nil {
+			return nil, fmt.Errorf("import %s: %w", p, err)
+		}
+		if !st.IsDir() {
+			out = append(out, inputFile{p, st.Size()})
+			continue
+		}
+		err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			name := d.Name()
+			if d.IsDir() || !(strings.HasSuffix(name, ".json") || strings.HasSuffix(name, ".ndjson")) {
+				return nil
+			}
+			// Bulk export tools write their own log beside the data; it is not FHIR.
+			if name == "log.ndjson" {
+				rep.Ignored = append(rep.Ignored, path)
+				return nil
+			}
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			out = append(out, inputFile{path, info.Size()})
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("import %s: %w", p, err)
+		}
+	}
+	rank := func(f inputFile) int {
+		if isNDJSON(f.path) && strings.HasPrefix(filepath.Base(f.path), "Patient.") {
+			return 0
+		}
+		return 1
+	}
+	sort.SliceStable(out, func(i, j int) bool { return rank(out[i]) < rank(out[j]) })
+	return out, nil
+}
+
+func isNDJSON(path string) bool { return strings.HasSuffix(path, ".ndjson") }
+
+type importRun struct {
+	s        *Service
+	opts     ImportOptions
+	rep      *Report
+	files    int
+	index    int
+	file     string
+	total    int64
+	doneSize int64 // bytes of the files before this one
+	read     int64 // bytes read of this one
+}
+
+func (r *importRun) progress(done, failed bool) {
+	if r.opts.Progress == nil {
+		return
+	}
+	r.opts.Progress(Progress{File: r.file, Files: r.files, FileIndex: r.index, Bytes: r.doneSize + r.read,
+		TotalBytes: r.total, FileDone: done, FileFailed: failed})
+}
+
+func (r *importRun) fail(entry int, reason string) {
+	r.rep.Failed = append(r.rep.Failed, Failure{File: r.file, Entry: entry, Reason: reason})
+}
+
+// countingReader reports progress as the file is read.
+type countingReader struct {
+	r    io.Reader
+	run  *importRun
+	last int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.run.read += int64(n)
+	if c.run.read-c.last >= 256<<10 {
+		c.last = c.run.read
+		c.run.progress(false, false)
+	}
+	return n, err
+}
+
+var errTooLarge = errors.New("file above the size limit")
+
+// limitedReader fails, rather than truncating, when a file turns out larger than the limit while read.
+type limitedReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	if l.left <= 0 {
+		return 0, errTooLarge
+	}
+	if int64(len(p)) > l.left {
+		p = p[:l.left]
+	}
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	return n, err
+}
+
+func (r *importRun) importFile(ctx context.Context, f inputFile) error {
+	defer func() { r.doneSize += f.size; r.read = 0 }()
+	limit := r.opts.MaxFileSize
+	if f.size > limit {
+		r.fail(-1, fmt.Sprintf("file is %d bytes, above the limit of %d bytes (--max-file-size): nothing imported", f.size, limit))
+		return nil
+	}
+	fh, err := os.Open(f.path)
+	if err != nil {
+		r.fail(-1, fmt.Sprintf("cannot open: %v", errors.Unwrap(err)))
+		return nil
+	}
+	defer fh.Close()
+	in := &countingReader{r: &limitedReader{r: fh, left: limit}, run: r}
+	if isNDJSON(f.path) {
+		return r.importNDJSON(ctx, in)
+	}
+	return r.importBundle(ctx, in)
+}
+
+// storeErr turns an error from a bundle or batch into a failure of the run, and passes on what must stop it.
+func (r *importRun) storeErr(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if errors.Is(err, errTooLarge) {
+		r.fail(-1, fmt.Sprintf("file grew above the limit of %d bytes (--max-file-size) while read: nothing imported", r.opts.MaxFileSize))
+		return nil
+	}
+	var rj *rejection
+	if errors.As(err, &rj) {
+		r.fail(rj.entry, rj.reason)
+		return nil
+	}
+	r.fail(-1, err.Error())
+	return nil
+}
+
+// pendingEntry is a kept resource on its way to the database.
+type pendingEntry struct {
+	index        int // entry index or line number, for messages
+	patientRef   string
+	resourceType string
+	resourceID   string
+	category     Category
+	date         *time.Time
+	code         string
+	display      string
+	resource     []byte // canonical JSON (see Canonical): what the content hash covers and what the Bundle emits
+	hash         string
+}
+
+// readEntry checks one kept resource and prepares it. raw is the resource's JSON as found in the file.
+func readEntry(index int, raw []byte, head *resourceHead) (*pendingEntry, error) {
+	cat, _ := CategoryOf(head.ResourceType)
+	if head.ID == "" {
+		return nil, reject(index, "entry %d (%s): the resource has no id", index, head.ResourceType)
+	}
+	ref := head.subjectReference()
+	if ref == "" {
+		return nil, reject(index, "entry %d (%s): no subject or patient reference", index, head.ResourceType)
+	}
+	date, err := head.effectiveDate()
+	if err != nil {
+		return nil, reject(index, "entry %d (%s): %v", index, head.ResourceType, err)
+	}
+	canon, err := Canonical(raw)
+	if err != nil {
+		return nil, reject(index, "entry %d: %s", index, jsonProblem(err))
+	}
+	sum := sha256.Sum256(canon)
+	code, display := head.codeAndDisplay()
+	return &pendingEntry{index: index, patientRef: ref, resourceType: head.ResourceType, resourceID: head.ID,
+		category: cat, date: date, code: code, display: display, resource: canon, hash: hex.EncodeToString(sum[:])}, nil
+}
+
+// jsonProblem words a decoding error without quoting the data.
+func jsonProblem(err error) string {
+	var se *json.SyntaxError
+	switch {
+	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
+		return "truncated JSON (the line or file ends in the middle)"
+	case errors.As(err, &se) && strings.Contains(se.Error(), "unexpected end"):
+		return "truncated JSON (the line or file ends in the middle)"
+	case errors.As(err, &se):
+		return fmt.Sprintf("invalid JSON at byte %d", se.Offset)
+	case errors.Is(err, errTooLarge):
+		return "file above the size limit"
+	}
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return fmt.Sprintf("JSON of the wrong shape at %s (not FHIR R4?)", te.Field)
+	}
+	return "invalid JSON"
+}
+
+// shortName keeps a FHIR type or bundle type for a message only when it looks like one (no data leaks into
+// the message).
+func shortName(s string) string {
+	if len(s) > 40 {
+		return "(invalid)"
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+			return "(invalid)"
+		}
+	}
+	return s
+}
+
+// newID returns a random internal id.
+func newID() string {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// withTx runs fn in one transaction.
+func (s *Service) withTx(ctx context.Context, fn func(tx *gorm.DB) error) error {
+	return store.Tx(ctx, s.db, fn)
+}

@@ -1,0 +1,160 @@
+package records_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"gorm.io/gorm"
+
+	"gatewayd/gateway/records"
+	"gatewayd/gateway/store/storetest"
+)
+
+func checkCounts(t *testing.T, rep *records.Report, want map[records.Category]int, reimport bool) {
+	t.Helper()
+	for _, c := range records.Categories {
+		got := rep.Categories[c]
+		if reimport {
+			if got.Unchanged != want[c] || got.Imported != 0 || got.Versions != 0 {
+				t.Errorf("re-import %s: got %+v, want all %d unchanged", c, *got, want[c])
+			}
+		} else if got.Imported != want[c] || got.Unchanged != 0 || got.Versions != 0 {
+			t.Errorf("import %s: got %+v, want %d imported", c, *got, want[c])
+		}
+	}
+}
+
+func TestImportBundlesTestdata(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
+		ctx := context.Background()
+		s := newService(t, db)
+		dir := testdata(t, "bundles")
+		want := expectedCounts(t, globFiles(t, dir, "*.json")...)
+		rep, err := s.Import(ctx, []string{dir}, records.ImportOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.Failed) != 0 {
+			t.Fatalf("failures: %+v", rep.Failed)
+		}
+		checkCounts(t, rep, want, false)
+		if rep.Skipped["Claim"] == 0 || rep.Skipped["Patient"] != 0 {
+			t.Errorf("skipped = %v, want Claim counted and no Patient", rep.Skipped)
+		}
+		rep, err = s.Import(ctx, []string{dir}, records.ImportOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkCounts(t, rep, want, true)
+	})
+}
+
+func TestImportAllSyntheaBundles(t *testing.T) {
+	dir := sharedData(t, "synthea-r4-bundles")
+	files := globFiles(t, dir, "*.json")
+	want := expectedCounts(t, files...)
+	secrets := secretsOf(t, files...)
+	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
+		ctx := context.Background()
+		s := newService(t, db)
+		start := time.Now()
+		rep, err := s.Import(ctx, []string{dir}, records.ImportOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("imported %d bundles, %d entries in %v", rep.Files, rep.Totals().Imported, time.Since(start))
+		if len(rep.Failed) != 0 || rep.Files != len(files) {
+			t.Fatalf("files %d (want %d), failures: %+v", rep.Files, len(files), rep.Failed)
+		}
+		checkCounts(t, rep, want, false)
+		var stored int64
+		db.Table("record_entries").Count(&stored)
+		var patients int64
+		db.Table("record_patients").Count(&patients)
+		if patients != int64(len(files)) {
+			t.Errorf("%d patients stored, want %d", patients, len(files))
+		}
+		rep, err = s.Import(ctx, []string{dir}, records.ImportOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkCounts(t, rep, want, true)
+		var after int64
+		db.Table("record_entries").Count(&after)
+		if after != stored {
+			t.Errorf("re-import changed the entry count: %d -> %d", stored, after)
+		}
+		assertNotStored(t, db, secrets)
+	})
+}
+
+func TestImportNDJSON(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
+		ctx := context.Background()
+		s := newService(t, db)
+		dir := testdata(t, "ndjson")
+		want := expectedCounts(t, globFiles(t, dir, "[A-Z]*.ndjson")...)
+		rep, err := s.Import(ctx, []string{dir}, records.ImportOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.Failed) != 0 {
+			t.Fatalf("failures: %+v", rep.Failed)
+		}
+		if want[records.Documents] == 0 {
+			t.Fatal("test data has no DocumentReference")
+		}
+		checkCounts(t, rep, want, false)
+		if rep.Skipped["Organization"] != 5 {
+			t.Errorf("skipped %v, want 5 Organization", rep.Skipped)
+		}
+		if len(rep.Ignored) != 1 {
+			t.Errorf("ignored %v, want log.ndjson", rep.Ignored)
+		}
+	})
+}
+
+func TestImportWholeNDJSONExport(t *testing.T) {
+	dir := sharedData(t, "synthea-bulk-ndjson")
+	want := expectedCounts(t, globFiles(t, dir, "[A-Z]*.ndjson")...)
+	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
+		s := newService(t, db)
+		rep, err := s.Import(context.Background(), []string{dir}, records.ImportOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.Failed) != 0 {
+			t.Fatalf("failures: %+v", rep.Failed)
+		}
+		checkCounts(t, rep, want, false)
+		if rep.Categories[records.Documents].Imported != 1215 {
+			t.Errorf("documents: %+v, want 1215 notes", *rep.Categories[records.Documents])
+		}
+	})
+}
+
+func TestImportInterruptedIsAudited(t *testing.T) {
+	db := storetest.NewSQLite(t)
+	s := newService(t, db)
+	ctx, cancel := context.WithCancel(context.Background())
+	files := 0
+	rep, err := s.Import(ctx, []string{testdata(t, "bundles")}, records.ImportOptions{Progress: func(p records.Progress) {
+		if p.FileDone {
+			files++
+			cancel() // stop after the first file
+		}
+	}})
+	if !errors.Is(err, context.Canceled) || files != 1 {
+		t.Fatalf("err %v after %d files, want context.Canceled after 1", err, files)
+	}
+	var details []string
+	db.Table("audit_events").Where("action = ?", "import.run").Pluck("details", &details)
+	if len(details) != 1 || !strings.Contains(details[0], `"interrupted":true`) ||
+		!strings.Contains(details[0], fmt.Sprintf(`"imported":%d`, rep.Totals().Imported)) || rep.Totals().Imported == 0 {
+		t.Errorf("audit details %v, report %+v", details, rep.Totals())
+	}
+}

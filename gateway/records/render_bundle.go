@@ -1,0 +1,135 @@
+package records
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"time"
+)
+
+// WatermarkSystem is the code system of the watermark tags in a rendered Bundle.
+const WatermarkSystem = "urn:gatewayd:watermark"
+
+type fhirCoding struct {
+	System  string `json:"system"`
+	Code    string `json:"code"`
+	Display string `json:"display,omitempty"`
+}
+
+// RenderBundle writes the manifest as a FHIR R4 Bundle of type collection: first a minimal Patient (name,
+// birth date, gender and the identifier asked for, nothing else), then each entry's resource, exactly the
+// bytes whose SHA-256 is the entry's content hash. The watermark is in Bundle.meta: meta.security holds the
+// confidentiality label R (restricted), meta.tag one coding per watermark field (system
+// urn:gatewayd:watermark, code = field name, display = value); Bundle.identifier is the request id. Nothing in
+// the output depends on the time of rendering: the same manifest renders to the same bytes.
+func (s *Service) RenderBundle(ctx context.Context, w io.Writer, m Manifest, id Identifier, wm Watermark) error {
+	d, err := s.patientFor(ctx, m, id)
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriterSize(w, 64<<10)
+	head := struct {
+		ResourceType string `json:"resourceType"`
+		Meta         struct {
+			Security []fhirCoding `json:"security"`
+			Tag      []fhirCoding `json:"tag"`
+		} `json:"meta"`
+		Identifier struct {
+			System string `json:"system"`
+			Value  string `json:"value"`
+		} `json:"identifier"`
+		Type string `json:"type"` // no "total": FHIR allows it only in search and history bundles
+	}{ResourceType: "Bundle", Type: "collection"}
+	head.Meta.Security = []fhirCoding{{System: "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", Code: "R", Display: "restricted"}}
+	head.Meta.Tag = watermarkTags(wm)
+	head.Identifier.System = "urn:gatewayd:extract"
+	head.Identifier.Value = wm.RequestID
+	hb, err := json.Marshal(head)
+	if err != nil {
+		return err
+	}
+	bw.Write(hb[:len(hb)-1]) // leave the object open for "entry"
+	bw.WriteString(`,"entry":[`)
+	p := minimalPatient(d, id)
+	pb, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	writeEntry(bw, fullURL("Patient", d.FHIRID), pb)
+	err = s.eachEntry(ctx, m, false, func(e *loadedEntry) error {
+		bw.WriteByte(',')
+		// bufio keeps the first write error: stop rendering as soon as the reader has gone.
+		if err := writeEntry(bw, fullURL(e.ResourceType, e.fhirID), e.resource); err != nil {
+			return fmt.Errorf("write bundle: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	bw.WriteString("]}\n")
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("write bundle: %w", err)
+	}
+	return nil
+}
+
+func writeEntry(bw *bufio.Writer, url string, resource []byte) error {
+	bw.WriteString(`{"fullUrl":`)
+	u, _ := json.Marshal(url)
+	bw.Write(u)
+	bw.WriteString(`,"resource":`)
+	bw.Write(resource)
+	return bw.WriteByte('}')
+}
+
+func watermarkTags(wm Watermark) []fhirCoding {
+	expiry := ""
+	if !wm.Expiry.IsZero() {
+		expiry = wm.Expiry.UTC().Format(time.RFC3339)
+	}
+	return []fhirCoding{
+		{WatermarkSystem, "request-id", wm.RequestID},
+		{WatermarkSystem, "decision-id", wm.DecisionID},
+		{WatermarkSystem, "requester", wm.Requester},
+		{WatermarkSystem, "purpose", wm.Purpose},
+		{WatermarkSystem, "recipient", wm.Recipient},
+		{WatermarkSystem, "expiry", expiry},
+		{WatermarkSystem, "manifest-digest", wm.ManifestDigest},
+	}
+}
+
+type fhirPatient struct {
+	ResourceType string       `json:"resourceType"`
+	ID           string       `json:"id,omitempty"`
+	Identifier   []Identifier `json:"identifier"`
+	Name         []struct {
+		Family string   `json:"family,omitempty"`
+		Given  []string `json:"given,omitempty"`
+	} `json:"name,omitempty"`
+	Gender    string `json:"gender,omitempty"`
+	BirthDate string `json:"birthDate,omitempty"`
+}
+
+// minimalPatient is the Patient of an extract: only what identifies the person to the recipient.
+func minimalPatient(d demographics, id Identifier) fhirPatient {
+	p := fhirPatient{ResourceType: "Patient", ID: d.FHIRID, Gender: d.Gender, BirthDate: d.BirthDate}
+	// The identifier as stored, which matches the one asked for after normalisation.
+	want := NormalizeIdentifier(id)
+	p.Identifier = []Identifier{{System: id.System, Value: id.Value}}
+	for _, x := range d.Identifiers {
+		if NormalizeIdentifier(x) == want {
+			p.Identifier = []Identifier{x}
+			break
+		}
+	}
+	if d.Family != "" || len(d.Given) > 0 {
+		p.Name = append(p.Name, struct {
+			Family string   `json:"family,omitempty"`
+			Given  []string `json:"given,omitempty"`
+		}{d.Family, d.Given})
+	}
+	return p
+}

@@ -1,0 +1,219 @@
+package records_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"gorm.io/gorm"
+
+	"gatewayd/gateway/records"
+	"gatewayd/gateway/store/storetest"
+)
+
+func testWatermark(digest string) records.Watermark {
+	return records.Watermark{RequestID: "req-42", DecisionID: "dec-7", Requester: "user:12", Purpose: "continuité <des> soins",
+		Recipient: "user:12", Expiry: time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC), ManifestDigest: digest}
+}
+
+func TestRenderBundle(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
+		ctx := context.Background()
+		s := newService(t, db)
+		importFiles(t, s, testdata(t, "bundles", busterFile))
+		m, err := s.Select(ctx, busterSSN, records.Scope{Categories: records.Categories})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		if err := s.RenderBundle(ctx, &out, m, busterSSN, testWatermark(m.Digest)); err != nil {
+			t.Fatal(err)
+		}
+		var b struct {
+			ResourceType, Type string
+			Meta               struct {
+				Security, Tag []struct{ System, Code, Display string }
+			}
+			Identifier struct{ System, Value string }
+			Entry      []struct {
+				FullURL  string          `json:"fullUrl"`
+				Resource json.RawMessage `json:"resource"`
+			}
+		}
+		if err := json.Unmarshal(out.Bytes(), &b); err != nil {
+			t.Fatalf("not JSON: %v", err)
+		}
+		if b.ResourceType != "Bundle" || b.Type != "collection" || len(b.Entry) != len(m.Entries)+1 {
+			t.Fatalf("bundle %s/%s with %d entries, want collection with %d", b.ResourceType, b.Type, len(b.Entry), len(m.Entries)+1)
+		}
+		// Each resource hashes to its entry's content hash, in manifest order.
+		for i, e := range m.Entries {
+			sum := sha256.Sum256(b.Entry[i+1].Resource)
+			if hex.EncodeToString(sum[:]) != e.ContentHash {
+				t.Fatalf("entry %d: resource hash differs from the manifest", i)
+			}
+			if !strings.HasPrefix(b.Entry[i+1].FullURL, "urn:uuid:") {
+				t.Fatalf("entry %d: fullUrl %q", i, b.Entry[i+1].FullURL)
+			}
+		}
+		// The Patient holds name, birth date, gender and the identifier asked for, nothing else.
+		var p map[string]json.RawMessage
+		json.Unmarshal(b.Entry[0].Resource, &p)
+		var keys []string
+		for k := range p {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		if strings.Join(keys, ",") != "birthDate,gender,id,identifier,name,resourceType" {
+			t.Errorf("Patient members: %v", keys)
+		}
+		if string(p["identifier"]) != `[{"system":"http://hl7.org/fhir/sid/us-ssn","value":"999-59-2277"}]` ||
+			string(p["name"]) != `[{"family":"Hoeger","given":["Buster"]}]` || string(p["birthDate"]) != `"1988-03-16"` {
+			t.Errorf("Patient: %s", b.Entry[0].Resource)
+		}
+		// The watermark.
+		tags := map[string]string{}
+		for _, tg := range b.Meta.Tag {
+			if tg.System == records.WatermarkSystem {
+				tags[tg.Code] = tg.Display
+			}
+		}
+		want := map[string]string{"request-id": "req-42", "decision-id": "dec-7", "requester": "user:12", "recipient": "user:12",
+			"purpose": "continuité <des> soins", "expiry": "2026-12-01T10:00:00Z", "manifest-digest": m.Digest}
+		for k, v := range want {
+			if tags[k] != v {
+				t.Errorf("watermark %s = %q, want %q", k, tags[k], v)
+			}
+		}
+		if len(b.Meta.Security) != 1 || b.Meta.Security[0].Code != "R" || b.Identifier.Value != "req-42" {
+			t.Errorf("security %+v identifier %+v", b.Meta.Security, b.Identifier)
+		}
+		// Same manifest, same bytes.
+		var again bytes.Buffer
+		if err := s.RenderBundle(ctx, &again, m, busterSSN, testWatermark(m.Digest)); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(out.Bytes(), again.Bytes()) {
+			t.Error("two renderings of one manifest differ")
+		}
+	})
+}
+
+func TestRenderRefusesWhatTheManifestDoesNotHold(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
+		ctx := context.Background()
+		s := newService(t, db)
+		importFiles(t, s, testdata(t, "bundles"))
+		m, err := s.Select(ctx, busterSSN, records.Scope{Categories: []records.Category{records.Immunizations}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var w bytes.Buffer
+		forged := m
+		forged.Entries = append([]records.ManifestEntry(nil), m.Entries...)
+		forged.Entries[0].ContentHash = strings.Repeat("0", 64)
+		if err := s.RenderBundle(ctx, &w, forged, busterSSN, records.Watermark{}); !errors.Is(err, records.ErrManifest) {
+			t.Errorf("altered hash: err %v, want ErrManifest", err)
+		}
+		forged.Entries[0] = m.Entries[0]
+		forged.Entries[0].Version = 2
+		if err := s.RenderHTML(ctx, &w, forged, busterSSN, records.Watermark{}, "fr"); !errors.Is(err, records.ErrManifest) {
+			t.Errorf("missing version: err %v, want ErrManifest", err)
+		}
+		other := records.Identifier{System: "https://github.com/synthetichealth/synthea", Value: "fc712d1f-5a2e-4407-9c55-a2a2bad623c2"}
+		if err := s.RenderBundle(ctx, &w, m, other, records.Watermark{}); !errors.Is(err, records.ErrManifest) {
+			t.Errorf("another patient's identifier: err %v, want ErrManifest", err)
+		}
+		// A sealed value copied to another row does not open.
+		var rows []struct {
+			ID       string
+			Version  int
+			Resource []byte
+		}
+		db.Table("record_entries").Where("id IN ?", []string{m.Entries[0].ID, m.Entries[1].ID}).Find(&rows)
+		if len(rows) != 2 {
+			t.Fatalf("%d rows", len(rows))
+		}
+		if err := db.Table("record_entries").Where("id = ? AND version = ?", rows[0].ID, rows[0].Version).
+			Update("resource", rows[1].Resource).Error; err != nil {
+			t.Fatal(err)
+		}
+		if err := s.RenderBundle(ctx, &w, m, busterSSN, records.Watermark{}); err == nil || !strings.Contains(err.Error(), "does not open") {
+			t.Errorf("moved ciphertext: err %v", err)
+		}
+	})
+}
+
+func TestRenderHTML(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
+		ctx := context.Background()
+		s := newService(t, db)
+		importFiles(t, s, testdata(t, "bundles", busterFile), testdata(t, "ndjson"))
+		m, err := s.Select(ctx, busterSSN, records.Scope{Categories: []records.Category{records.Immunizations, records.Results}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wm := testWatermark(m.Digest)
+		for _, lang := range []string{"fr", "en"} {
+			var out, again bytes.Buffer
+			if err := s.RenderHTML(ctx, &out, m, busterSSN, wm, lang); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.RenderHTML(ctx, &again, m, busterSSN, wm, lang); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(out.Bytes(), again.Bytes()) {
+				t.Errorf("%s: two renderings differ", lang)
+			}
+			page := out.String()
+			if i := strings.Index(page, "[records."); i >= 0 {
+				t.Errorf("%s: missing message %s", lang, page[i:min(i+40, len(page))])
+			}
+			results, immunizations := "Résultats d'examens", "Vaccinations"
+			if lang == "en" {
+				results, immunizations = "Exam results", "Immunizations"
+			}
+			results = strings.ReplaceAll(results, "'", "&#39;")
+			for _, want := range []string{`<html lang="` + lang + `">`, "req-42", "dec-7", m.Digest, "2026-12-01 10:00 UTC",
+				"continuité &lt;des&gt; soins", "Buster Hoeger", "1988-03-16", "999-59-2277", "Body Height", "185.83 cm",
+				"Systolic Blood Pressure: ", "mm[Hg]", "Influenza, seasonal, injectable, preservative free", "2013-12-11"} {
+				if !strings.Contains(page, want) {
+					t.Errorf("%s: page lacks %q", lang, want)
+				}
+			}
+			ri, ii := strings.Index(page, ">"+results+"<"), strings.Index(page, ">"+immunizations+"<")
+			if ri < 0 || ii < 0 || ri > ii {
+				t.Errorf("%s: categories missing or out of order (%d, %d)", lang, ri, ii)
+			}
+			if strings.Count(page, "<tr><td") != len(m.Entries) {
+				t.Errorf("%s: %d rows, want %d", lang, strings.Count(page, "<tr><td"), len(m.Entries))
+			}
+		}
+		// Documents show their plain-text note.
+		ndPatient := records.Identifier{System: "http://hospital.smarthealthit.org", Value: ndjsonMRN(t)}
+		dm, err := s.Select(ctx, ndPatient, records.Scope{Categories: []records.Category{records.Documents}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(dm.Entries) == 0 {
+			t.Fatal("no document selected")
+		}
+		var out bytes.Buffer
+		if err := s.RenderHTML(ctx, &out, dm, ndPatient, wm, "en"); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(out.String(), "<pre>") || !strings.Contains(out.String(), "Chief Complaint") {
+			t.Error("document text not shown")
+		}
+	})
+}
+
+// ndjsonMRN is the medical record number of the patient of the first note of the NDJSON test data.
+func ndjsonMRN(*testing.T) string { return "129c6ac7-8d06-89de-ad63-0204a93e76c3" }
