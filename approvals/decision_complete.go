@@ -128,6 +128,12 @@ func (s *Service) CompleteDecision(ctx context.Context, officerID, preparationID
 			return err
 		}
 		details := map[string]any{"decision": prep.ID, "status": string(to)}
+		if prep.ReissueOf != "" {
+			if err := markReissued(tx, prep); err != nil {
+				return err
+			}
+			details["reissue_of"] = prep.ReissueOf
+		}
 		action := "decision.approved"
 		if d.Verdict == Deny {
 			action = "decision.denied"

@@ -70,6 +70,8 @@ type decisionRow struct {
 	PreparedAt       time.Time
 	PreparedUntil    time.Time
 	CompletedAt      *time.Time
+	// ReissueOf is the extract whose broken delivery this approval re-issues ("" for a first decision).
+	ReissueOf string
 }
 
 func (decisionRow) TableName() string { return "approval_decisions" }

@@ -92,11 +92,11 @@ func utc(t *time.Time) *time.Time {
 	return &u
 }
 
-// ExtractOf returns the extract of a request (ErrNotFound when there is none). It checks no ownership: intake
-// callers first read the request with MyRequest.
+// ExtractOf returns the latest extract of a request (ErrNotFound when there is none; a re-issue adds one).
+// It checks no ownership: intake callers first read the request with MyRequest.
 func (s *Service) ExtractOf(ctx context.Context, requestID string) (Extract, error) {
 	var r extractRow
-	err := s.db.WithContext(ctx).Where("request_id = ?", requestID).Take(&r).Error
+	err := s.db.WithContext(ctx).Where("request_id = ?", requestID).Order("created_at DESC").Take(&r).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
 		return Extract{}, fmt.Errorf("extract of %s: %w", requestID, ErrNotFound)
 	}
@@ -192,7 +192,8 @@ func refusalCode(err error) string {
 	return "not_retriever"
 }
 
-// RevokeExtract withdraws an extract not yet retrieved. Officers revoke.
+// RevokeExtract withdraws an extract not yet retrieved, unsigned. The console revokes with a signature
+// (PrepareRevocation, CompleteRevocation); this stays for tools and tests that need a revoked extract.
 func (s *Service) RevokeExtract(ctx context.Context, officerID, extractID string) error {
 	if _, err := s.officer(ctx, officerID); err != nil {
 		return err
@@ -219,4 +220,11 @@ func (s *Service) RevokeExtract(ctx context.Context, officerID, extractID string
 		return audit.Append(tx, audit.Event{At: now, Actor: "user:" + officerID, Action: "extract.revoked",
 			Subject: "extract:" + extractID})
 	})
+}
+
+// entries returns the manifest's entries (nil when the stored JSON does not parse, which extract() reports).
+func (r extractRow) entries() []ManifestEntry {
+	var es []ManifestEntry
+	_ = json.Unmarshal([]byte(r.Manifest), &es)
+	return es
 }

@@ -93,53 +93,9 @@ func VerifyReceipt(r Receipt) (Decision, error) {
 		return fail("the nonce differs from the decision's")
 	}
 
-	var cd struct {
-		Type        string `json:"type"`
-		Challenge   string `json:"challenge"`
-		Origin      string `json:"origin"`
-		CrossOrigin bool   `json:"crossOrigin"`
-	}
-	if err := json.Unmarshal(r.ClientDataJSON, &cd); err != nil {
-		return fail("client data is not JSON: %v", err)
-	}
-	if cd.Type != "webauthn.get" {
-		return fail("client data type is %q, not webauthn.get", cd.Type)
-	}
-	want := base64.RawURLEncoding.EncodeToString(Challenge(nonce, canonical))
-	if cd.Challenge != want {
-		return fail("the signed challenge is not nonce || SHA-256(decision): the decision was changed, or the signature is for another one")
-	}
-	if cd.Origin != r.Origin || r.Origin == "" {
-		return fail("client data origin %q is not the receipt's origin %q", cd.Origin, r.Origin)
-	}
-	if cd.CrossOrigin {
-		return fail("the assertion was made cross-origin")
-	}
-
-	ad := r.AuthenticatorData
-	if len(ad) < 37 {
-		return fail("authenticator data is %d bytes, under 37", len(ad))
-	}
-	rpHash := sha256.Sum256([]byte(r.RPID))
-	if !bytes.Equal(ad[:32], rpHash[:]) {
-		return fail("authenticator data is for another RP id than %q", r.RPID)
-	}
-	if ad[32]&flagUserPresent == 0 {
-		return fail("user-present flag not set")
-	}
-	if ad[32]&flagUserVerified == 0 {
-		return fail("user-verified flag not set: the key's PIN or biometrics were not checked")
-	}
-
-	key, err := webauthncose.ParsePublicKey(r.PublicKey)
-	if err != nil {
-		return fail("public key: %v", err)
-	}
-	cdHash := sha256.Sum256(r.ClientDataJSON)
-	signed := append(append([]byte{}, ad...), cdHash[:]...)
-	ok, err := webauthncose.VerifySignature(key, signed, r.Signature)
-	if err != nil || !ok {
-		return fail("the signature does not verify with the receipt's public key")
+	if err := verifyAssertion(Challenge(nonce, canonical), r.Origin, r.RPID, r.ClientDataJSON, r.AuthenticatorData,
+		r.PublicKey, r.Signature); err != nil {
+		return Decision{}, err
 	}
 	return d, nil
 }
@@ -238,4 +194,63 @@ func (s *Service) insertReceipt(tx *gorm.DB, r Receipt, requestID, officerID str
 		ClientDataJSON: r.ClientDataJSON, Signature: r.Signature, RPID: r.RPID, Origin: r.Origin,
 		ShownSealed: s.sealer.seal("approval_receipts", "shown", r.DecisionID, []byte(r.Shown)), CreatedAt: at}
 	return tx.Create(&row).Error
+}
+
+// verifyAssertion checks a WebAuthn assertion offline against the challenge it must carry: a "webauthn.get"
+// client data for origin, authenticator data for rpID with the user-present and user-verified flags, and the
+// signature over authenticatorData || SHA-256(clientDataJSON) with the COSE public key. Decisions and
+// revocations share it.
+func verifyAssertion(challenge []byte, origin, rpID string, clientDataJSON, authData, publicKey, signature []byte) error {
+	fail := func(format string, args ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{ErrReceipt}, args...)...)
+	}
+	var cd struct {
+		Type        string `json:"type"`
+		Challenge   string `json:"challenge"`
+		Origin      string `json:"origin"`
+		CrossOrigin bool   `json:"crossOrigin"`
+	}
+	if err := json.Unmarshal(clientDataJSON, &cd); err != nil {
+		return fail("client data is not JSON: %v", err)
+	}
+	if cd.Type != "webauthn.get" {
+		return fail("client data type is %q, not webauthn.get", cd.Type)
+	}
+	want := base64.RawURLEncoding.EncodeToString(challenge)
+	if cd.Challenge != want {
+		return fail("the signed challenge is not nonce || SHA-256(decision): the signed document was changed, or the signature is for another one")
+	}
+	if cd.Origin != origin || origin == "" {
+		return fail("client data origin %q is not the receipt's origin %q", cd.Origin, origin)
+	}
+	if cd.CrossOrigin {
+		return fail("the assertion was made cross-origin")
+	}
+
+	ad := authData
+	if len(ad) < 37 {
+		return fail("authenticator data is %d bytes, under 37", len(ad))
+	}
+	rpHash := sha256.Sum256([]byte(rpID))
+	if !bytes.Equal(ad[:32], rpHash[:]) {
+		return fail("authenticator data is for another RP id than %q", rpID)
+	}
+	if ad[32]&flagUserPresent == 0 {
+		return fail("user-present flag not set")
+	}
+	if ad[32]&flagUserVerified == 0 {
+		return fail("user-verified flag not set: the key's PIN or biometrics were not checked")
+	}
+
+	key, err := webauthncose.ParsePublicKey(publicKey)
+	if err != nil {
+		return fail("public key: %v", err)
+	}
+	cdHash := sha256.Sum256(clientDataJSON)
+	signed := append(append([]byte{}, ad...), cdHash[:]...)
+	ok, err := webauthncose.VerifySignature(key, signed, signature)
+	if err != nil || !ok {
+		return fail("the signature does not verify with the receipt's public key")
+	}
+	return nil
 }

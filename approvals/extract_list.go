@@ -1,0 +1,114 @@
+package approvals
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// ExtractView is an extract as a list or a state page shows it: its state and, once retrieved, when, by whom
+// and whether the delivery completed. It holds nothing of the content.
+type ExtractView struct {
+	Extract
+	Purpose     Purpose
+	RequesterID string
+	// DeliveredAt, DeliveryComplete, DeliverySHA256 and DeliveryBytes are set once the stream of a retrieval
+	// ended (DeliveredAt nil: never retrieved, or the process stopped while streaming).
+	DeliveredAt      *time.Time
+	DeliveryComplete bool
+	DeliverySHA256   string
+	DeliveryBytes    int64
+	// ReissuedBy is the decision that released a new extract after this one's broken delivery.
+	ReissuedBy string
+}
+
+type extractViewRow struct {
+	extractRow
+	DeliveredAt      *time.Time
+	DeliverySHA256   *string `gorm:"column:delivery_sha256"`
+	DeliveryBytes    *int64
+	DeliveryComplete *bool
+	ReissuedBy       *string
+	Purpose          string
+	RequesterID      string
+}
+
+func (r extractViewRow) view() (ExtractView, error) {
+	x, err := r.extract()
+	if err != nil {
+		return ExtractView{}, err
+	}
+	v := ExtractView{Extract: x, Purpose: Purpose(r.Purpose), RequesterID: r.RequesterID, DeliveredAt: utc(r.DeliveredAt)}
+	if r.DeliverySHA256 != nil {
+		v.DeliverySHA256 = *r.DeliverySHA256
+	}
+	if r.DeliveryBytes != nil {
+		v.DeliveryBytes = *r.DeliveryBytes
+	}
+	if r.DeliveryComplete != nil {
+		v.DeliveryComplete = *r.DeliveryComplete
+	}
+	if r.ReissuedBy != nil {
+		v.ReissuedBy = *r.ReissuedBy
+	}
+	return v, nil
+}
+
+func (s *Service) extractViews(db *gorm.DB) *gorm.DB {
+	return db.Table("extracts AS x").
+		Select("x.*, r.purpose AS purpose, r.requester_id AS requester_id").
+		Joins("JOIN approval_requests r ON r.id = x.request_id")
+}
+
+// ExtractsFor lists the extracts a user may retrieve, newest first: a requester's own (released to the
+// requester), or, for staff, every extract released to staff. Other roles get none.
+func (s *Service) ExtractsFor(ctx context.Context, userID string) ([]ExtractView, error) {
+	u, err := s.users.User(ctx, userID)
+	if err != nil {
+		return nil, fmt.Errorf("list extracts: %w", err)
+	}
+	q := s.extractViews(s.db.WithContext(ctx))
+	switch u.Role {
+	case RoleRequester:
+		q = q.Where("x.retriever_kind = ? AND x.retriever_id = ?", ToRequester, userID)
+	case RoleStaff:
+		q = q.Where("x.retriever_kind = ?", ToStaff)
+	default:
+		return nil, nil
+	}
+	var rows []extractViewRow
+	if err := q.Order("x.created_at DESC, x.id").Find(&rows).Error; err != nil {
+		return nil, fmt.Errorf("list extracts: %w", err)
+	}
+	out := make([]ExtractView, 0, len(rows))
+	for _, r := range rows {
+		v, err := r.view()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// ExtractView returns one extract with its state, for an officer's page (ErrNotFound when unknown).
+func (s *Service) ExtractView(ctx context.Context, officerID, extractID string) (ExtractView, error) {
+	if _, err := s.officer(ctx, officerID); err != nil {
+		return ExtractView{}, err
+	}
+	var r extractViewRow
+	err := s.extractViews(s.db.WithContext(ctx)).Where("x.id = ?", extractID).Take(&r).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return ExtractView{}, fmt.Errorf("extract %s: %w", extractID, ErrNotFound)
+	}
+	if err != nil {
+		return ExtractView{}, err
+	}
+	return r.view()
+}
+
+// Now is the service's clock (pages compute an extract's state with it).
+func (s *Service) Now() time.Time { return s.clock() }

@@ -1,0 +1,221 @@
+package approvals
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"gorm.io/gorm"
+
+	"gatewayd/gateway/audit"
+	"gatewayd/gateway/store"
+)
+
+// RevocationFormat is the version of a revocation's canonical form.
+const RevocationFormat = 1
+
+// Revocation is what an officer signs to withdraw a ready extract. Its canonical form, version 1, is the
+// output of encoding/json for this struct (fields in this order, no spaces, no trailing newline):
+//
+//	{"format":1,"kind":"extract-revocation","extract_id":"...","request_id":"...","decision_id":"...",
+//	 "officer_id":"...","issued_at":"YYYY-MM-DDTHH:MM:SSZ","nonce":"<base64url of 32 bytes>"}
+//
+// and the WebAuthn challenge is nonce || SHA-256(canonical), as for a decision. It names ids only: the
+// canonical form is stored in clear beside the assertion, so the revocation can be re-checked offline.
+type Revocation struct {
+	Format     int    `json:"format"`
+	Kind       string `json:"kind"`
+	ExtractID  string `json:"extract_id"`
+	RequestID  string `json:"request_id"`
+	DecisionID string `json:"decision_id"`
+	OfficerID  string `json:"officer_id"`
+	IssuedAt   string `json:"issued_at"`
+	Nonce      string `json:"nonce"`
+}
+
+// Canonical returns the exact bytes of the revocation's canonical form.
+func (r Revocation) Canonical() ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(r); err != nil {
+		return nil, fmt.Errorf("canonical revocation: %w", err)
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// PreparedRevocation is a revocation ready to be signed.
+type PreparedRevocation struct {
+	ID         string
+	Revocation Revocation
+	Canonical  []byte
+	Challenge  []byte
+	Options    any
+	SignBy     time.Time
+}
+
+type revocationRow struct {
+	ID                string
+	ExtractID         string
+	OfficerID         string
+	Canonical         string
+	Challenge         []byte
+	CeremonyID        string
+	PreparedAt        time.Time
+	PreparedUntil     time.Time
+	CompletedAt       *time.Time
+	CredentialID      []byte
+	PublicKey         []byte
+	AuthenticatorData []byte
+	ClientDataJSON    []byte
+	Signature         []byte
+	RPID              string `gorm:"column:rp_id"`
+	Origin            string
+}
+
+func (revocationRow) TableName() string { return "extract_revocations" }
+
+// PrepareRevocation checks that an extract is ready (not retrieved, revoked or expired), builds the canonical
+// revocation and starts the signing ceremony over nonce || SHA-256(canonical). Nothing changes until
+// CompleteRevocation.
+func (s *Service) PrepareRevocation(ctx context.Context, officerID, extractID string) (PreparedRevocation, error) {
+	if _, err := s.officer(ctx, officerID); err != nil {
+		return PreparedRevocation{}, err
+	}
+	now := s.clock()
+	var row extractRow
+	err := s.db.WithContext(ctx).Where("id = ?", extractID).Take(&row).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return PreparedRevocation{}, fmt.Errorf("extract %s: %w", extractID, ErrNotFound)
+	}
+	if err != nil {
+		return PreparedRevocation{}, err
+	}
+	x, err := row.extract()
+	if err != nil {
+		return PreparedRevocation{}, err
+	}
+	switch x.State(now) {
+	case ExtractRetrieved:
+		return PreparedRevocation{}, fmt.Errorf("extract %s: %w", extractID, ErrAlreadyRetrieved)
+	case ExtractRevoked:
+		return PreparedRevocation{}, fmt.Errorf("extract %s: %w", extractID, ErrRevoked)
+	case ExtractExpired:
+		return PreparedRevocation{}, fmt.Errorf("extract %s: %w", extractID, ErrExpired)
+	}
+	nonce := make([]byte, NonceSize)
+	if _, err := rand.Read(nonce); err != nil {
+		return PreparedRevocation{}, err
+	}
+	rv := Revocation{Format: RevocationFormat, Kind: "extract-revocation", ExtractID: x.ID, RequestID: x.RequestID,
+		DecisionID: x.DecisionID, OfficerID: officerID, IssuedAt: now.Format(TimeFormat),
+		Nonce: base64.RawURLEncoding.EncodeToString(nonce)}
+	canonical, err := rv.Canonical()
+	if err != nil {
+		return PreparedRevocation{}, err
+	}
+	challenge := Challenge(nonce, canonical)
+	options, ceremonyID, err := s.signer.BeginSign(ctx, officerID, challenge)
+	if err != nil {
+		return PreparedRevocation{}, fmt.Errorf("begin signature: %w", err)
+	}
+	p := PreparedRevocation{ID: newID(), Revocation: rv, Canonical: canonical, Challenge: challenge, Options: options,
+		SignBy: now.Add(s.policy.SignWindow)}
+	prow := revocationRow{ID: p.ID, ExtractID: x.ID, OfficerID: officerID, Canonical: string(canonical),
+		Challenge: challenge, CeremonyID: ceremonyID, PreparedAt: now, PreparedUntil: p.SignBy}
+	if err := s.db.WithContext(ctx).Create(&prow).Error; err != nil {
+		return PreparedRevocation{}, fmt.Errorf("prepare revocation: %w", err)
+	}
+	return p, nil
+}
+
+// CompleteRevocation takes the officer's signature over a prepared revocation, checks (trusting no signer)
+// that it signed this revocation's challenge and that the assertion verifies offline, then, in one
+// transaction with its audit row, consumes the preparation, keeps the assertion and revokes the extract if it
+// is still neither retrieved nor revoked. On any refusal nothing changes.
+func (s *Service) CompleteRevocation(ctx context.Context, officerID, preparationID string, response []byte) error {
+	if len(bytes.TrimSpace(response)) == 0 {
+		return ErrNoAssertion
+	}
+	if _, err := s.officer(ctx, officerID); err != nil {
+		return err
+	}
+	now := s.clock()
+	var prep revocationRow
+	err := s.db.WithContext(ctx).Where("id = ? AND officer_id = ?", preparationID, officerID).Take(&prep).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) || (err == nil && (prep.CompletedAt != nil || !prep.PreparedUntil.After(now))) {
+		return ErrPreparation
+	}
+	if err != nil {
+		return fmt.Errorf("complete revocation: %w", err)
+	}
+	a, err := s.signer.FinishSign(ctx, prep.CeremonyID, officerID, response)
+	if err != nil {
+		return fmt.Errorf("finish signature: %w", err)
+	}
+	if !bytes.Equal(a.Challenge, prep.Challenge) {
+		return ErrChallenge
+	}
+	if err := verifyAssertion(prep.Challenge, a.Origin, a.RPID, a.ClientDataJSON, a.AuthenticatorData, a.PublicKey,
+		a.Signature); err != nil {
+		return fmt.Errorf("%w: %v", ErrChallenge, err)
+	}
+	return store.Tx(ctx, s.db, func(tx *gorm.DB) error {
+		res := tx.Model(&revocationRow{}).Where("id = ? AND completed_at IS NULL AND prepared_until > ?", prep.ID, now).
+			Updates(map[string]any{"completed_at": now, "credential_id": a.CredentialID, "public_key": a.PublicKey,
+				"authenticator_data": a.AuthenticatorData, "client_data_json": a.ClientDataJSON, "signature": a.Signature,
+				"rp_id": a.RPID, "origin": a.Origin})
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected != 1 {
+			return ErrPreparation
+		}
+		res = tx.Exec("UPDATE extracts SET revoked_at = ?, revoked_by = ? WHERE id = ? AND retrieved_at IS NULL AND revoked_at IS NULL",
+			now, officerID, prep.ExtractID)
+		if res.Error != nil {
+			return fmt.Errorf("revoke extract: %w", res.Error)
+		}
+		if res.RowsAffected != 1 {
+			var row extractRow
+			if err := tx.Where("id = ?", prep.ExtractID).Take(&row).Error; err != nil {
+				return err
+			}
+			if row.RetrievedAt != nil {
+				return fmt.Errorf("extract %s: %w", prep.ExtractID, ErrAlreadyRetrieved)
+			}
+			return fmt.Errorf("extract %s: %w", prep.ExtractID, ErrRevoked)
+		}
+		return audit.Append(tx, audit.Event{At: now, Actor: "user:" + officerID, Action: "extract.revoked",
+			Subject: "extract:" + prep.ExtractID, Details: map[string]any{"revocation": prep.ID, "signed": true}})
+	})
+}
+
+// VerifyRevocation re-checks a completed revocation offline from what is stored: the canonical form, its
+// challenge and the kept assertion.
+func (s *Service) VerifyRevocation(ctx context.Context, revocationID string) (Revocation, error) {
+	var r revocationRow
+	if err := s.db.WithContext(ctx).Where("id = ? AND completed_at IS NOT NULL", revocationID).Take(&r).Error; err != nil {
+		return Revocation{}, fmt.Errorf("revocation %s: %w", revocationID, ErrNotFound)
+	}
+	var rv Revocation
+	if err := json.Unmarshal([]byte(r.Canonical), &rv); err != nil {
+		return Revocation{}, fmt.Errorf("%w: %v", ErrReceipt, err)
+	}
+	again, err := rv.Canonical()
+	if err != nil || !bytes.Equal(again, []byte(r.Canonical)) {
+		return Revocation{}, fmt.Errorf("%w: revocation not canonical", ErrReceipt)
+	}
+	nonce, err := base64.RawURLEncoding.DecodeString(rv.Nonce)
+	if err != nil || len(nonce) != NonceSize {
+		return Revocation{}, fmt.Errorf("%w: nonce", ErrReceipt)
+	}
+	err = verifyAssertion(Challenge(nonce, []byte(r.Canonical)), r.Origin, r.RPID, r.ClientDataJSON, r.AuthenticatorData,
+		r.PublicKey, r.Signature)
+	return rv, err
+}
