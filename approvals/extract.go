@@ -157,6 +157,9 @@ func (s *Service) ClaimExtract(ctx context.Context, extractID, userID string) (E
 			refused = ErrNotFound
 		case err != nil:
 			return err
+		case !isRetriever(u, row):
+			// Anyone else learns nothing of the extract's state: the caller answers as for an unknown id.
+			refused = ErrNotRetriever
 		case row.RevokedAt != nil:
 			refused = ErrRevoked
 		case row.RetrievedAt != nil:
@@ -176,6 +179,19 @@ func (s *Service) ClaimExtract(ctx context.Context, extractID, userID string) (E
 		return Extract{}, fmt.Errorf("extract %s: %w", extractID, refused)
 	}
 	return claimed, nil
+}
+
+// isRetriever says whether u is who the extract is released to: the named requester, or any staff member.
+func isRetriever(u User, row extractRow) bool {
+	switch {
+	case !u.Active:
+		return false
+	case u.Role == RoleStaff:
+		return row.RetrieverKind == string(ToStaff)
+	case u.Role == RoleRequester:
+		return row.RetrieverKind == string(ToRequester) && row.RetrieverID == u.ID
+	}
+	return false
 }
 
 func refusalCode(err error) string {

@@ -45,6 +45,10 @@ func (s *Server) IntakeRoutes() []Route {
 		{http.MethodGet, "/healthz", Anyone, h.healthz},
 		{http.MethodGet, "/static/*", Anyone, h.static},
 		{http.MethodGet, "/home", RoleRequester, h.roleHome},
+		// Extracts released to the requester: list, and retrieve once (POST: the claim changes state).
+		{http.MethodGet, "/extracts", RoleRequester, h.listExtracts},
+		{http.MethodPost, "/extracts/:id/retrieve", RoleRequester, h.retrieveExtract},
+		{http.MethodPost, "/api/v1/extracts/:id/retrieve", RoleRequester, h.retrieveExtract},
 	}, authRoutes(h)...)
 }
 
@@ -64,6 +68,17 @@ func (s *Server) ConsoleRoutes() []Route {
 		{http.MethodPost, "/admin/credentials/:id/revoke", RoleAdmin, h.revokeCredential},
 		{http.MethodGet, "/admin/invitations", RoleAdmin, h.adminInvitations},
 		{http.MethodPost, "/admin/invitations", RoleAdmin, h.createInvitation},
+		// Extracts released to staff: list, and retrieve once. The API path differs from intake's: the route
+		// tables stay disjoint.
+		{http.MethodGet, "/handover", RoleStaff, h.listExtracts},
+		{http.MethodPost, "/handover/:id/retrieve", RoleStaff, h.retrieveExtract},
+		{http.MethodPost, "/api/v1/handover/:id/retrieve", RoleStaff, h.retrieveExtract},
+		// An officer's page of one extract, and its signed actions.
+		{http.MethodGet, "/extracts/:id", RoleOfficer, h.showExtract},
+		{http.MethodPost, "/extracts/:id/revoke/begin", RoleOfficer, h.beginRevoke},
+		{http.MethodPost, "/extracts/:id/revoke/finish", RoleOfficer, h.finishRevoke},
+		{http.MethodPost, "/extracts/:id/reissue/begin", RoleOfficer, h.beginReissue},
+		{http.MethodPost, "/extracts/:id/reissue/finish", RoleOfficer, h.finishReissue},
 	}, authRoutes(h)...)
 }
 

@@ -15,9 +15,11 @@ import (
 	"github.com/labstack/echo/v4"
 	"gorm.io/gorm"
 
+	"gatewayd/approvals"
 	"gatewayd/gateway/audit"
 	"gatewayd/gateway/identity"
 	"gatewayd/gateway/keys"
+	"gatewayd/gateway/records"
 	"gatewayd/gateway/store"
 	"gatewayd/templates"
 )
@@ -63,6 +65,9 @@ type handler struct {
 	// the database.
 	csrfKey []byte
 	signins *attemptLimiter
+	// approvals and records are nil without a master key (Deps.Keys), as in some tests.
+	approvals *approvals.Service
+	records   *records.Service
 }
 
 // New builds both listeners and their routes. It opens nothing: Serve does.
@@ -79,6 +84,10 @@ func New(d Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	rec, ap, err := newDomain(d, id, now)
+	if err != nil {
+		return nil, err
+	}
 	csrfKey := make([]byte, 32)
 	if d.Keys != nil {
 		csrfKey = d.Keys.Derive(keys.PurposeSessions)
@@ -88,7 +97,7 @@ func New(d Deps) (*Server, error) {
 	s := &Server{
 		cfg: d.Config, db: d.DB, log: d.Log,
 		h: &handler{cfg: d.Config, db: d.DB, keys: d.Keys, pages: pages, log: d.Log, now: now, id: id,
-			csrfKey: csrfKey, signins: newAttemptLimiter(now, signinAttemptsPerMinute)},
+			csrfKey: csrfKey, signins: newAttemptLimiter(now, signinAttemptsPerMinute), approvals: ap, records: rec},
 		refusal: newRefusalLimiter(now),
 	}
 	s.intake = s.newEcho(Intake)

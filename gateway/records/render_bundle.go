@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"time"
 )
 
@@ -61,7 +62,7 @@ func (s *Service) RenderBundle(ctx context.Context, w io.Writer, m Manifest, id 
 	err = s.eachEntry(ctx, m, false, func(e *loadedEntry) error {
 		bw.WriteByte(',')
 		// bufio keeps the first write error: stop rendering as soon as the reader has gone.
-		if err := writeEntry(bw, fullURL(e.ResourceType, e.fhirID), e.resource); err != nil {
+		if err := writeEntryRef(bw, fullURL(e.ResourceType, e.fhirID), e.ID, e.Version, e.resource); err != nil {
 			return fmt.Errorf("write bundle: %w", err)
 		}
 		return nil
@@ -78,6 +79,24 @@ func (s *Service) RenderBundle(ctx context.Context, w io.Writer, m Manifest, id 
 
 func writeEntry(bw *bufio.Writer, url string, resource []byte) error {
 	bw.WriteString(`{"fullUrl":`)
+	u, _ := json.Marshal(url)
+	bw.Write(u)
+	bw.WriteString(`,"resource":`)
+	bw.Write(resource)
+	return bw.WriteByte('}')
+}
+
+// EntryExtension is the URL of the extension each rendered entry (the Patient excepted) carries: valueString
+// "<entry id>/<version>", the gateway's reference of the entry. With SHA-256 of the resource bytes (the content
+// hash) it lets the recipient recompute the manifest digest the officer signed. Entry ids are HMACs: they tell
+// nothing about the patient.
+const EntryExtension = "urn:gatewayd:manifest-entry"
+
+func writeEntryRef(bw *bufio.Writer, url, id string, version int, resource []byte) error {
+	bw.WriteString(`{"extension":[{"url":"` + EntryExtension + `","valueString":`)
+	ref, _ := json.Marshal(id + "/" + strconv.Itoa(version))
+	bw.Write(ref)
+	bw.WriteString(`}],"fullUrl":`)
 	u, _ := json.Marshal(url)
 	bw.Write(u)
 	bw.WriteString(`,"resource":`)

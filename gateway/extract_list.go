@@ -1,0 +1,82 @@
+package gateway
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"gatewayd/approvals"
+	"gatewayd/templates"
+)
+
+// extractItem is one extract as the lists and the officer's page show it: ids, purpose, counts, times and
+// state. Nothing of the content, nor the patient.
+type extractItem struct {
+	ID, RequestID, DecisionID string
+	Purpose                   string
+	RetrieverKind             string
+	Entries                   int
+	Digest                    string
+	Expires, ExpiresISO       string
+	State                     string
+	RetrievedAt, RetrievedBy  string
+	Delivered, Incomplete     bool
+	Bytes                     int64
+	SHA256                    string
+	ReissuedBy                string
+	Reissuable                bool
+}
+
+// extractList is the data of the extracts page: the items and where their retrieve forms post.
+type extractList struct {
+	Items        []extractItem `json:"items"`
+	RetrievePath string        `json:"-"`
+}
+
+const timeShown = "2006-01-02 15:04 UTC"
+
+func (h *handler) toItem(ctx context.Context, v approvals.ExtractView, now time.Time) extractItem {
+	it := extractItem{ID: v.ID, RequestID: v.RequestID, DecisionID: v.DecisionID, Purpose: string(v.Purpose),
+		RetrieverKind: string(v.Retriever.Kind), Entries: len(v.Entries), Digest: v.ManifestDigest,
+		Expires: v.ExpiresAt.Format(timeShown), ExpiresISO: v.ExpiresAt.Format(time.RFC3339),
+		State: string(v.State(now)), Delivered: v.DeliveredAt != nil, Bytes: v.DeliveryBytes, SHA256: v.DeliverySHA256,
+		ReissuedBy: v.ReissuedBy}
+	if v.RetrievedAt != nil {
+		it.RetrievedAt = v.RetrievedAt.Format(timeShown)
+		it.RetrievedBy = v.RetrievedBy
+		if u, err := h.id.User(ctx, v.RetrievedBy); err == nil {
+			it.RetrievedBy = u.DisplayName
+		}
+		it.Incomplete = !v.DeliveryComplete
+		it.Reissuable = it.Incomplete && v.ReissuedBy == ""
+	}
+	return it
+}
+
+// listExtracts shows the signed-in retriever the extracts released to them (requester on intake) or to
+// staff (console), with state and expiry, and a retrieve form for the ready ones.
+func (h *handler) listExtracts(c echo.Context) error {
+	if h.approvals == nil {
+		return echo.NewHTTPError(http.StatusNotFound).SetInternal(errNoDomain)
+	}
+	ctx := c.Request().Context()
+	views, err := h.approvals.ExtractsFor(ctx, sessionOf(c).User.ID)
+	if err != nil {
+		return err
+	}
+	now := h.approvals.Now()
+	data := extractList{Items: make([]extractItem, 0, len(views)), RetrievePath: "/extracts"}
+	title := "extracts.title"
+	if l, _ := c.Get(ctxListener).(string); l == Console {
+		data.RetrievePath, title = "/handover", "extracts.handover"
+	}
+	for _, v := range views {
+		data.Items = append(data.Items, h.toItem(ctx, v, now))
+	}
+	if wantsJSON(c) {
+		return c.JSON(http.StatusOK, data)
+	}
+	return h.render(c, http.StatusOK, "extracts", &templates.Page{Title: title, Data: data})
+}

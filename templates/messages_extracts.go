@@ -1,0 +1,76 @@
+package templates
+
+// extractsMessages are the texts of extract retrieval, hand-over and an officer's extract page.
+var extractsMessages = map[string]Msg{
+	"extracts.title":         {"Mes extraits", "My extracts"},
+	"extracts.handover":      {"Extraits à remettre", "Extracts to hand over"},
+	"extracts.officer.title": {"Extrait", "Extract"},
+	"extracts.lead": {
+		"Un extrait ne peut être téléchargé qu'une seule fois, avant son expiration. Il est produit au moment du téléchargement.",
+		"An extract can be downloaded once only, before it expires. It is produced when you download it.",
+	},
+	"extracts.empty":    {"Aucun extrait pour le moment.", "No extract for now."},
+	"extracts.caption":  {"Extraits remis", "Released extracts"},
+	"extracts.request":  {"Demande", "Request"},
+	"extracts.decision": {"Décision", "Decision"},
+	"extracts.purpose":  {"Motif", "Purpose"},
+	"extracts.entries":  {"Éléments", "Entries"},
+	"extracts.expires":  {"Expire le", "Expires"},
+	"extracts.state":    {"État", "State"},
+	"extracts.action":   {"Action", "Action"},
+	"extracts.digest":   {"Empreinte du manifeste", "Manifest digest"},
+	"extracts.bytes":    {"octets", "bytes"},
+
+	"extracts.purpose.care_continuity": {"Continuité des soins", "Care continuity"},
+	"extracts.purpose.emergency":       {"Urgence", "Emergency"},
+	"extracts.purpose.second_opinion":  {"Second avis", "Second opinion"},
+	"extracts.purpose.legal_request":   {"Réquisition légale", "Legal request"},
+	"extracts.purpose.other":           {"Autre", "Other"},
+
+	"extracts.state.ready":      {"Prêt", "Ready"},
+	"extracts.state.retrieved":  {"Téléchargé", "Retrieved"},
+	"extracts.state.expired":    {"Expiré", "Expired"},
+	"extracts.state.revoked":    {"Révoqué", "Revoked"},
+	"extracts.retrieved.detail": {"le %s par %s", "on %s by %s"},
+
+	"extracts.retriever":           {"Remis à", "Released to"},
+	"extracts.retriever.requester": {"le demandeur (accès externe)", "the requester (remote access)"},
+	"extracts.retriever.staff":     {"le personnel de l'établissement (console)", "hospital staff (console)"},
+
+	"extracts.format":      {"Format", "Format"},
+	"extracts.format.fhir": {"FHIR R4 (JSON, pour un logiciel)", "FHIR R4 (JSON, for software)"},
+	"extracts.format.html": {"Page imprimable (HTML)", "Printable page (HTML)"},
+	"extracts.once": {
+		"Attention : un seul téléchargement possible. Enregistrez le fichier.",
+		"Careful: one download only. Save the file.",
+	},
+	"extracts.retrieve": {"Télécharger l'extrait", "Download the extract"},
+
+	"extracts.refused.title":     {"Extrait indisponible", "Extract unavailable"},
+	"extracts.refused.retrieved": {"Cet extrait a déjà été téléchargé : il ne peut l'être qu'une fois.", "This extract was already downloaded: it can be downloaded once only."},
+	"extracts.refused.expired":   {"Cet extrait a expiré. Déposez une nouvelle demande si nécessaire.", "This extract has expired. File a new request if needed."},
+	"extracts.refused.revoked":   {"Cet extrait a été révoqué par un responsable des données.", "This extract was revoked by a data officer."},
+
+	"extracts.delivery":            {"Remise", "Delivery"},
+	"extracts.delivery.complete":   {"complète", "complete"},
+	"extracts.delivery.incomplete": {"Remise interrompue : un responsable peut ré-émettre l'extrait.", "Delivery interrupted: an officer can re-issue the extract."},
+	"extracts.reissued":            {"Ré-émis par la décision", "Re-issued by decision"},
+
+	"extracts.revoke.title": {"Révoquer l'extrait", "Revoke the extract"},
+	"extracts.revoke.lead": {
+		"La révocation est définitive et signée avec votre clé de sécurité (code PIN demandé).",
+		"Revocation is final and signed with your security key (PIN asked).",
+	},
+	"extracts.revoke":        {"Révoquer et signer", "Revoke and sign"},
+	"extracts.reissue.title": {"Ré-émettre l'extrait", "Re-issue the extract"},
+	"extracts.reissue.lead": {
+		"La remise a été interrompue. Une nouvelle décision signée libère un nouvel extrait, identique, à usage unique.",
+		"The delivery was interrupted. A new signed decision releases a new, identical, one-time extract.",
+	},
+	"extracts.reissue":         {"Ré-émettre et signer", "Re-issue and sign"},
+	"extracts.sign.working":    {"Touchez votre clé de sécurité…", "Touch your security key…"},
+	"extracts.sign.cancelled":  {"Signature annulée. Rien n'a changé.", "Signature cancelled. Nothing changed."},
+	"extracts.sign.error":      {"La signature a échoué. Rien n'a changé.", "The signature failed. Nothing changed."},
+	"extracts.sign.nowebauthn": {"Ce navigateur ne sait pas utiliser de clé de sécurité.", "This browser cannot use security keys."},
+	"extracts.nav":             {"Extraits", "Extracts"},
+}
