@@ -25,8 +25,23 @@ type ExtractView struct {
 	ReissuedBy string
 }
 
+// extractViewRow is an extract row with its delivery columns and two columns of its request. Its fields are
+// spelled out (not an embedded extractRow): gorm does not fill an embedded struct from a joined query.
 type extractViewRow struct {
-	extractRow
+	ID               string
+	RequestID        string
+	DecisionID       string
+	RetrieverKind    string
+	RetrieverID      string
+	Manifest         string
+	ManifestDigest   string
+	CreatedAt        time.Time
+	ExpiresAt        time.Time
+	RetrievedAt      *time.Time
+	RetrievedBy      *string
+	RevokedAt        *time.Time
+	RevokedBy        *string
+	ExpiredAt        *time.Time
 	DeliveredAt      *time.Time
 	DeliverySHA256   *string `gorm:"column:delivery_sha256"`
 	DeliveryBytes    *int64
@@ -36,8 +51,15 @@ type extractViewRow struct {
 	RequesterID      string
 }
 
+func (r extractViewRow) extractRow() extractRow {
+	return extractRow{ID: r.ID, RequestID: r.RequestID, DecisionID: r.DecisionID, RetrieverKind: r.RetrieverKind,
+		RetrieverID: r.RetrieverID, Manifest: r.Manifest, ManifestDigest: r.ManifestDigest, CreatedAt: r.CreatedAt,
+		ExpiresAt: r.ExpiresAt, RetrievedAt: r.RetrievedAt, RetrievedBy: r.RetrievedBy, RevokedAt: r.RevokedAt,
+		RevokedBy: r.RevokedBy, ExpiredAt: r.ExpiredAt}
+}
+
 func (r extractViewRow) view() (ExtractView, error) {
-	x, err := r.extract()
+	x, err := r.extractRow().extract()
 	if err != nil {
 		return ExtractView{}, err
 	}

@@ -104,7 +104,7 @@ func (s *Service) PrepareReissue(ctx context.Context, officerID, extractID strin
 		shown = "Re-issue of extract " + extractID + " (delivery incomplete).\n" + d.Summary()
 	}
 	p := Prepared{ID: newID(), Decision: d, Canonical: canonical, Challenge: challenge, Options: options,
-		Manifest: Manifest{Digest: xr.ManifestDigest, Entries: xr.extractRow.entries()}, SignBy: now.Add(s.policy.SignWindow)}
+		Manifest: Manifest{Digest: xr.ManifestDigest, Entries: xr.extractRow().entries()}, SignBy: now.Add(s.policy.SignWindow)}
 	drow := decisionRow{ID: p.ID, RequestID: row.ID, OfficerID: officerID, Verdict: Approve, RequestStatus: string(StatusApproved),
 		CanonicalSealed: s.sealer.seal("approval_decisions", "canonical", p.ID, canonical),
 		Challenge:       challenge, CeremonyID: ceremonyID, Manifest: xr.Manifest, ManifestDigest: xr.ManifestDigest,

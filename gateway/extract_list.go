@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -64,7 +65,7 @@ func (h *handler) listExtracts(c echo.Context) error {
 	ctx := c.Request().Context()
 	views, err := h.approvals.ExtractsFor(ctx, sessionOf(c).User.ID)
 	if err != nil {
-		return err
+		return fmt.Errorf("list extracts: %w", err)
 	}
 	now := h.approvals.Now()
 	data := extractList{Items: make([]extractItem, 0, len(views)), RetrievePath: "/extracts"}
