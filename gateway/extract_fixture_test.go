@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -68,6 +69,7 @@ type xfix struct {
 
 type testUser struct {
 	id, listener, cookie, csrf string
+	key                        *identitytest.Key
 }
 
 func repoFile(t testing.TB, rel string) string {
@@ -99,10 +101,10 @@ func newXFix(t testing.TB, db *gorm.DB) *xfix {
 	}
 	for _, name := range []string{"requester", "requester2", "staff", "officer"} {
 		role := strings.TrimSuffix(name, "2")
-		ns, _ := identitytest.Register(t, f.srv.Identity(), role)
+		ns, k := identitytest.Register(t, f.srv.Identity(), role)
 		l := identity.ListenerFor(role)
 		f.users[name] = testUser{id: ns.User.ID, listener: l, cookie: "gw_session_" + l + "=" + ns.Token,
-			csrf: f.srv.h.csrfFor("session:" + ns.ID)}
+			csrf: f.srv.h.csrfFor("session:" + ns.ID), key: k}
 	}
 	f.signer = approvalstest.NewSigner()
 	f.signer.Enroll(f.users["officer"].id, false)
@@ -209,4 +211,26 @@ func testLogOut() io.Writer {
 		return os.Stderr
 	}
 	return io.Discard
+}
+
+// post sends a JSON POST as user on the user's listener.
+func (f *xfix) post(user, path string, body []byte) *httptest.ResponseRecorder {
+	f.t.Helper()
+	u := f.users[user]
+	r := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(body))
+	r.Header.Set("Content-Type", "application/json")
+	r.Header.Set("Accept", "application/json")
+	r.Header.Set("Origin", f.srv.origin(u.listener))
+	r.Header.Set("Cookie", u.cookie)
+	r.Header.Set(csrfHeader, u.csrf)
+	return f.srv.call(u.listener, r)
+}
+
+// get sends a GET as user on the user's listener.
+func (f *xfix) get(user, path string) *httptest.ResponseRecorder {
+	f.t.Helper()
+	u := f.users[user]
+	r := httptest.NewRequest(http.MethodGet, path, nil)
+	r.Header.Set("Cookie", u.cookie)
+	return f.srv.call(u.listener, r)
 }
