@@ -39,9 +39,23 @@ func (s *Service) ManifestOf(ctx context.Context, id Identifier, refs []EntryRef
 		for i, r := range chunk {
 			ids[i] = r.ID
 		}
+		// Raw rows rather than gorm's Find: this runs at every retrieval, 100 entries at a time.
+		rs, err := db.Raw("SELECT id, version, patient_id, content_hash, category, resource_type, effective_at FROM record_entries WHERE id IN ?", ids).Rows()
+		if err != nil {
+			return Manifest{}, fmt.Errorf("manifest entries: %w", err)
+		}
 		var rows []row
-		if err := db.Table("record_entries").Select("id, version, patient_id, content_hash, category, resource_type, effective_at").
-			Where("id IN ?", ids).Find(&rows).Error; err != nil {
+		for rs.Next() {
+			var r row
+			if err := rs.Scan(&r.ID, &r.Version, &r.PatientID, &r.ContentHash, &r.Category, &r.ResourceType, &r.EffectiveAt); err != nil {
+				rs.Close()
+				return Manifest{}, fmt.Errorf("manifest entries: %w", err)
+			}
+			rows = append(rows, r)
+		}
+		err = rs.Err()
+		rs.Close()
+		if err != nil {
 			return Manifest{}, fmt.Errorf("manifest entries: %w", err)
 		}
 		byKey := make(map[string]row, len(rows))
