@@ -8,13 +8,15 @@ DATA_DIR  ?= ./var
 build:
 	$(GO) build -o $(BIN) ./cmd/gatewayd
 
-# Serve on the embedded SQLite database in $(DATA_DIR), creating the master key on the first run. Officers may
-# use software passkeys here (--dev-allow-software-keys; every console page says so). First admin:
-#   ./bin/gatewayd invite --data-dir $(DATA_DIR) --role admin --name "Your Name"
+# Serve on the embedded SQLite database in $(DATA_DIR). On a fresh data directory it first creates the master
+# key and runs demo-setup: the synthetic sample bundles of testdata/sample are imported and one invitation link
+# per role (requester, officer, staff, admin) is printed, with a sample patient to file a request for.
+# Officers may use software passkeys here (--dev-allow-software-keys; every console page says so).
 run: build
 	@if [ ! -f $(DATA_DIR)/gateway.key ]; then \
 		echo "First run: creating the master key $(DATA_DIR)/gateway.key"; \
-		./$(BIN) keys init --data-dir $(DATA_DIR); \
+		./$(BIN) keys init --data-dir $(DATA_DIR) && \
+		./$(BIN) demo-setup --data-dir $(DATA_DIR) --samples testdata/sample; \
 	fi
 	./$(BIN) serve --data-dir $(DATA_DIR) --dev-allow-software-keys
 
