@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"gorm.io/gorm"
+
 	"gatewayd/approvals"
 	"gatewayd/gateway/identity"
 	"gatewayd/gateway/keys"
@@ -22,12 +24,20 @@ func newDomain(d Deps, id *identity.Service, now func() time.Time) (*records.Ser
 	if err != nil {
 		return nil, nil, fmt.Errorf("records: %w", err)
 	}
-	ap, err := approvals.New(approvals.Deps{DB: d.DB, Records: recordsSelector{rec}, Signer: identitySigner{id},
-		Users: identityUsers{id}, SealKey: d.Keys.Derive(keys.PurposeApprovals), Now: now})
+	ap, err := WireApprovals(d.DB, d.Keys, rec, id, identitySigner{id}, now)
 	if err != nil {
 		return nil, nil, err
 	}
 	return rec, ap, nil
+}
+
+// WireApprovals builds an approvals service over records and identity with the given signer. The server
+// passes identity's WebAuthn ceremonies; tests may pass a software signer (approvalstest) to approve
+// requests without the signing pages.
+func WireApprovals(db *gorm.DB, master *keys.Master, rec *records.Service, id *identity.Service, signer approvals.Signer,
+	now func() time.Time) (*approvals.Service, error) {
+	return approvals.New(approvals.Deps{DB: db, Records: recordsSelector{rec}, Signer: signer, Users: identityUsers{id},
+		SealKey: master.Derive(keys.PurposeApprovals), Now: now})
 }
 
 // recordsSelector adapts records.Select to approvals.Records. It leaves Manifest.Digest empty: the two

@@ -125,6 +125,12 @@ func newIdentity(d Deps, now func() time.Time) (*identity.Service, error) {
 // Identity is the identity service the server uses (tests and the CLI share it).
 func (s *Server) Identity() *identity.Service { return s.h.id }
 
+// Records is the records service (nil without a master key); tests and the CLI import through it.
+func (s *Server) Records() *records.Service { return s.h.records }
+
+// Approvals is the approvals service (nil without a master key).
+func (s *Server) Approvals() *approvals.Service { return s.h.approvals }
+
 // Intake is the intake listener's handler (tests drive it directly).
 func (s *Server) Intake() http.Handler { return s.intake }
 

@@ -5,6 +5,7 @@ package browsertest
 
 import (
 	"context"
+	"crypto/rand"
 	"io"
 	"log/slog"
 	"net"
@@ -20,6 +21,8 @@ import (
 	"gorm.io/gorm"
 
 	"gatewayd/gateway"
+	"gatewayd/gateway/identity"
+	"gatewayd/gateway/keys"
 )
 
 // Server is a gateway serving on two loopback ports.
@@ -27,6 +30,7 @@ type Server struct {
 	*gateway.Server
 	DB         *gorm.DB
 	Config     *gateway.Config
+	Keys       *keys.Master
 	IntakeURL  string
 	ConsoleURL string
 }
@@ -56,7 +60,14 @@ func Start(t testing.TB, db *gorm.DB, args ...string) *Server {
 	if err := cfg.Load(fs); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := gateway.New(gateway.Deps{Config: cfg, DB: db, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	// A master key of the test's own, so that records and approvals are served.
+	raw := make([]byte, 32)
+	rand.Read(raw)
+	master, err := keys.FromBytes(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := gateway.New(gateway.Deps{Config: cfg, DB: db, Keys: master, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +80,15 @@ func Start(t testing.TB, db *gorm.DB, args ...string) *Server {
 			t.Errorf("serve: %v", err)
 		}
 	})
-	return &Server{Server: srv, DB: db, Config: cfg, IntakeURL: cfg.PublicIntakeURL, ConsoleURL: cfg.PublicConsoleURL}
+	return &Server{Server: srv, DB: db, Config: cfg, Keys: master, IntakeURL: cfg.PublicIntakeURL, ConsoleURL: cfg.PublicConsoleURL}
+}
+
+// URLFor is the listener's public URL for a role's user.
+func (s *Server) URLFor(role string) string {
+	if identity.ListenerFor(role) == identity.Intake {
+		return s.IntakeURL
+	}
+	return s.ConsoleURL
 }
 
 // ChromiumPath is GATEWAY_TEST_CHROMIUM or /usr/bin/chromium. A missing browser skips the test, except under

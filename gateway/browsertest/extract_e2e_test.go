@@ -1,0 +1,266 @@
+package browsertest_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/chromedp"
+
+	"gatewayd/approvals"
+	"gatewayd/approvals/approvalstest"
+	"gatewayd/gateway"
+	"gatewayd/gateway/browsertest"
+	"gatewayd/gateway/identity"
+	"gatewayd/gateway/identity/identitytest"
+	"gatewayd/gateway/records"
+	"gatewayd/gateway/store/storetest"
+)
+
+// repoRoot is the repository's root folder.
+func repoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// screenshot saves a small PNG of the tab's viewport under $GATEWAY_SCREENSHOTS (relative to the repository
+// root), for the README's walk-through; without the variable it does nothing.
+func screenshot(t *testing.T, tab context.Context, name string) {
+	t.Helper()
+	dir := os.Getenv("GATEWAY_SCREENSHOTS")
+	if dir == "" {
+		return
+	}
+	if !filepath.IsAbs(dir) {
+		dir = filepath.Join(repoRoot(), dir)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	buf, err := chromedp.Run(tab, chromedp.CaptureScreenshot())
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".png"), buf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// downloads collects the browser's download events: the suggested file name and the end of each download.
+type downloads struct {
+	mu    sync.Mutex
+	names map[string]string // guid → suggested file name
+	done  chan string       // guid of each completed download
+}
+
+func watchDownloads(t *testing.T, b context.Context, dir string) *downloads {
+	t.Helper()
+	d := &downloads{names: map[string]string{}, done: make(chan string, 8)}
+	yes := true
+	if _, err := chromedp.CallBrowser(b, browser.SetDownloadBehavior, browser.SetDownloadBehaviorParams{
+		Behavior: browser.SetDownloadBehaviorBehaviorAllowAndName, DownloadPath: dir, EventsEnabled: &yes}); err != nil {
+		t.Fatalf("Browser.setDownloadBehavior: %v", err)
+	}
+	if err := chromedp.ListenBrowser(b, func(ev any) {
+		switch e := ev.(type) {
+		case *browser.EventDownloadWillBegin:
+			d.mu.Lock()
+			d.names[e.GUID] = e.SuggestedFilename
+			d.mu.Unlock()
+		case *browser.EventDownloadProgress:
+			if e.State == browser.DownloadProgressStateCompleted {
+				select {
+				case d.done <- e.GUID:
+				default:
+				}
+			}
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// wait returns the next completed download's file name and bytes, or fails after a deadline.
+func (d *downloads) wait(t *testing.T, dir string) (string, []byte) {
+	t.Helper()
+	select {
+	case guid := <-d.done:
+		b, err := os.ReadFile(filepath.Join(dir, guid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return d.names[guid], b
+	case <-time.After(30 * time.Second):
+		t.Fatal("no download completed within 30 s")
+	}
+	return "", nil
+}
+
+// digestOf recomputes the manifest digest from a downloaded Bundle: each entry's reference (extension) and
+// SHA-256 of its resource bytes as they appear in the file.
+func digestOf(t *testing.T, body []byte) (string, int) {
+	t.Helper()
+	var b struct {
+		ResourceType string `json:"resourceType"`
+		Entry        []struct {
+			Extension []struct {
+				URL         string `json:"url"`
+				ValueString string `json:"valueString"`
+			} `json:"extension"`
+			Resource json.RawMessage `json:"resource"`
+		} `json:"entry"`
+	}
+	if err := json.Unmarshal(body, &b); err != nil || b.ResourceType != "Bundle" {
+		t.Fatalf("the download is not a FHIR Bundle: %v", err)
+	}
+	var es []approvals.ManifestEntry
+	for _, e := range b.Entry {
+		if len(e.Extension) == 0 || e.Extension[0].URL != records.EntryExtension {
+			continue // the Patient
+		}
+		id, v, _ := strings.Cut(e.Extension[0].ValueString, "/")
+		version, err := strconv.Atoi(v)
+		if err != nil {
+			t.Fatalf("entry reference %q", e.Extension[0].ValueString)
+		}
+		sum := sha256.Sum256(e.Resource)
+		es = append(es, approvals.ManifestEntry{ID: id, Version: version, ContentHash: hex.EncodeToString(sum[:])})
+	}
+	return approvals.ManifestDigest(es), len(es)
+}
+
+// TestExtractRetrievalInBrowser: a request approved through the domain (software signer) is retrieved once
+// in Chromium, by the requester on intake and by staff on console; the downloaded file is a FHIR Bundle whose
+// recomputed manifest digest equals the receipt's; a second try is refused.
+func TestExtractRetrievalInBrowser(t *testing.T) {
+	b := browsertest.Browser(t)
+	db := storetest.NewSQLite(t)
+	srv := browsertest.Start(t, db, "--dev-allow-software-keys")
+	ctx := context.Background()
+	if _, err := srv.Records().Import(ctx, []string{filepath.Join(repoRoot(), "testdata", "fhir", "bundles")}, records.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	officer, _ := identitytest.Register(t, srv.Identity(), identity.RoleOfficer)
+	signer := approvalstest.NewSigner()
+	signer.Enroll(officer.User.ID, false)
+	domain, err := gateway.WireApprovals(db, srv.Keys, srv.Records(), srv.Identity(), signer, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	dl := watchDownloads(t, b, dir)
+	patient := approvals.Identifier{System: "https://github.com/synthetichealth/synthea", Value: "fc712d1f-5a2e-4407-9c55-a2a2bad623c2"}
+	file := regexp.MustCompile(`^extract-[0-9a-f]+-[0-9a-f]{8}\.json$`)
+
+	for _, tc := range []struct {
+		role, listPath, shot string
+		to                   approvals.RetrieverKind
+	}{
+		{identity.RoleRequester, "/extracts", "extract-requester", approvals.ToRequester},
+		{identity.RoleStaff, "/handover", "extract-staff", approvals.ToStaff},
+	} {
+		t.Run(tc.role, func(t *testing.T) {
+			// The retriever registers in the browser; the requester of record is a requester either way.
+			inv, err := srv.Identity().Invite(ctx, "cli", identity.NewInvitation{Role: tc.role, DisplayName: "E2E " + tc.role, ProfessionalID: "10009876543"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tab := browsertest.Tab(t, b)
+			if err := browsertest.Step(tab, chromedp.EmulateViewport(1000, 720)); err != nil {
+				t.Fatal(err)
+			}
+			for _, a := range []chromedp.Action[chromedp.Void]{
+				chromedp.Navigate(inv.Link),
+				chromedp.Click(`[data-webauthn="register"] [data-webauthn-start]`, chromedp.NodeVisible),
+				chromedp.WaitVisible(`[data-home="` + tc.role + `"]`),
+			} {
+				if err := browsertest.Step(tab, a); err != nil {
+					t.Fatalf("register: %v (page: %s)", err, browsertest.Describe(tab))
+				}
+			}
+			var requesterID string
+			if tc.role == identity.RoleRequester {
+				db.Raw("SELECT id FROM users WHERE display_name = ?", "E2E requester").Scan(&requesterID)
+			} else {
+				ns, _ := identitytest.Register(t, srv.Identity(), identity.RoleRequester)
+				requesterID = ns.User.ID
+			}
+			req, err := domain.FileRequest(ctx, approvals.Filing{RequesterID: requesterID, Patient: patient,
+				Categories: []approvals.Category{approvals.Results, approvals.Immunizations}, Purpose: approvals.PurposeCareContinuity,
+				Justification: "Follow-up after transfer to our ward.", Urgency: approvals.Routine, Delivery: tc.to})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := domain.PrepareDecision(ctx, officer.User.ID, req.ID, approvals.DecisionInput{Verdict: approvals.Approve,
+				ExpiresIn: time.Hour, WordingVersion: "review-v1"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := domain.CompleteDecision(ctx, officer.User.ID, p.ID, signer.Sign(officer.User.ID, p.Options))
+			if err != nil {
+				t.Fatal(err)
+			}
+			row := `[data-extract="` + out.ExtractID + `"]`
+			if err := browsertest.Step(tab, chromedp.Navigate(srv.URLFor(tc.role)+tc.listPath)); err != nil {
+				t.Fatal(err)
+			}
+			if err := browsertest.Step(tab, chromedp.WaitVisible(row+`[data-state="ready"] [data-test="retrieve"]`)); err != nil {
+				t.Fatalf("list: %v (page: %s)", err, browsertest.Describe(tab))
+			}
+			screenshot(t, tab, tc.shot+"-list")
+			if err := browsertest.Step(tab, chromedp.Click(row+` [data-test="retrieve"]`, chromedp.NodeVisible)); err != nil {
+				t.Fatal(err)
+			}
+			name, body := dl.wait(t, dir)
+			if !file.MatchString(name) || !strings.Contains(name, req.ID) {
+				t.Fatalf("downloaded file name %q", name)
+			}
+			digest, n := digestOf(t, body)
+			rc, err := domain.Receipt(ctx, out.DecisionID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d, err := approvals.VerifyReceipt(rc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if digest != d.ManifestDigest || n != len(p.Manifest.Entries) {
+				t.Fatalf("download: digest %s over %d entries, receipt %s over %d", digest, n, d.ManifestDigest, len(p.Manifest.Entries))
+			}
+			// The list now says retrieved, with no form; a second try (as a tool would post) is refused.
+			if err := browsertest.Step(tab, chromedp.Navigate(srv.URLFor(tc.role)+tc.listPath)); err != nil {
+				t.Fatal(err)
+			}
+			if err := browsertest.Step(tab, chromedp.WaitVisible(row+`[data-state="retrieved"]`)); err != nil {
+				t.Fatalf("state after retrieval: %v (page: %s)", err, browsertest.Describe(tab))
+			}
+			screenshot(t, tab, tc.shot+"-retrieved")
+			status, err := chromedp.Run(tab, chromedp.Evaluate[int](`fetch("`+tc.listPath+`/`+out.ExtractID+`/retrieve", {method: "POST",
+				headers: {"Content-Type": "application/x-www-form-urlencoded", "X-CSRF-Token": document.querySelector('meta[name="csrf-token"]').content},
+				body: "format=fhir"}).then(r => r.status)`, chromedp.EvalAwaitPromise))
+			if err != nil || status != 410 {
+				t.Fatalf("second retrieval: %d %v", status, err)
+			}
+			var retrieved, refused int64
+			db.Raw("SELECT COUNT(*) FROM audit_events WHERE subject = ? AND action = 'extract.retrieved'", "extract:"+out.ExtractID).Scan(&retrieved)
+			db.Raw("SELECT COUNT(*) FROM audit_events WHERE subject = ? AND action = 'extract.refused'", "extract:"+out.ExtractID).Scan(&refused)
+			if retrieved != 1 || refused != 1 {
+				t.Fatalf("audit: %d retrieved, %d refused", retrieved, refused)
+			}
+		})
+	}
+}
