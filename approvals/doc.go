@@ -12,6 +12,12 @@
 // identifier must wrap ErrNoPatient), gateway/identity to Signer (webauthn.WithChallenge over the challenge
 // given, user verification required, ceremony stored and consumed once) and to Users; start RunJobs in
 // serve. Intake handlers call FileRequest, MyRequests, MyRequest, CancelRequest and ClaimExtract; console
-// handlers call Queue, OpenReview, PrepareDecision, CompleteDecision, RevokeExtract and ClaimExtract. A
-// FieldErrors error lists {"field","code"} pairs to show next to the fields or return as JSON.
+// handlers call Queue, OpenReview, PrepareDecision, CompleteDecision and ClaimExtract. A FieldErrors error
+// lists {"field","code"} pairs to show next to the fields or return as JSON.
+//
+// Extracts at retrieval: ClaimExtract (one atomic UPDATE, committed with its audit row), then DeliveryOf (what
+// rendering needs) and, after the stream, RecordDelivery (extract.delivered: SHA-256, size, complete). Lists:
+// ExtractsFor, ExtractView. An officer revokes a ready extract with a signature (PrepareRevocation,
+// CompleteRevocation; VerifyRevocation re-checks it offline) and re-issues one whose delivery broke with a new
+// signed decision (PrepareReissue, then CompleteDecision).
 package approvals
