@@ -65,6 +65,26 @@ type xfix struct {
 	domain *approvals.Service
 	signer *approvalstest.Signer
 	users  map[string]testUser
+	// logs holds everything the server logged.
+	logs *syncBuffer
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers (the server logs from many requests at once).
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) Bytes() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return bytes.Clone(s.b.Bytes())
 }
 
 type testUser struct {
@@ -88,10 +108,11 @@ func newXFix(t testing.TB, db *gorm.DB) *xfix {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &xfix{t: t, db: db, clock: &testClock{t: time.Now().UTC().Truncate(time.Second)}, users: map[string]testUser{}}
+	f := &xfix{t: t, db: db, clock: &testClock{t: time.Now().UTC().Truncate(time.Second)}, users: map[string]testUser{},
+		logs: &syncBuffer{}}
 	cfg := xConfig(t, "--dev-allow-software-keys")
 	f.dataDir = cfg.DataDir
-	f.srv, err = New(Deps{Config: cfg, DB: db, Keys: master, Log: slog.New(slog.NewTextHandler(testLogOut(), nil)), Now: f.clock.Now})
+	f.srv, err = New(Deps{Config: cfg, DB: db, Keys: master, Log: slog.New(slog.NewTextHandler(io.MultiWriter(f.logs, testLogOut()), nil)), Now: f.clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,6 +34,9 @@ type extractItem struct {
 type extractList struct {
 	Items        []extractItem `json:"items"`
 	RetrievePath string        `json:"-"`
+	// CSRF is the session's token, for tools that then POST a retrieval (X-CSRF-Token); pages carry it in
+	// their forms.
+	CSRF string `json:"csrf,omitempty"`
 }
 
 const timeShown = "2006-01-02 15:04 UTC"
@@ -77,6 +80,7 @@ func (h *handler) listExtracts(c echo.Context) error {
 		data.Items = append(data.Items, h.toItem(ctx, v, now))
 	}
 	if wantsJSON(c) {
+		data.CSRF = h.csrfToken(c)
 		return c.JSON(http.StatusOK, data)
 	}
 	return h.render(c, http.StatusOK, "extracts", &templates.Page{Title: title, Data: data})

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -52,6 +53,17 @@ func TestExtractLeavesNoTrace(t *testing.T) {
 		if !bytes.Contains(body, []byte(sampleFamily)) {
 			t.Fatal("the extract does not hold the family name: the search below would prove nothing")
 		}
+		// A broken delivery logs its cause: still nothing of the content.
+		_, c := f.approve(approvals.ToRequester, time.Hour)
+		u := f.users["requester"]
+		r := httptest.NewRequest(http.MethodPost, retrievePath(Intake, c, true)+"?format=html", nil)
+		r.Header.Set("Origin", f.srv.origin(Intake))
+		r.Header.Set("Cookie", u.cookie)
+		r.Header.Set(csrfHeader, u.csrf)
+		f.srv.intake.ServeHTTP(&failingWriter{ResponseRecorder: httptest.NewRecorder(), limit: 4 << 10}, r)
+		if !bytes.Contains(f.logs.Bytes(), []byte("extract delivery incomplete")) || !bytes.Contains(f.logs.Bytes(), []byte("route=/extracts/:id/retrieve")) {
+			t.Fatalf("the log holds neither the broken delivery nor the retrievals: checking it proves nothing\n%s", f.logs.Bytes())
+		}
 		// The search finds what is stored: the extract's id.
 		if hits := searchDatabase(t, db, []byte(a)); len(hits) == 0 {
 			t.Fatal("the search does not even find the extract's id")
@@ -62,6 +74,9 @@ func TestExtractLeavesNoTrace(t *testing.T) {
 			}
 			if hits := searchDir(t, f.dataDir, n); len(hits) > 0 {
 				t.Errorf("%s found in the data directory: %v", name, hits)
+			}
+			if bytes.Contains(f.logs.Bytes(), n) {
+				t.Errorf("%s found in the log", name)
 			}
 		}
 	})
