@@ -264,3 +264,79 @@ func TestExtractRetrievalInBrowser(t *testing.T) {
 		})
 	}
 }
+
+// TestExtractRevokeInBrowser: an officer opens a ready extract's page on the console and revokes it, signing
+// with the browser's key; the page then shows it revoked, and the revocation verifies offline.
+func TestExtractRevokeInBrowser(t *testing.T) {
+	b := browsertest.Browser(t)
+	db := storetest.NewSQLite(t)
+	srv := browsertest.Start(t, db, "--dev-allow-software-keys")
+	ctx := context.Background()
+	if _, err := srv.Records().Import(ctx, []string{filepath.Join(repoRoot(), "testdata", "fhir", "bundles")}, records.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	approver, _ := identitytest.Register(t, srv.Identity(), identity.RoleOfficer)
+	requester, _ := identitytest.Register(t, srv.Identity(), identity.RoleRequester)
+	signer := approvalstest.NewSigner()
+	signer.Enroll(approver.User.ID, false)
+	domain, err := gateway.WireApprovals(db, srv.Keys, srv.Records(), srv.Identity(), signer, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := domain.FileRequest(ctx, approvals.Filing{RequesterID: requester.User.ID,
+		Patient:    approvals.Identifier{System: "https://github.com/synthetichealth/synthea", Value: "fc712d1f-5a2e-4407-9c55-a2a2bad623c2"},
+		Categories: []approvals.Category{approvals.Conditions}, Purpose: approvals.PurposeSecondOpinion,
+		Justification: "Second opinion before surgery.", Urgency: approvals.Routine, Delivery: approvals.ToRequester})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := domain.PrepareDecision(ctx, approver.User.ID, req.ID, approvals.DecisionInput{Verdict: approvals.Approve,
+		ExpiresIn: time.Hour, WordingVersion: "review-v1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := domain.CompleteDecision(ctx, approver.User.ID, p.ID, signer.Sign(approver.User.ID, p.Options))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	inv, err := srv.Identity().Invite(ctx, "cli", identity.NewInvitation{Role: identity.RoleOfficer, DisplayName: "E2E officer"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab := browsertest.Tab(t, b)
+	facts := `dl[data-extract="` + out.ExtractID + `"]`
+	for _, s := range []struct {
+		name string
+		act  chromedp.Action[chromedp.Void]
+	}{
+		{"viewport", chromedp.EmulateViewport(1000, 720)},
+		{"open invitation", chromedp.Navigate(inv.Link)},
+		{"register", chromedp.Click(`[data-webauthn="register"] [data-webauthn-start]`, chromedp.NodeVisible)},
+		{"home", chromedp.WaitVisible(`[data-home="officer"]`)},
+		{"extract page", chromedp.Navigate(srv.ConsoleURL + "/extracts/" + out.ExtractID)},
+		{"ready", chromedp.WaitVisible(facts + `[data-state="ready"]`)},
+	} {
+		if err := browsertest.Step(tab, s.act); err != nil {
+			t.Fatalf("%s: %v (page: %s)", s.name, err, browsertest.Describe(tab))
+		}
+	}
+	screenshot(t, tab, "extract-officer")
+	for _, s := range []struct {
+		name string
+		act  chromedp.Action[chromedp.Void]
+	}{
+		{"revoke and sign", chromedp.Click(`[data-test="revoke"]`, chromedp.NodeVisible)},
+		{"revoked", chromedp.WaitVisible(facts + `[data-state="revoked"]`)},
+	} {
+		if err := browsertest.Step(tab, s.act); err != nil {
+			t.Fatalf("%s: %v (page: %s)", s.name, err, browsertest.Describe(tab))
+		}
+	}
+	var id string
+	db.Raw("SELECT id FROM extract_revocations WHERE extract_id = ? AND completed_at IS NOT NULL", out.ExtractID).Scan(&id)
+	rv, err := srv.Approvals().VerifyRevocation(ctx, id)
+	if err != nil || rv.ExtractID != out.ExtractID {
+		t.Fatalf("the revocation does not verify: %+v %v", rv, err)
+	}
+}
