@@ -1,0 +1,157 @@
+package approvals_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"gorm.io/gorm"
+
+	"gatewayd/approvals"
+	"gatewayd/gateway/store/storetest"
+)
+
+func TestSignedRevocation(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
+		f := newFixture(t, db, approvals.Policy{})
+		ctx := context.Background()
+		revoke := func(officer, xid string) (approvals.PreparedRevocation, []byte) {
+			t.Helper()
+			p, err := f.svc.PrepareRevocation(ctx, officer, xid)
+			must(t, err)
+			return p, f.signer.Sign(officer, p.Options)
+		}
+		_, xid := f.approved(approvals.ToRequester, time.Hour)
+		if _, err := f.svc.PrepareRevocation(ctx, "req1", xid); !errors.Is(err, approvals.ErrForbidden) {
+			t.Fatalf("a requester prepared a revocation: %v", err)
+		}
+
+		// A signature over another revocation's challenge is refused even by a lax signer; nothing changes.
+		f.signer.Lax = true
+		p1, _ := revoke("off1", xid)
+		_, other := revoke("off1", xid)
+		before := f.snapshot()
+		if err := f.svc.CompleteRevocation(ctx, "off1", p1.ID, other); !errors.Is(err, approvals.ErrChallenge) {
+			t.Fatalf("signature for another revocation: %v", err)
+		}
+		if f.snapshot() != before {
+			t.Fatal("a refused revocation changed something")
+		}
+		f.signer.Lax = false
+
+		p, resp := revoke("off2", xid)
+		must(t, f.svc.CompleteRevocation(ctx, "off2", p.ID, resp))
+		if err := f.svc.CompleteRevocation(ctx, "off2", p.ID, resp); !errors.Is(err, approvals.ErrPreparation) {
+			t.Fatalf("a revocation completed twice: %v", err)
+		}
+		if _, err := f.svc.ClaimExtract(ctx, xid, "req1"); !errors.Is(err, approvals.ErrRevoked) {
+			t.Fatalf("claim after revocation: %v", err)
+		}
+		rv, err := f.svc.VerifyRevocation(ctx, p.ID)
+		if err != nil || rv.ExtractID != xid || rv.OfficerID != "off2" || rv.Kind != "extract-revocation" {
+			t.Fatalf("verify: %+v %v", rv, err)
+		}
+		// One byte changed in the stored revocation breaks it.
+		must(t, db.Exec("UPDATE extract_revocations SET canonical = REPLACE(canonical, ?, ?) WHERE id = ?", "off2", "off1", p.ID).Error)
+		if _, err := f.svc.VerifyRevocation(ctx, p.ID); !errors.Is(err, approvals.ErrReceipt) {
+			t.Fatalf("a changed revocation verifies: %v", err)
+		}
+		if _, err := f.svc.PrepareRevocation(ctx, "off1", xid); !errors.Is(err, approvals.ErrRevoked) {
+			t.Fatalf("revoke twice: %v", err)
+		}
+
+		// Claimed between preparation and signature: the revocation fails and changes nothing.
+		_, claimed := f.approved(approvals.ToRequester, time.Hour)
+		p, resp = revoke("off1", claimed)
+		_, err = f.svc.ClaimExtract(ctx, claimed, "req1")
+		must(t, err)
+		before = f.snapshot()
+		if err := f.svc.CompleteRevocation(ctx, "off1", p.ID, resp); !errors.Is(err, approvals.ErrAlreadyRetrieved) {
+			t.Fatalf("revoked a retrieved extract: %v", err)
+		}
+		if f.snapshot() != before {
+			t.Fatal("a refused revocation changed something")
+		}
+		if _, err := f.svc.PrepareRevocation(ctx, "off1", claimed); !errors.Is(err, approvals.ErrAlreadyRetrieved) {
+			t.Fatalf("prepare on a retrieved extract: %v", err)
+		}
+		_, short := f.approved(approvals.ToRequester, time.Minute)
+		f.clock.Add(time.Minute)
+		if _, err := f.svc.PrepareRevocation(ctx, "off1", short); !errors.Is(err, approvals.ErrExpired) {
+			t.Fatalf("prepare on an expired extract: %v", err)
+		}
+		if got := f.auditCount("extract.revoked"); got != 1 {
+			t.Fatalf("%d extract.revoked rows", got)
+		}
+	})
+}
+
+func TestReissueAfterBrokenDelivery(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
+		f := newFixture(t, db, approvals.Policy{})
+		ctx := context.Background()
+		in := approvals.ReissueInput{WordingVersion: "reissue-v1"}
+		r, xid := f.approved(approvals.ToRequester, time.Hour)
+		if _, err := f.svc.PrepareReissue(ctx, "off1", xid, in); !errors.Is(err, approvals.ErrNotReissuable) {
+			t.Fatalf("re-issue of a ready extract: %v", err)
+		}
+		x, err := f.svc.ClaimExtract(ctx, xid, "req1")
+		must(t, err)
+		if err := f.svc.RecordDelivery(ctx, xid, "req2", approvals.Delivered{SHA256: "00", Bytes: 1}); !errors.Is(err, approvals.ErrNotRetriever) {
+			t.Fatalf("delivery recorded for another user: %v", err)
+		}
+		must(t, f.svc.RecordDelivery(ctx, xid, "req1", approvals.Delivered{SHA256: "ab", Bytes: 10, Complete: false}))
+		if err := f.svc.RecordDelivery(ctx, xid, "req1", approvals.Delivered{SHA256: "ab", Bytes: 10, Complete: true}); err == nil {
+			t.Fatal("a delivery recorded twice")
+		}
+		// Two officers prepare a re-issue; only the first to sign releases a new extract.
+		p1, err := f.svc.PrepareReissue(ctx, "off1", xid, in)
+		must(t, err)
+		p2, err := f.svc.PrepareReissue(ctx, "off2", xid, in)
+		must(t, err)
+		if p1.Decision.ManifestDigest != x.ManifestDigest || p1.Decision.Retriever.UserID != "req1" {
+			t.Fatalf("the re-issue releases something else: %+v", p1.Decision)
+		}
+		out, err := f.svc.CompleteDecision(ctx, "off1", p1.ID, f.signer.Sign("off1", p1.Options))
+		must(t, err)
+		before := f.snapshot()
+		if _, err := f.svc.CompleteDecision(ctx, "off2", p2.ID, f.signer.Sign("off2", p2.Options)); !errors.Is(err, approvals.ErrNotReissuable) {
+			t.Fatalf("second re-issue: %v", err)
+		}
+		if f.snapshot() != before {
+			t.Fatal("a refused re-issue changed something")
+		}
+		latest, err := f.svc.ExtractOf(ctx, r.ID)
+		must(t, err)
+		if latest.ID != out.ExtractID || latest.ManifestDigest != x.ManifestDigest {
+			t.Fatalf("latest extract %s, want %s", latest.ID, out.ExtractID)
+		}
+		if _, err := f.svc.ClaimExtract(ctx, out.ExtractID, "req1"); err != nil {
+			t.Fatalf("claim the re-issued extract: %v", err)
+		}
+		rc, err := f.svc.Receipt(ctx, out.DecisionID)
+		must(t, err)
+		if _, err := approvals.VerifyReceipt(rc); err != nil {
+			t.Fatal(err)
+		}
+		if f.status(r.ID) != approvals.StatusApproved {
+			t.Fatalf("status %s", f.status(r.ID))
+		}
+
+		// A delivery never reported (the process stopped mid-stream) counts as broken; a complete one does not.
+		_, crashed := f.approved(approvals.ToRequester, time.Hour)
+		_, err = f.svc.ClaimExtract(ctx, crashed, "req1")
+		must(t, err)
+		if _, err := f.svc.PrepareReissue(ctx, "off1", crashed, in); err != nil {
+			t.Fatalf("re-issue after an unreported delivery: %v", err)
+		}
+		_, fine := f.approved(approvals.ToRequester, time.Hour)
+		_, err = f.svc.ClaimExtract(ctx, fine, "req1")
+		must(t, err)
+		must(t, f.svc.RecordDelivery(ctx, fine, "req1", approvals.Delivered{SHA256: "cd", Bytes: 10, Complete: true}))
+		if _, err := f.svc.PrepareReissue(ctx, "off1", fine, in); !errors.Is(err, approvals.ErrNotReissuable) {
+			t.Fatalf("re-issue of a complete delivery: %v", err)
+		}
+	})
+}
