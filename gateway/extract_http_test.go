@@ -406,3 +406,26 @@ func TestBrokenDelivery(t *testing.T) {
 		}
 	})
 }
+
+// TestDeliveryFailsBeforeAnyByte: stored entries no longer match the signed manifest. The claim stands (one
+// time is one time), the client gets the generic error page rather than an empty attachment, and the audit
+// says the delivery was incomplete with 0 bytes.
+func TestDeliveryFailsBeforeAnyByte(t *testing.T) {
+	db := storetest.NewSQLite(t)
+	f := newXFix(t, db)
+	_, xid := f.approve(approvals.ToRequester, time.Hour)
+	if err := db.Exec("UPDATE record_entries SET content_hash = 'changed' WHERE id IN (SELECT id FROM record_entries WHERE category = 'results' LIMIT 1)").Error; err != nil {
+		t.Fatal(err)
+	}
+	w := f.retrieve("requester", xid, formatFHIR)
+	if w.Code != http.StatusInternalServerError || w.Header().Get("Content-Disposition") != "" {
+		t.Fatalf("status %d, Content-Disposition %q", w.Code, w.Header().Get("Content-Disposition"))
+	}
+	delivered := f.audits(xid, "extract.delivered")
+	if len(delivered) != 1 || !strings.Contains(delivered[0].Details, `"complete":false`) || !strings.Contains(delivered[0].Details, `"bytes":0`) {
+		t.Fatalf("delivery audit %+v", delivered)
+	}
+	if f.count("SELECT COUNT(*) FROM extracts WHERE id = ? AND retrieved_at IS NOT NULL", xid) != 1 {
+		t.Fatal("the claim did not stand")
+	}
+}

@@ -75,7 +75,8 @@ func (h *handler) retrieveExtract(c echo.Context) error {
 	hd.Set(echo.HeaderContentDisposition, fmt.Sprintf(`attachment; filename="extract-%s-%s%s"`, x.RequestID, short(x.DecisionID), ext))
 	hd.Set("Cache-Control", "no-store")
 	hd.Set("Pragma", "no-cache")
-	c.Response().WriteHeader(http.StatusOK)
+	// No explicit WriteHeader: the first byte commits the 200, so a failure before any byte (the patient's
+	// demographics unreadable, say) still gets a clean error page.
 	cw := &countingHash{w: c.Response(), h: sha256.New()}
 	if format == formatHTML {
 		lang, _ := c.Get(ctxLang).(string)
@@ -87,6 +88,10 @@ func (h *handler) retrieveExtract(c echo.Context) error {
 		c.Response().Flush()
 	}
 	h.recordDelivery(ctx, c, x.ID, user.ID, cw, err == nil && cw.err == nil, err)
+	if err != nil && !c.Response().Committed {
+		hd.Del(echo.HeaderContentDisposition)
+		return fmt.Errorf("render extract %s: %w", x.ID, err)
+	}
 	return nil
 }
 
