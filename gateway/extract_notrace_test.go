@@ -84,7 +84,7 @@ func TestExtractLeavesNoTrace(t *testing.T) {
 
 // searchDatabase looks for needle in every column of every table: on PostgreSQL through
 // information_schema (text columns as text, bytea columns as bytes), on SQLite in the database file's bytes
-// (and its WAL).
+// (and every file beside it: WAL, shared memory, journals).
 func searchDatabase(t *testing.T, db *gorm.DB, needle []byte) []string {
 	t.Helper()
 	if store.DialectOf(db) != store.Postgres {
@@ -100,18 +100,11 @@ func searchDatabase(t *testing.T, db *gorm.DB, needle []byte) []string {
 			if r.File == "" {
 				continue
 			}
-			for _, p := range []string{r.File, r.File + "-wal"} {
-				b, err := os.ReadFile(p)
-				if err != nil {
-					continue
-				}
-				if len(b) == 0 {
-					t.Fatalf("%s is empty", p)
-				}
-				if bytes.Contains(b, needle) {
-					hits = append(hits, p)
-				}
+			// The database file and everything beside it (WAL, shared memory, journals).
+			if st, err := os.Stat(r.File); err != nil || st.Size() == 0 {
+				t.Fatalf("database file %s: %v", r.File, err)
 			}
+			hits = append(hits, searchDir(t, filepath.Dir(r.File), needle)...)
 		}
 		if len(rows) == 0 {
 			t.Fatal("no database file found: the search proves nothing")
