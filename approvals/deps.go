@@ -142,9 +142,11 @@ func (p Policy) needsTwoOfficers(s Scope) bool {
 type Deps struct {
 	DB      *gorm.DB
 	Records Records
-	Signer  Signer
-	Users   Users
-	Policy  Policy
+	// Renderer writes claimed extracts (DeliverExtract); nil refuses every delivery.
+	Renderer Renderer
+	Signer   Signer
+	Users    Users
+	Policy   Policy
 	// SealKey (32 bytes, keys.PurposeApprovals) encrypts patient identifiers, justifications and canonical
 	// decisions at rest.
 	SealKey []byte
@@ -154,13 +156,14 @@ type Deps struct {
 
 // Service is the approvals domain.
 type Service struct {
-	db      *gorm.DB
-	records Records
-	signer  Signer
-	users   Users
-	policy  Policy
-	sealer  sealer
-	now     func() time.Time
+	db       *gorm.DB
+	records  Records
+	renderer Renderer
+	signer   Signer
+	users    Users
+	policy   Policy
+	sealer   sealer
+	now      func() time.Time
 }
 
 // New checks deps and builds the service.
@@ -185,7 +188,7 @@ func New(d Deps) (*Service, error) {
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{db: d.DB, records: d.Records, signer: d.Signer, users: d.Users, policy: p, sealer: sl, now: now}, nil
+	return &Service{db: d.DB, records: d.Records, renderer: d.Renderer, signer: d.Signer, users: d.Users, policy: p, sealer: sl, now: now}, nil
 }
 
 // Policy returns the effective policy (defaults filled).

@@ -15,8 +15,9 @@
 // handlers call Queue, OpenReview, PrepareDecision, CompleteDecision and ClaimExtract. A FieldErrors error
 // lists {"field","code"} pairs to show next to the fields or return as JSON.
 //
-// Extracts at retrieval: ClaimExtract (one atomic UPDATE, committed with its audit row), then DeliveryOf (what
-// rendering needs) and, after the stream, RecordDelivery (extract.delivered: SHA-256, size, complete). Lists:
+// Extracts at retrieval: ClaimExtract (one atomic UPDATE, committed with its audit row), then DeliverExtract,
+// which renders exactly the signed manifest through Deps.Renderer (the gateway adapts gateway/records, so no
+// intake handler touches the records) and records what was sent (extract.delivered: SHA-256, size, complete). Lists:
 // ExtractsFor, ExtractView. An officer revokes a ready extract with a signature (PrepareRevocation,
 // CompleteRevocation; VerifyRevocation re-checks it offline) and re-issues one whose delivery broke with a new
 // signed decision (PrepareReissue, then CompleteDecision).

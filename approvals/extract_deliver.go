@@ -2,7 +2,13 @@ package approvals
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
+	"hash"
+	"io"
+	"time"
 
 	"gorm.io/gorm"
 
@@ -10,9 +16,105 @@ import (
 	"gatewayd/gateway/store"
 )
 
-// Delivery is what the gateway needs to render a claimed extract: the signed manifest (the claim's Extract),
-// the patient it is about, and the watermark's fields. It is read after the claim committed and is never
-// stored anywhere.
+// Renderer writes a claimed extract: exactly the entries given (the signed manifest), for the patient, with
+// the watermark, streamed to w. The gateway adapts gateway/records to it, so that no intake handler touches
+// the records: an intake retrieval goes through the claim. A Renderer should check everything it can before
+// its first byte, so that a refusal still reaches the client as an error rather than a truncated file.
+type Renderer interface {
+	Render(ctx context.Context, w io.Writer, job RenderJob) error
+}
+
+// Extract formats.
+const (
+	FormatFHIR = "fhir" // FHIR R4 Bundle, JSON
+	FormatHTML = "html" // the printable page
+)
+
+// RenderJob is one extract to render.
+type RenderJob struct {
+	Format    string
+	Lang      string
+	Patient   Identifier
+	Entries   []ManifestEntry
+	Watermark Watermark
+}
+
+// Watermark is what every rendered extract carries: ids, people (name and professional id, no patient data),
+// purpose, expiry and the signed manifest digest.
+type Watermark struct {
+	RequestID      string
+	DecisionID     string
+	Requester      string
+	Purpose        string
+	Retriever      string
+	Expiry         time.Time
+	ManifestDigest string
+}
+
+// ErrNoRenderer is returned by DeliverExtract when the service was built without a Renderer.
+var ErrNoRenderer = errors.New("no extract renderer configured")
+
+// DeliverExtract renders an extract the caller has just claimed (ClaimExtract: its claim and audit row are
+// committed) into w, through a writer that hashes and counts the bytes w accepts, then records what was sent
+// (RecordDelivery, in a transaction of its own, even if ctx was cancelled because the client went away). It
+// returns what was sent; Complete is false when rendering or writing failed, and the error says why. The
+// extract stays retrieved either way: one time is one time.
+func (s *Service) DeliverExtract(ctx context.Context, x Extract, retrieverID, format, lang string, w io.Writer) (Delivered, error) {
+	cw := &countingHash{w: w, h: sha256.New()}
+	err := s.deliver(ctx, x, retrieverID, format, lang, cw)
+	d := Delivered{SHA256: hex.EncodeToString(cw.h.Sum(nil)), Bytes: cw.n, Complete: err == nil && cw.err == nil}
+	if rerr := s.RecordDelivery(context.WithoutCancel(ctx), x.ID, retrieverID, d); rerr != nil {
+		return d, errors.Join(err, rerr)
+	}
+	return d, err
+}
+
+func (s *Service) deliver(ctx context.Context, x Extract, retrieverID, format, lang string, w io.Writer) error {
+	if s.renderer == nil {
+		return ErrNoRenderer
+	}
+	if format != FormatFHIR && format != FormatHTML {
+		return fmt.Errorf("%w: format %q", ErrBadInput, format)
+	}
+	d, err := s.DeliveryOf(ctx, x, retrieverID)
+	if err != nil {
+		return err
+	}
+	wm := Watermark{RequestID: x.RequestID, DecisionID: x.DecisionID, Requester: person(d.Requester),
+		Purpose: string(d.Purpose), Retriever: person(d.Retriever), Expiry: x.ExpiresAt, ManifestDigest: x.ManifestDigest}
+	return s.renderer.Render(ctx, w, RenderJob{Format: format, Lang: lang, Patient: d.Patient, Entries: x.Entries, Watermark: wm})
+}
+
+// person is how the watermark names a user: display name and professional id (not patient data).
+func person(u User) string {
+	if u.ProfessionalID == "" {
+		return u.Name
+	}
+	return u.Name + " (" + u.ProfessionalID + ")"
+}
+
+// countingHash passes bytes to w and hashes and counts those w accepted. After w fails it keeps the error and
+// refuses further writes, so rendering stops.
+type countingHash struct {
+	w   io.Writer
+	h   hash.Hash
+	n   int64
+	err error
+}
+
+func (cw *countingHash) Write(p []byte) (int, error) {
+	if cw.err != nil {
+		return 0, cw.err
+	}
+	n, err := cw.w.Write(p)
+	cw.h.Write(p[:n])
+	cw.n += int64(n)
+	cw.err = err
+	return n, err
+}
+
+// Delivery is what rendering a claimed extract needs besides the signed manifest (the claim's Extract): the
+// patient it is about, and the watermark's fields. It is read after the claim committed and stored nowhere.
 type Delivery struct {
 	Extract Extract
 	Patient Identifier

@@ -2,7 +2,11 @@ package approvals_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -154,4 +158,86 @@ func TestReissueAfterBrokenDelivery(t *testing.T) {
 			t.Fatalf("re-issue of a complete delivery: %v", err)
 		}
 	})
+}
+
+// fakeRenderer writes the job's entry ids, one a line.
+type fakeRenderer struct{ jobs []approvals.RenderJob }
+
+func (r *fakeRenderer) Render(_ context.Context, w io.Writer, job approvals.RenderJob) error {
+	r.jobs = append(r.jobs, job)
+	for _, e := range job.Entries {
+		if _, err := io.WriteString(w, e.ID+"\n"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// shortWriter accepts n bytes, then fails like a connection whose client went away.
+type shortWriter struct{ n int }
+
+func (w *shortWriter) Write(p []byte) (int, error) {
+	if len(p) > w.n {
+		k := w.n
+		w.n = 0
+		return k, errors.New("client went away")
+	}
+	w.n -= len(p)
+	return len(p), nil
+}
+
+func TestDeliverExtract(t *testing.T) {
+	db := storetest.NewSQLite(t)
+	f := newFixture(t, db, approvals.Policy{})
+	ctx := context.Background()
+	r := &fakeRenderer{}
+	key := make([]byte, 32)
+	for i := range key {
+		key[i] = byte(i)
+	}
+	svc, err := approvals.New(approvals.Deps{DB: db, Records: f.records, Renderer: r, Signer: f.signer, Users: f.users,
+		SealKey: key, Now: f.clock.Now})
+	must(t, err)
+
+	_, xid := f.approved(approvals.ToRequester, time.Hour)
+	x, err := svc.ClaimExtract(ctx, xid, "req1")
+	must(t, err)
+	var out strings.Builder
+	d, err := svc.DeliverExtract(ctx, x, "req1", approvals.FormatFHIR, "fr", &out)
+	must(t, err)
+	sum := sha256.Sum256([]byte(out.String()))
+	if !d.Complete || d.Bytes != int64(out.Len()) || d.SHA256 != hex.EncodeToString(sum[:]) {
+		t.Fatalf("delivered %+v for %d bytes", d, out.Len())
+	}
+	job := r.jobs[0]
+	if job.Patient != patient || len(job.Entries) != len(x.Entries) || job.Watermark.ManifestDigest != x.ManifestDigest ||
+		job.Watermark.Requester != "User req1 (10000000000)" || job.Watermark.Purpose != string(approvals.PurposeCareContinuity) {
+		t.Fatalf("render job %+v", job)
+	}
+	if f.auditCount("extract.delivered") != 1 {
+		t.Fatal("delivery not audited")
+	}
+
+	// The client goes away after 5 bytes: incomplete, with the 5 bytes counted.
+	_, xid = f.approved(approvals.ToRequester, time.Hour)
+	x, err = svc.ClaimExtract(ctx, xid, "req1")
+	must(t, err)
+	d, err = svc.DeliverExtract(ctx, x, "req1", approvals.FormatHTML, "fr", &shortWriter{n: 5})
+	if err == nil || d.Complete || d.Bytes != 5 {
+		t.Fatalf("broken delivery: %+v %v", d, err)
+	}
+	// Someone who did not claim it cannot have it rendered.
+	if _, err := svc.DeliverExtract(ctx, x, "req2", approvals.FormatFHIR, "fr", io.Discard); !errors.Is(err, approvals.ErrNotRetriever) {
+		t.Fatalf("delivery to another user: %v", err)
+	}
+	// Without a renderer nothing is rendered and the delivery is recorded incomplete.
+	_, xid = f.approved(approvals.ToRequester, time.Hour)
+	x, err = f.svc.ClaimExtract(ctx, xid, "req1")
+	must(t, err)
+	if d, err := f.svc.DeliverExtract(ctx, x, "req1", approvals.FormatFHIR, "fr", io.Discard); !errors.Is(err, approvals.ErrNoRenderer) || d.Complete {
+		t.Fatalf("no renderer: %+v %v", d, err)
+	}
+	if f.auditCount("extract.delivered") != 3 {
+		t.Fatalf("%d extract.delivered rows, want 3", f.auditCount("extract.delivered"))
+	}
 }

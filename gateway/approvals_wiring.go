@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"gorm.io/gorm"
@@ -36,8 +37,32 @@ func newDomain(d Deps, id *identity.Service, now func() time.Time) (*records.Ser
 // requests without the signing pages.
 func WireApprovals(db *gorm.DB, master *keys.Master, rec *records.Service, id *identity.Service, signer approvals.Signer,
 	now func() time.Time) (*approvals.Service, error) {
-	return approvals.New(approvals.Deps{DB: db, Records: recordsSelector{rec}, Signer: signer, Users: identityUsers{id},
-		SealKey: master.Derive(keys.PurposeApprovals), Now: now})
+	return approvals.New(approvals.Deps{DB: db, Records: recordsSelector{rec}, Renderer: recordsRenderer{rec}, Signer: signer,
+		Users: identityUsers{id}, SealKey: master.Derive(keys.PurposeApprovals), Now: now})
+}
+
+// recordsRenderer adapts records' rendering to approvals.Renderer. It rebuilds the records manifest from the
+// signed entry references first (every entry stored, the patient's, with the signed hash), so that a mismatch
+// is refused before the first byte.
+type recordsRenderer struct{ r *records.Service }
+
+func (a recordsRenderer) Render(ctx context.Context, w io.Writer, job approvals.RenderJob) error {
+	refs := make([]records.EntryRef, len(job.Entries))
+	for i, e := range job.Entries {
+		refs[i] = records.EntryRef{ID: e.ID, Version: e.Version, ContentHash: e.ContentHash}
+	}
+	id := records.Identifier(job.Patient)
+	m, err := a.r.ManifestOf(ctx, id, refs)
+	if err != nil {
+		return err
+	}
+	wm := records.Watermark{RequestID: job.Watermark.RequestID, DecisionID: job.Watermark.DecisionID,
+		Requester: job.Watermark.Requester, Purpose: job.Watermark.Purpose, Recipient: job.Watermark.Retriever,
+		Expiry: job.Watermark.Expiry, ManifestDigest: job.Watermark.ManifestDigest}
+	if job.Format == approvals.FormatHTML {
+		return a.r.RenderHTML(ctx, w, m, id, wm, job.Lang)
+	}
+	return a.r.RenderBundle(ctx, w, m, id, wm)
 }
 
 // recordsSelector adapts records.Select to approvals.Records. It leaves Manifest.Digest empty: the two
