@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -156,5 +157,19 @@ func TestImportInterruptedIsAudited(t *testing.T) {
 	if len(details) != 1 || !strings.Contains(details[0], `"interrupted":true`) ||
 		!strings.Contains(details[0], fmt.Sprintf(`"imported":%d`, rep.Totals().Imported)) || rep.Totals().Imported == 0 {
 		t.Errorf("audit details %v, report %+v", details, rep.Totals())
+	}
+}
+
+func TestImportCollectionAndBatchBundles(t *testing.T) {
+	db := storetest.NewSQLite(t)
+	s := newService(t, db)
+	dir := t.TempDir()
+	want := expectedCounts(t, testdata(t, "bundles", busterFile))
+	for i, typ := range []string{"collection", "batch"} {
+		path := editBundle(t, dir, typ+".json", func(es []any) []any { return es })
+		raw, _ := os.ReadFile(path)
+		os.WriteFile(path, []byte(strings.Replace(string(raw), `"type":"transaction"`, `"type":"`+typ+`"`, 1)), 0o600)
+		rep := importFiles(t, s, path)
+		checkCounts(t, rep, want, i > 0) // the same resources: the second time, all unchanged
 	}
 }
