@@ -55,6 +55,7 @@ func TestImportBundlesTestdata(t *testing.T) {
 }
 
 func TestImportAllSyntheaBundles(t *testing.T) {
+	t.Parallel() // the two long imports run side by side (never beside the memory test, which is not parallel)
 	dir := sharedData(t, "synthea-r4-bundles")
 	files := globFiles(t, dir, "*.json")
 	want := expectedCounts(t, files...)
@@ -120,6 +121,7 @@ func TestImportNDJSON(t *testing.T) {
 }
 
 func TestImportWholeNDJSONExport(t *testing.T) {
+	t.Parallel()
 	dir := sharedData(t, "synthea-bulk-ndjson")
 	want := expectedCounts(t, globFiles(t, dir, "[A-Z]*.ndjson")...)
 	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
