@@ -15,7 +15,6 @@ import (
 	"github.com/labstack/echo/v4"
 	"gorm.io/gorm"
 
-	"gatewayd/gateway/audit"
 	"gatewayd/gateway/identity"
 	"gatewayd/gateway/keys"
 	"gatewayd/gateway/store"
@@ -178,18 +177,13 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (*gorm.DB, *keys.
 	if err != nil {
 		return nil, nil, err
 	}
-	applied, err := store.Up(ctx, db)
+	applied, err := Migrate(ctx, db, "system")
 	if err != nil {
 		store.Close(db)
 		return nil, nil, err
 	}
 	for _, m := range applied {
 		log.Info("migration applied", "version", m.Version, "name", m.Name)
-		if err := audit.Record(ctx, db, audit.Event{Actor: "system", Action: "schema.migrated",
-			Subject: fmt.Sprintf("migration:%04d", m.Version), Details: map[string]any{"name": m.Name}}); err != nil {
-			store.Close(db)
-			return nil, nil, err
-		}
 	}
 	if err := CheckKey(ctx, db, master, cfg.KeyFile); err != nil {
 		store.Close(db)
