@@ -185,7 +185,8 @@ func (h *handler) signDecision(c echo.Context) error {
 func describeDecision(lang string, d approvals.Decision, m approvals.Manifest) string {
 	t := func(key string, args ...any) string { return templates.T(lang, key, args...) }
 	var b strings.Builder
-	line := func(label, value string) { fmt.Fprintf(&b, "%s : %s\n", t(label), value) }
+	sep := t("sign.sep")
+	line := func(label, value string) { fmt.Fprintf(&b, "%s%s%s\n", t(label), sep, value) }
 	verdict := t("sign.verdict.approve")
 	if d.Verdict == approvals.Deny {
 		verdict = t("sign.verdict.deny")

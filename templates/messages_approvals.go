@@ -131,6 +131,7 @@ var approvalsMessages = map[string]Msg{
 	"sign.js.working":          {"Touchez votre clé de sécurité et saisissez son code…", "Touch your security key and enter its PIN…"},
 	"sign.js.refused":          {"Signature refusée : rien n'a été modifié. Recommencez depuis la page d'examen.", "Signature refused: nothing was changed. Start again from the review page."},
 	"sign.js.expired":          {"Cette préparation a expiré ou a déjà servi. Recommencez depuis la page d'examen.", "This preparation expired or was already used. Start again from the review page."},
+	"sign.sep":                 {" : ", ": "},
 	"sign.verdict.approve":     {"APPROUVER", "APPROVE"},
 	"sign.verdict.deny":        {"REFUSER", "DENY"},
 	"sign.line.decision":       {"Décision", "Decision"},
