@@ -15,8 +15,10 @@ import (
 	"github.com/labstack/echo/v4"
 	"gorm.io/gorm"
 
+	"gatewayd/approvals"
 	"gatewayd/gateway/identity"
 	"gatewayd/gateway/keys"
+	"gatewayd/gateway/records"
 	"gatewayd/gateway/store"
 	"gatewayd/templates"
 )
@@ -62,6 +64,10 @@ type handler struct {
 	// the database.
 	csrfKey []byte
 	signins *attemptLimiter
+	// approvals is the request life cycle; records is used on the console only (the review's manifest goes
+	// through approvals): no intake handler touches it.
+	approvals *approvals.Service
+	records   *records.Service
 }
 
 // New builds both listeners and their routes. It opens nothing: Serve does.
@@ -78,16 +84,30 @@ func New(d Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	csrfKey := make([]byte, 32)
-	if d.Keys != nil {
-		csrfKey = d.Keys.Derive(keys.PurposeSessions)
-	} else {
-		rand.Read(csrfKey)
+	master := d.Keys
+	if master == nil {
+		// Tests that bring no key file get a random one for this server's life.
+		b := make([]byte, 32)
+		rand.Read(b)
+		if master, err = keys.FromBytes(b); err != nil {
+			return nil, err
+		}
+	}
+	csrfKey := master.Derive(keys.PurposeSessions)
+	rec, err := records.New(d.DB, master)
+	if err != nil {
+		return nil, fmt.Errorf("records: %w", err)
+	}
+	appr, err := approvals.New(approvals.Deps{DB: d.DB, Records: recordsAdapter{rec}, Signer: signerAdapter{id},
+		Users: usersAdapter{id}, Policy: d.Config.Policy(), SealKey: master.Derive(keys.PurposeApprovals), Now: now})
+	if err != nil {
+		return nil, err
 	}
 	s := &Server{
 		cfg: d.Config, db: d.DB, log: d.Log,
-		h: &handler{cfg: d.Config, db: d.DB, keys: d.Keys, pages: pages, log: d.Log, now: now, id: id,
-			csrfKey: csrfKey, signins: newAttemptLimiter(now, signinAttemptsPerMinute)},
+		h: &handler{cfg: d.Config, db: d.DB, keys: master, pages: pages, log: d.Log, now: now, id: id,
+			csrfKey: csrfKey, signins: newAttemptLimiter(now, signinAttemptsPerMinute),
+			approvals: appr, records: rec},
 		refusal: newRefusalLimiter(now),
 	}
 	s.intake = s.newEcho(Intake)
@@ -114,6 +134,12 @@ func newIdentity(d Deps, now func() time.Time) (*identity.Service, error) {
 
 // Identity is the identity service the server uses (tests and the CLI share it).
 func (s *Server) Identity() *identity.Service { return s.h.id }
+
+// Approvals is the approvals service the server uses (serve runs its jobs; tests export receipts).
+func (s *Server) Approvals() *approvals.Service { return s.h.approvals }
+
+// Records is the records service the server uses (tests import bundles through it).
+func (s *Server) Records() *records.Service { return s.h.records }
 
 // Intake is the intake listener's handler (tests drive it directly).
 func (s *Server) Intake() http.Handler { return s.intake }
