@@ -35,6 +35,9 @@ type DecisionInput struct {
 	WordingVersion string
 	// Shown is what the page showed the officer, kept in the receipt; "" keeps the decision's summary.
 	Shown string
+	// Describe, when set, writes Shown from the decision as built (expiry, digest and all), so that a page can
+	// show the officer, in its own language, exactly the text the receipt keeps. It wins over Shown.
+	Describe func(Decision, Manifest) string
 }
 
 // Prepared is a decision ready to be signed.
@@ -49,6 +52,8 @@ type Prepared struct {
 	Manifest Manifest
 	// SignBy is when the preparation stops being usable.
 	SignBy time.Time
+	// Shown is the text kept in the receipt as what the page showed.
+	Shown string
 }
 
 // decisionRow is a prepared decision, completed once it is signed.
@@ -186,11 +191,14 @@ func (s *Service) PrepareDecision(ctx context.Context, officerID, requestID stri
 		return Prepared{}, err
 	}
 	shown := in.Shown
+	if in.Describe != nil {
+		shown = in.Describe(d, manifest)
+	}
 	if shown == "" {
 		shown = d.Summary()
 	}
 	p := Prepared{ID: newID(), Decision: d, Canonical: canonical, Challenge: challenge, Options: options,
-		Manifest: manifest, SignBy: now.Add(s.policy.SignWindow)}
+		Manifest: manifest, SignBy: now.Add(s.policy.SignWindow), Shown: shown}
 	drow := decisionRow{ID: p.ID, RequestID: req.ID, OfficerID: officerID, Verdict: d.Verdict,
 		RequestStatus:   string(req.Status),
 		CanonicalSealed: s.sealer.seal("approval_decisions", "canonical", p.ID, canonical),

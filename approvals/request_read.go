@@ -200,3 +200,14 @@ func (s *Service) toRequests(rows []requestRow) ([]Request, error) {
 	}
 	return out, nil
 }
+
+// ScopeOf returns a request's scope, for the console to narrow it into a DecisionInput. It is not audited on
+// its own: it serves an officer's decision, whose preparation is.
+func (s *Service) ScopeOf(ctx context.Context, id string) (Scope, error) {
+	row, err := s.requestRow(ctx, s.db, id)
+	if err != nil {
+		return Scope{}, err
+	}
+	r, err := s.toRequest(row)
+	return r.Scope, err
+}

@@ -7,10 +7,13 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"gatewayd/approvals"
 )
 
 // Config is every setting of every subcommand. One rule for all: flag --foo-bar is also the environment
@@ -37,6 +40,14 @@ type Config struct {
 	SessionIdleIntake    time.Duration
 	SessionMax           time.Duration
 	InvitationTTL        time.Duration
+
+	// Approvals policy (issue 5).
+	TwoOfficerCategories []string
+	MaxPending           time.Duration
+	MaxExtractTTL        time.Duration
+	DefaultExtractTTL    time.Duration
+	FilingLimit          int
+	JobsInterval         time.Duration
 
 	consoleAllow   []string
 	trustedProxies []string
@@ -69,6 +80,12 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.SessionMax, "session-max", 8*time.Hour, "absolute lifetime of a session")
 	fs.DurationVar(&c.InvitationTTL, "invitation-ttl", 72*time.Hour, "how long an invitation link stays valid")
 	fs.Var(newSizeValue(&c.MaxFileSize, 256<<20), "max-file-size", "largest file import reads, in bytes or with KiB, MiB, GiB")
+	fs.StringSliceVar(&c.TwoOfficerCategories, "two-officer-categories", nil, "categories whose release needs two different officers (e.g. documents)")
+	fs.DurationVar(&c.MaxPending, "max-pending", 168*time.Hour, "a request waiting longer than this for a decision lapses")
+	fs.DurationVar(&c.MaxExtractTTL, "max-extract-ttl", 72*time.Hour, "longest extract lifetime an officer may choose")
+	fs.DurationVar(&c.DefaultExtractTTL, "default-extract-ttl", 24*time.Hour, "extract lifetime offered by default")
+	fs.IntVar(&c.FilingLimit, "filing-limit", 30, "requests one requester may file in 24 hours")
+	fs.DurationVar(&c.JobsInterval, "jobs-interval", time.Minute, "how often the lapse and extract-expiry jobs run")
 }
 
 // Load applies GATEWAY_* variables to the flags not given on the command line, fills derived defaults and
@@ -174,7 +191,57 @@ func (c *Config) finish() error {
 			return fmt.Errorf("%s: must be a positive duration (e.g. 15m)", d.flag)
 		}
 	}
+	return c.finishPolicy()
+}
+
+// finishPolicy checks the approvals policy settings, one clear line each.
+func (c *Config) finishPolicy() error {
+	var cats []string
+	for _, name := range c.TwoOfficerCategories {
+		name = strings.ToLower(strings.TrimSpace(name))
+		if name == "" {
+			continue
+		}
+		if !slices.Contains(approvals.Categories, approvals.Category(name)) {
+			return fmt.Errorf("--two-officer-categories: %q is not a category (one of %s)", name, categoryNames())
+		}
+		cats = append(cats, name)
+	}
+	c.TwoOfficerCategories = cats
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{{"--max-pending", c.MaxPending}, {"--max-extract-ttl", c.MaxExtractTTL}, {"--default-extract-ttl", c.DefaultExtractTTL},
+		{"--jobs-interval", c.JobsInterval}} {
+		if d.v <= 0 {
+			return fmt.Errorf("%s: must be a positive duration (e.g. 24h)", d.flag)
+		}
+	}
+	if c.DefaultExtractTTL > c.MaxExtractTTL {
+		return fmt.Errorf("--default-extract-ttl: %s exceeds --max-extract-ttl (%s)", c.DefaultExtractTTL, c.MaxExtractTTL)
+	}
+	if c.FilingLimit <= 0 {
+		return fmt.Errorf("--filing-limit: must be at least 1 (requests per requester per 24 hours)")
+	}
 	return nil
+}
+
+func categoryNames() string {
+	s := make([]string, len(approvals.Categories))
+	for i, c := range approvals.Categories {
+		s[i] = string(c)
+	}
+	return strings.Join(s, ", ")
+}
+
+// Policy is the approvals policy the settings describe.
+func (c *Config) Policy() approvals.Policy {
+	p := approvals.Policy{MaxPending: c.MaxPending, MaxExtractTTL: c.MaxExtractTTL, DefaultExtractTTL: c.DefaultExtractTTL,
+		FilingLimit: c.FilingLimit}
+	for _, name := range c.TwoOfficerCategories {
+		p.TwoOfficerCategories = append(p.TwoOfficerCategories, approvals.Category(name))
+	}
+	return p
 }
 
 // TLS says whether both listeners serve HTTPS.

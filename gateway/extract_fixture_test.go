@@ -129,8 +129,7 @@ func newXFix(t testing.TB, db *gorm.DB) *xfix {
 	}
 	f.signer = approvalstest.NewSigner()
 	f.signer.Enroll(f.users["officer"].id, false)
-	f.domain, err = approvals.New(approvals.Deps{DB: db, Records: recordsSelector{f.srv.h.records}, Signer: f.signer,
-		Users: identityUsers{f.srv.Identity()}, SealKey: master.Derive(keys.PurposeApprovals), Now: f.clock.Now})
+	f.domain, err = WireApprovals(db, master, f.srv.h.records, f.srv.Identity(), f.signer, f.clock.Now)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,6 +45,16 @@ func (s *Server) IntakeRoutes() []Route {
 		{http.MethodGet, "/healthz", Anyone, h.healthz},
 		{http.MethodGet, "/static/*", Anyone, h.static},
 		{http.MethodGet, "/home", RoleRequester, h.roleHome},
+		// Requests (issue 5): pages and the JSON API share their handlers; the API is in openapi.yaml.
+		{http.MethodGet, "/requests", RoleRequester, h.listMyRequests},
+		{http.MethodGet, "/requests/new", RoleRequester, h.newRequestPage},
+		{http.MethodPost, "/requests", RoleRequester, h.fileRequest},
+		{http.MethodGet, "/requests/:id", RoleRequester, h.showMyRequest},
+		{http.MethodPost, "/requests/:id/cancel", RoleRequester, h.cancelMyRequest},
+		{http.MethodGet, "/api/v1/requests", RoleRequester, h.listMyRequests},
+		{http.MethodPost, "/api/v1/requests", RoleRequester, h.fileRequest},
+		{http.MethodGet, "/api/v1/requests/:id", RoleRequester, h.showMyRequest},
+		{http.MethodPost, "/api/v1/requests/:id/cancel", RoleRequester, h.cancelMyRequest},
 		// Extracts released to the requester: list, and retrieve once (POST: the claim changes state).
 		{http.MethodGet, "/extracts", RoleRequester, h.listExtracts},
 		{http.MethodPost, "/extracts/:id/retrieve", RoleRequester, h.retrieveExtract},
@@ -61,6 +71,11 @@ func (s *Server) ConsoleRoutes() []Route {
 		{http.MethodGet, "/readyz", Anyone, h.readyz},
 		{http.MethodGet, "/static/*", Anyone, h.static},
 		{http.MethodGet, "/officer", RoleOfficer, h.roleHome},
+		// Review and signed decisions (issue 5).
+		{http.MethodGet, "/queue", RoleOfficer, h.showQueue},
+		{http.MethodGet, "/review/:id", RoleOfficer, h.showReview},
+		{http.MethodPost, "/review/:id/prepare", RoleOfficer, h.prepareDecision},
+		{http.MethodPost, "/review/:id/sign", RoleOfficer, h.signDecision},
 		{http.MethodGet, "/staff", RoleStaff, h.roleHome},
 		{http.MethodGet, "/admin", RoleAdmin, h.roleHome},
 		{http.MethodGet, "/admin/users", RoleAdmin, h.adminUsers},

@@ -16,7 +16,6 @@ import (
 	"gorm.io/gorm"
 
 	"gatewayd/approvals"
-	"gatewayd/gateway/audit"
 	"gatewayd/gateway/identity"
 	"gatewayd/gateway/keys"
 	"gatewayd/gateway/records"
@@ -65,7 +64,8 @@ type handler struct {
 	// the database.
 	csrfKey []byte
 	signins *attemptLimiter
-	// approvals and records are nil without a master key (Deps.Keys), as in some tests.
+	// approvals is the request life cycle; records is used on the console only (the review's manifest and the
+	// extracts' rendering go through approvals): no intake handler touches it.
 	approvals *approvals.Service
 	records   *records.Service
 }
@@ -84,20 +84,30 @@ func New(d Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	rec, ap, err := newDomain(d, id, now)
+	master := d.Keys
+	if master == nil {
+		// Tests that bring no key file get a random one for this server's life.
+		b := make([]byte, 32)
+		rand.Read(b)
+		if master, err = keys.FromBytes(b); err != nil {
+			return nil, err
+		}
+	}
+	csrfKey := master.Derive(keys.PurposeSessions)
+	rec, err := records.New(d.DB, master)
+	if err != nil {
+		return nil, fmt.Errorf("records: %w", err)
+	}
+	appr, err := approvals.New(approvals.Deps{DB: d.DB, Records: recordsAdapter{rec}, Renderer: recordsRenderer{rec}, Signer: signerAdapter{id},
+		Users: usersAdapter{id}, Policy: d.Config.Policy(), SealKey: master.Derive(keys.PurposeApprovals), Now: now})
 	if err != nil {
 		return nil, err
 	}
-	csrfKey := make([]byte, 32)
-	if d.Keys != nil {
-		csrfKey = d.Keys.Derive(keys.PurposeSessions)
-	} else {
-		rand.Read(csrfKey)
-	}
 	s := &Server{
 		cfg: d.Config, db: d.DB, log: d.Log,
-		h: &handler{cfg: d.Config, db: d.DB, keys: d.Keys, pages: pages, log: d.Log, now: now, id: id,
-			csrfKey: csrfKey, signins: newAttemptLimiter(now, signinAttemptsPerMinute), approvals: ap, records: rec},
+		h: &handler{cfg: d.Config, db: d.DB, keys: master, pages: pages, log: d.Log, now: now, id: id,
+			csrfKey: csrfKey, signins: newAttemptLimiter(now, signinAttemptsPerMinute),
+			approvals: appr, records: rec},
 		refusal: newRefusalLimiter(now),
 	}
 	s.intake = s.newEcho(Intake)
@@ -125,11 +135,11 @@ func newIdentity(d Deps, now func() time.Time) (*identity.Service, error) {
 // Identity is the identity service the server uses (tests and the CLI share it).
 func (s *Server) Identity() *identity.Service { return s.h.id }
 
-// Records is the records service (nil without a master key); tests and the CLI import through it.
-func (s *Server) Records() *records.Service { return s.h.records }
-
-// Approvals is the approvals service (nil without a master key).
+// Approvals is the approvals service the server uses (serve runs its jobs; tests export receipts).
 func (s *Server) Approvals() *approvals.Service { return s.h.approvals }
+
+// Records is the records service the server uses (tests import bundles through it).
+func (s *Server) Records() *records.Service { return s.h.records }
 
 // Intake is the intake listener's handler (tests drive it directly).
 func (s *Server) Intake() http.Handler { return s.intake }
@@ -193,18 +203,13 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (*gorm.DB, *keys.
 	if err != nil {
 		return nil, nil, err
 	}
-	applied, err := store.Up(ctx, db)
+	applied, err := Migrate(ctx, db, "system")
 	if err != nil {
 		store.Close(db)
 		return nil, nil, err
 	}
 	for _, m := range applied {
 		log.Info("migration applied", "version", m.Version, "name", m.Name)
-		if err := audit.Record(ctx, db, audit.Event{Actor: "system", Action: "schema.migrated",
-			Subject: fmt.Sprintf("migration:%04d", m.Version), Details: map[string]any{"name": m.Name}}); err != nil {
-			store.Close(db)
-			return nil, nil, err
-		}
 	}
 	if err := CheckKey(ctx, db, master, cfg.KeyFile); err != nil {
 		store.Close(db)

@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 
+	"gatewayd/gateway"
+
 	"github.com/spf13/cobra"
 
 	"gatewayd/gateway/identity"
@@ -40,12 +42,8 @@ func (a *app) inviteCommand() *cobra.Command {
 
 // identity opens and migrates the database and builds the identity service on the configured public URLs.
 func (a *app) identity(cmd *cobra.Command) (*identity.Service, func(), error) {
-	db, err := store.Open(cmd.Context(), a.cfg.DB)
+	db, err := gateway.OpenMigrated(cmd.Context(), &a.cfg, "cli")
 	if err != nil {
-		return nil, nil, err
-	}
-	if _, err := store.Up(cmd.Context(), db); err != nil {
-		store.Close(db)
 		return nil, nil, err
 	}
 	svc, err := identity.New(identity.Config{DB: db,

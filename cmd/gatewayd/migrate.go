@@ -5,7 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"gatewayd/gateway/audit"
+	"gatewayd/gateway"
 	"gatewayd/gateway/store"
 )
 
@@ -21,13 +21,9 @@ func (a *app) migrateCommand() *cobra.Command {
 				return err
 			}
 			defer store.Close(db)
-			applied, err := store.Up(cmd.Context(), db)
+			applied, err := gateway.Migrate(cmd.Context(), db, "cli")
 			for _, m := range applied {
 				fmt.Fprintf(a.stdout, "applied %04d_%s\n", m.Version, m.Name)
-				if aerr := audit.Record(cmd.Context(), db, audit.Event{Actor: "cli", Action: "schema.migrated",
-					Subject: fmt.Sprintf("migration:%04d", m.Version), Details: map[string]any{"name": m.Name}}); aerr != nil && err == nil {
-					err = aerr
-				}
 			}
 			if err != nil {
 				return err

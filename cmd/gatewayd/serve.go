@@ -54,7 +54,17 @@ func (a *app) serve(ctx context.Context) error {
 	}
 	a.log.Info("serving", "intake", a.cfg.PublicIntakeURL, "console", a.cfg.PublicConsoleURL, "database", store.DialectOf(db))
 	fmt.Fprintf(a.stdout, "intake  (remote doctors): %s/\nconsole (internal):       %s/\n", a.cfg.PublicIntakeURL, a.cfg.PublicConsoleURL)
+	// Lapse and extract expiry run beside the listeners and stop with them; the jobs' database lock lets
+	// several instances run this safely.
+	jobsCtx, stopJobs := context.WithCancel(ctx)
+	jobsDone := make(chan struct{})
+	go func() {
+		defer close(jobsDone)
+		srv.Approvals().RunJobs(jobsCtx, a.cfg.JobsInterval, a.log)
+	}()
 	serveErr := srv.Serve(ctx, intakeLn, consoleLn)
+	stopJobs()
+	<-jobsDone
 	a.log.Info("stopped")
 	// The context is done by now: record the stop on a fresh one.
 	stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

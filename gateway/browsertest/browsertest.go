@@ -164,14 +164,21 @@ func SetUserVerified(t testing.TB, tab context.Context, ok bool) {
 	}
 }
 
-// Screenshot saves the page into the test's temporary folder and returns the file's path.
+// Screenshot saves the page into the folder GATEWAY_SCREENSHOTS names (the README embeds them), or else the
+// test's temporary folder, and returns the file's path.
 func Screenshot(t testing.TB, ctx context.Context, name string) string {
 	t.Helper()
 	buf, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
 	if err != nil {
 		t.Fatalf("screenshot: %v", err)
 	}
-	p := filepath.Join(t.TempDir(), name+".jpeg")
+	dir := os.Getenv("GATEWAY_SCREENSHOTS")
+	if dir == "" {
+		dir = t.TempDir()
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, name+".jpeg")
 	if err := os.WriteFile(p, buf, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -195,4 +202,35 @@ func Step(tab context.Context, a chromedp.Action[chromedp.Void]) error {
 	ctx, cancel := context.WithTimeout(tab, 20*time.Second)
 	defer cancel()
 	return chromedp.Do(ctx, a)
+}
+
+// SignUp invites a user of role, opens the invitation in tab and registers the tab's virtual authenticator,
+// leaving the user signed in on their home page. It returns the user's id.
+func SignUp(t testing.TB, srv *Server, tab context.Context, role, name string) string {
+	t.Helper()
+	inv, err := srv.Identity().Invite(context.Background(), "cli", identity.NewInvitation{Role: role, DisplayName: name,
+		ProfessionalID: "10003456789"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	Run(t, tab, "sign up "+role,
+		chromedp.Navigate(inv.Link),
+		chromedp.Click(`[data-webauthn="register"] [data-webauthn-start]`, chromedp.NodeVisible),
+		chromedp.WaitVisible(`[data-home="`+role+`"]`))
+	var id string
+	if err := srv.DB.Raw("SELECT id FROM users WHERE display_name = ?", name).Scan(&id).Error; err != nil || id == "" {
+		t.Fatalf("user %s: %v", name, err)
+	}
+	return id
+}
+
+// Run runs actions in order on tab, each with its own deadline, and fails the test with the page's text on
+// the first that fails.
+func Run(t testing.TB, tab context.Context, what string, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	for i, a := range actions {
+		if err := Step(tab, a); err != nil {
+			t.Fatalf("%s, step %d: %v (page: %s)", what, i+1, err, Describe(tab))
+		}
+	}
 }

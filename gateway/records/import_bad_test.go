@@ -110,6 +110,14 @@ func TestImportRefusesBadInput(t *testing.T) {
 		{name: "JSON but not FHIR", wantMsg: "JSON but not FHIR", file: func(t *testing.T, dir string) string {
 			return writeFile(t, dir, "notfhir.json", `{"hello": "world", "entry": []}`)
 		}},
+		{name: "Bundle of another type", wantMsg: `Bundle of type "searchset": only transaction, batch and collection`, file: func(t *testing.T, dir string) string {
+			path := editBundle(t, dir, "searchset.json", func(es []any) []any { return es })
+			raw, _ := os.ReadFile(path)
+			return writeFile(t, dir, "searchset.json", strings.Replace(string(raw), `"type":"transaction"`, `"type":"searchset"`, 1))
+		}},
+		{name: "a single resource", wantMsg: "a Patient resource, not a Bundle", file: func(t *testing.T, dir string) string {
+			return writeFile(t, dir, "patient.json", `{"resourceType": "Patient", "id": "x"}`)
+		}},
 		{name: "JSON array", wantMsg: "JSON but not FHIR", file: func(t *testing.T, dir string) string {
 			return writeFile(t, dir, "array.json", `[1, 2, 3]`)
 		}},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -54,6 +55,7 @@ func TestImportBundlesTestdata(t *testing.T) {
 }
 
 func TestImportAllSyntheaBundles(t *testing.T) {
+	t.Parallel() // the two long imports run side by side (never beside the memory test, which is not parallel)
 	dir := sharedData(t, "synthea-r4-bundles")
 	files := globFiles(t, dir, "*.json")
 	want := expectedCounts(t, files...)
@@ -119,6 +121,7 @@ func TestImportNDJSON(t *testing.T) {
 }
 
 func TestImportWholeNDJSONExport(t *testing.T) {
+	t.Parallel()
 	dir := sharedData(t, "synthea-bulk-ndjson")
 	want := expectedCounts(t, globFiles(t, dir, "[A-Z]*.ndjson")...)
 	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
@@ -156,5 +159,19 @@ func TestImportInterruptedIsAudited(t *testing.T) {
 	if len(details) != 1 || !strings.Contains(details[0], `"interrupted":true`) ||
 		!strings.Contains(details[0], fmt.Sprintf(`"imported":%d`, rep.Totals().Imported)) || rep.Totals().Imported == 0 {
 		t.Errorf("audit details %v, report %+v", details, rep.Totals())
+	}
+}
+
+func TestImportCollectionAndBatchBundles(t *testing.T) {
+	db := storetest.NewSQLite(t)
+	s := newService(t, db)
+	dir := t.TempDir()
+	want := expectedCounts(t, testdata(t, "bundles", busterFile))
+	for i, typ := range []string{"collection", "batch"} {
+		path := editBundle(t, dir, typ+".json", func(es []any) []any { return es })
+		raw, _ := os.ReadFile(path)
+		os.WriteFile(path, []byte(strings.Replace(string(raw), `"type":"transaction"`, `"type":"`+typ+`"`, 1)), 0o600)
+		rep := importFiles(t, s, path)
+		checkCounts(t, rep, want, i > 0) // the same resources: the second time, all unchanged
 	}
 }

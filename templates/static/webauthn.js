@@ -1,6 +1,8 @@
-// Passkey ceremonies for the gateway's pages: registration (invitation page) and sign-in. No library, no
-// inline script: the page marks a block with data-webauthn="register|signin" and carries its messages, in the
-// page's language, as data-msg-* attributes.
+// Passkey ceremonies for the gateway's pages: registration (invitation page), sign-in, and signing an
+// officer's decision. No library, no inline script: the page marks a block with
+// data-webauthn="register|signin|sign" and carries its messages, in the page's language, as data-msg-*
+// attributes. A "sign" block also carries the server's options (data-options) and where to post the
+// assertion (data-sign-url).
 (function () {
   'use strict';
 
@@ -98,6 +100,16 @@
     button.addEventListener('click', function () {
       button.disabled = true;
       say('working');
+      if (action === 'sign') {
+        var opts;
+        try { opts = JSON.parse(box.getAttribute('data-options')); } catch (e) { say('error'); return; }
+        navigator.credentials.get({ publicKey: requestOptions(opts.publicKey) }).then(function (cred) {
+          return post(box.getAttribute('data-sign-url'), credentialJSON(cred));
+        }).then(function (done) {
+          window.location.assign(done.redirect || '/');
+        }).catch(fail);
+        return;
+      }
       var begin = action === 'register'
         ? post('/auth/register/begin', { token: box.getAttribute('data-token') })
         : post('/auth/signin/begin', {});
@@ -111,15 +123,16 @@
         });
       }).then(function (done) {
         window.location.assign(done.redirect || '/');
-      }).catch(function (e) {
-        button.disabled = false;
-        if (e.name === 'NotAllowedError' || e.name === 'AbortError') { say('cancelled'); }
-        else if (e.name === 'InvalidStateError') { say('exists'); }
-        else if (e.name === 'SecurityError' || e.name === 'NotSupportedError') { say('nowebauthn'); }
-        else if (e.code) { say(e.code); }
-        else { say('error'); }
-      });
+      }).catch(fail);
     });
+    function fail(e) {
+      button.disabled = false;
+      if (e.name === 'NotAllowedError' || e.name === 'AbortError') { say('cancelled'); }
+      else if (e.name === 'InvalidStateError') { say('exists'); }
+      else if (e.name === 'SecurityError' || e.name === 'NotSupportedError') { say('nowebauthn'); }
+      else if (e.code) { say(e.code); }
+      else { say('error'); }
+    }
   }
 
   document.addEventListener('DOMContentLoaded', function () {

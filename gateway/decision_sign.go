@@ -1,0 +1,230 @@
+package gateway
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"gatewayd/approvals"
+	"gatewayd/gateway/identity"
+	"gatewayd/templates"
+)
+
+// wordingVersion names this version of the review and signing pages' wording; it is signed with each
+// decision, beside the text the page showed.
+const wordingVersion = "review-v1"
+
+// reviewInput is what the officer chose on the review page (a form post).
+type reviewInput struct {
+	Verdict      string
+	Categories   []string
+	PeriodFrom   string
+	PeriodTo     string
+	Retriever    string
+	ExpiresHours string
+	Reason       string
+}
+
+func parseReviewInput(c echo.Context) (reviewInput, error) {
+	f, err := c.FormParams()
+	if err != nil {
+		return reviewInput{}, err
+	}
+	return reviewInput{Verdict: f.Get("verdict"), Categories: f["categories"], PeriodFrom: strings.TrimSpace(f.Get("period_from")),
+		PeriodTo: strings.TrimSpace(f.Get("period_to")), Retriever: f.Get("retriever"), ExpiresHours: f.Get("expires_hours"),
+		Reason: f.Get("reason")}, nil
+}
+
+// decisionRefusal maps a refused preparation to a message key and an API code.
+func decisionRefusal(err error) (key, code string, status int) {
+	for _, r := range []struct {
+		err  error
+		code string
+	}{
+		{approvals.ErrWidened, "widened"}, {approvals.ErrExpiryOutOfRange, "expiry_out_of_range"},
+		{approvals.ErrReasonRequired, "reason_required"}, {approvals.ErrEmptyManifest, "empty_manifest"},
+		{approvals.ErrOwnRequest, "own_request"}, {approvals.ErrSameOfficer, "same_officer"},
+		{approvals.ErrNotOpen, "not_open"}, {approvals.ErrSecondMismatch, "second_mismatch"},
+		{approvals.ErrNoPatient, "no_patient"}, {identity.ErrUnknownCredential, "no_key"},
+		{approvals.ErrBadInput, "bad_input"},
+	} {
+		if errors.Is(err, r.err) {
+			return "decision.err." + r.code, r.code, http.StatusUnprocessableEntity
+		}
+	}
+	return "", "", 0
+}
+
+// prepareDecision answers POST /review/:id/prepare: it checks the officer's choice, builds the decision and
+// starts the signature. The page (or the JSON) then shows, in plain words, exactly the text the receipt keeps
+// as what the officer saw, and the options for the officer's key.
+func (h *handler) prepareDecision(c echo.Context) error {
+	ctx := c.Request().Context()
+	id := c.Param("id")
+	in, err := parseReviewInput(c)
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest).SetInternal(err)
+	}
+	scope, err := h.approvals.ScopeOf(ctx, id)
+	if errors.Is(err, approvals.ErrNotFound) {
+		return echo.ErrNotFound
+	}
+	if err != nil {
+		return err
+	}
+	lang, _ := c.Get(ctxLang).(string)
+	di := approvals.DecisionInput{Verdict: in.Verdict, Reason: in.Reason, WordingVersion: wordingVersion + "/" + lang,
+		Retriever: approvals.RetrieverKind(in.Retriever),
+		Describe:  func(d approvals.Decision, m approvals.Manifest) string { return describeDecision(lang, d, m) }}
+	if in.Verdict == approvals.Approve {
+		narrowed := scope
+		narrowed.Categories = nil
+		for _, cat := range in.Categories {
+			narrowed.Categories = append(narrowed.Categories, approvals.Category(cat))
+		}
+		narrowed.Period = approvals.Period{From: in.PeriodFrom, To: in.PeriodTo}
+		di.Scope = &narrowed
+		if in.ExpiresHours != "" {
+			hrs, err := strconv.Atoi(in.ExpiresHours)
+			if err != nil || hrs <= 0 {
+				return h.refuseDecision(c, in, fmt.Errorf("%w: expiry", approvals.ErrExpiryOutOfRange))
+			}
+			di.ExpiresIn = time.Duration(hrs) * time.Hour
+		}
+	}
+	p, err := h.approvals.PrepareDecision(ctx, sessionOf(c).User.ID, id, di)
+	if err != nil {
+		return h.refuseDecision(c, in, err)
+	}
+	signURL := "/review/" + id + "/sign?preparation=" + p.ID
+	if wantsJSON(c) {
+		return c.JSON(http.StatusOK, map[string]any{"preparation": p.ID, "options": p.Options, "shown": p.Shown,
+			"sign_by": p.SignBy, "sign_url": signURL})
+	}
+	opts, err := json.Marshal(p.Options)
+	if err != nil {
+		return err
+	}
+	return h.render(c, http.StatusOK, "decision_sign", &templates.Page{Title: "sign.title", Data: struct {
+		RequestID, Verdict, Shown, Options, SignURL string
+		Entries                                     int
+		SignBy                                      time.Time
+	}{id, p.Decision.Verdict, p.Shown, string(opts), signURL, len(p.Manifest.Entries), p.SignBy}})
+}
+
+func (h *handler) refuseDecision(c echo.Context, in reviewInput, err error) error {
+	key, code, status := decisionRefusal(err)
+	if key == "" {
+		if errors.Is(err, approvals.ErrNotFound) {
+			return echo.ErrNotFound
+		}
+		if errors.Is(err, approvals.ErrForbidden) {
+			return echo.NewHTTPError(http.StatusForbidden).SetInternal(err)
+		}
+		return err
+	}
+	h.log.Info("decision refused", "request_id", requestID(c), "approval_request", c.Param("id"), "code", code)
+	if wantsJSON(c) {
+		return c.JSON(status, map[string]string{"error": code, "request_id": requestID(c)})
+	}
+	p, rerr := h.reviewData(c, in)
+	if rerr != nil {
+		return rerr
+	}
+	if in.Verdict == approvals.Deny {
+		p.DenyErr = key
+	} else {
+		p.ApproveErr = key
+	}
+	return h.render(c, status, "review", &templates.Page{Title: "review.title", Data: p})
+}
+
+// signDecision answers POST /review/:id/sign?preparation=...: the body is the officer key's assertion. The
+// domain checks that it signs the challenge prepared for this very decision; on any refusal nothing changes.
+func (h *handler) signDecision(c echo.Context) error {
+	body, err := io.ReadAll(io.LimitReader(c.Request().Body, maxCeremonyBody))
+	if err != nil {
+		return ceremonyError(c, http.StatusBadRequest, "bad_request")
+	}
+	out, err := h.approvals.CompleteDecision(c.Request().Context(), sessionOf(c).User.ID, c.QueryParam("preparation"), body)
+	if err != nil {
+		h.log.Warn("signature refused", "request_id", requestID(c), "approval_request", c.Param("id"), "error", err)
+		switch {
+		case errors.Is(err, approvals.ErrNoAssertion):
+			return ceremonyError(c, http.StatusBadRequest, "no_assertion")
+		case errors.Is(err, approvals.ErrChallenge):
+			return ceremonyError(c, http.StatusConflict, "wrong_challenge")
+		case errors.Is(err, approvals.ErrPreparation), errors.Is(err, identity.ErrCeremonyExpired),
+			errors.Is(err, identity.ErrCeremonyNotFound):
+			return ceremonyError(c, http.StatusGone, "expired")
+		case errors.Is(err, approvals.ErrNotOpen):
+			return ceremonyError(c, http.StatusConflict, "not_open")
+		case errors.Is(err, approvals.ErrForbidden), errors.Is(err, identity.ErrSignatureNotForYou):
+			return ceremonyError(c, http.StatusForbidden, "forbidden")
+		case errors.Is(err, identity.ErrVerification), errors.Is(err, identity.ErrCounterWentBack),
+			errors.Is(err, identity.ErrUnknownCredential):
+			return ceremonyError(c, http.StatusUnauthorized, "refused")
+		}
+		return err
+	}
+	h.log.Info("decision signed", "request_id", requestID(c), "approval_request", c.Param("id"), "decision", out.DecisionID,
+		"status", string(out.Status))
+	return c.JSON(http.StatusOK, map[string]string{"status": string(out.Status), "decision": out.DecisionID,
+		"redirect": "/queue?signed=" + c.Param("id") + "&outcome=" + string(out.Status)})
+}
+
+// describeDecision says in plain words, in the page's language, what the officer is about to sign. It is
+// written from the decision as built, so it is exactly what the signature covers (plus the entry count).
+func describeDecision(lang string, d approvals.Decision, m approvals.Manifest) string {
+	t := func(key string, args ...any) string { return templates.T(lang, key, args...) }
+	var b strings.Builder
+	sep := t("sign.sep")
+	line := func(label, value string) { fmt.Fprintf(&b, "%s%s%s\n", t(label), sep, value) }
+	verdict := t("sign.verdict.approve")
+	if d.Verdict == approvals.Deny {
+		verdict = t("sign.verdict.deny")
+	}
+	line("sign.line.decision", verdict)
+	line("sign.line.request", d.RequestID)
+	line("sign.line.officer", d.OfficerID)
+	line("sign.line.patient", d.Scope.Patient.System+" | "+d.Scope.Patient.Value)
+	cats := make([]string, len(d.Scope.Categories))
+	for i, c := range d.Scope.Categories {
+		cats[i] = t("records.category." + string(c))
+	}
+	line("sign.line.categories", strings.Join(cats, ", "))
+	if d.Scope.Period.IsZero() {
+		line("sign.line.period", t("sign.period.any"))
+	} else {
+		line("sign.line.period", t("sign.period.range", orDash(d.Scope.Period.From), orDash(d.Scope.Period.To)))
+	}
+	line("sign.line.purpose", t("purpose."+string(d.Scope.Purpose)))
+	if d.Verdict == approvals.Deny {
+		line("sign.line.reason", d.Reason)
+	} else {
+		who := t("sign.retriever.staff")
+		if d.Retriever != nil && d.Retriever.Kind == approvals.ToRequester {
+			who = t("sign.retriever.requester", d.Retriever.UserID)
+		}
+		line("sign.line.retriever", who)
+		line("sign.line.expires", d.ExpiresAt)
+		line("sign.line.entries", strconv.Itoa(len(m.Entries)))
+		line("sign.line.digest", d.ManifestDigest)
+	}
+	line("sign.line.issued", d.IssuedAt)
+	return b.String()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "…"
+	}
+	return s
+}
