@@ -156,7 +156,7 @@ func TestApprovalEndToEnd(t *testing.T) {
 	if err := verify(good); err != nil {
 		t.Fatalf("the browser-signed receipt does not verify: %v", err)
 	}
-	if dir := os.Getenv("GATEWAY_SCREENSHOTS"); dir != "" {
+	if dir := browsertest.ScreenshotDir(); dir != "" {
 		os.WriteFile(filepath.Join(dir, "receipt.json"), good, 0o600)
 	}
 	for name, change := range map[string]func(string) string{

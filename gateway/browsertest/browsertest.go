@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"testing"
 	"time"
@@ -168,11 +169,11 @@ func SetUserVerified(t testing.TB, tab context.Context, ok bool) {
 // test's temporary folder, and returns the file's path.
 func Screenshot(t testing.TB, ctx context.Context, name string) string {
 	t.Helper()
-	buf, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+	buf, err := chromedp.Run(ctx, chromedp.FullScreenshot(60)) // small files: the README embeds them
 	if err != nil {
 		t.Fatalf("screenshot: %v", err)
 	}
-	dir := os.Getenv("GATEWAY_SCREENSHOTS")
+	dir := ScreenshotDir()
 	if dir == "" {
 		dir = t.TempDir()
 	} else if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -183,6 +184,17 @@ func Screenshot(t testing.TB, ctx context.Context, name string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// ScreenshotDir is GATEWAY_SCREENSHOTS, a relative path being taken from the repository's root (as the README
+// refers to docs/screenshots), or "" when unset.
+func ScreenshotDir() string {
+	dir := os.Getenv("GATEWAY_SCREENSHOTS")
+	if dir == "" || filepath.IsAbs(dir) {
+		return dir
+	}
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", dir)
 }
 
 // Describe says where a tab is and what its main text reads, for failure messages.

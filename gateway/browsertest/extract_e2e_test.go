@@ -38,12 +38,9 @@ func repoRoot() string {
 // root), for the README's walk-through; without the variable it does nothing.
 func screenshot(t *testing.T, tab context.Context, name string) {
 	t.Helper()
-	dir := os.Getenv("GATEWAY_SCREENSHOTS")
+	dir := browsertest.ScreenshotDir()
 	if dir == "" {
 		return
-	}
-	if !filepath.IsAbs(dir) {
-		dir = filepath.Join(repoRoot(), dir)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
