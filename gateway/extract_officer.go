@@ -35,6 +35,18 @@ func (h *handler) showExtract(c echo.Context) error {
 	return h.render(c, http.StatusOK, "extract_state", &templates.Page{Title: "extracts.officer.title", Data: it})
 }
 
+// showRequestExtract takes an officer from an approved request's review page to its latest extract.
+func (h *handler) showRequestExtract(c echo.Context) error {
+	if h.approvals == nil {
+		return echo.NewHTTPError(http.StatusNotFound).SetInternal(errNoDomain)
+	}
+	x, err := h.approvals.ExtractOf(c.Request().Context(), c.Param("id"))
+	if err != nil {
+		return officerError(err)
+	}
+	return c.Redirect(http.StatusSeeOther, "/extracts/"+x.ID)
+}
+
 // beginRevoke prepares a signed revocation and starts the signing ceremony.
 func (h *handler) beginRevoke(c echo.Context) error {
 	if h.approvals == nil {

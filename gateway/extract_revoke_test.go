@@ -24,6 +24,15 @@ func TestSignedRevocation(t *testing.T) {
 		if w := f.get("officer", "/extracts/"+xid); w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `data-state="ready"`) {
 			t.Fatalf("officer's page: %d", w.Code)
 		}
+		// The review page of the approved request leads there.
+		var req string
+		db.Raw("SELECT request_id FROM extracts WHERE id = ?", xid).Scan(&req)
+		if w := f.get("officer", "/review/"+req); !strings.Contains(w.Body.String(), `href="/review/`+req+`/extract"`) {
+			t.Fatalf("the review page has no link to the extract: %d", w.Code)
+		}
+		if w := f.get("officer", "/review/"+req+"/extract"); w.Code != http.StatusSeeOther || w.Header().Get("Location") != "/extracts/"+xid {
+			t.Fatalf("review → extract: %d %q", w.Code, w.Header().Get("Location"))
+		}
 		begin := func() (json.RawMessage, string) {
 			t.Helper()
 			w := f.post("officer", "/extracts/"+xid+"/revoke/begin", []byte("{}"))

@@ -89,6 +89,7 @@ func (s *Server) ConsoleRoutes() []Route {
 		{http.MethodPost, "/handover/:id/retrieve", RoleStaff, h.retrieveExtract},
 		{http.MethodPost, "/api/v1/handover/:id/retrieve", RoleStaff, h.retrieveExtract},
 		// An officer's page of one extract, and its signed actions.
+		{http.MethodGet, "/review/:id/extract", RoleOfficer, h.showRequestExtract},
 		{http.MethodGet, "/extracts/:id", RoleOfficer, h.showExtract},
 		{http.MethodPost, "/extracts/:id/revoke/begin", RoleOfficer, h.beginRevoke},
 		{http.MethodPost, "/extracts/:id/revoke/finish", RoleOfficer, h.finishRevoke},

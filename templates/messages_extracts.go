@@ -5,6 +5,7 @@ var extractsMessages = map[string]Msg{
 	"extracts.title":         {"Mes extraits", "My extracts"},
 	"extracts.handover":      {"Extraits à remettre", "Extracts to hand over"},
 	"extracts.officer.title": {"Extrait", "Extract"},
+	"extracts.officer.link":  {"voir l'extrait (état, révocation, ré-émission)", "see the extract (state, revocation, re-issue)"},
 	"extracts.lead": {
 		"Un extrait ne peut être téléchargé qu'une seule fois, avant son expiration. Il est produit au moment du téléchargement.",
 		"An extract can be downloaded once only, before it expires. It is produced when you download it.",
