@@ -145,9 +145,11 @@ func Challenge(nonce, canonical []byte) []byte {
 	return append(append(out, nonce...), sum[:]...)
 }
 
-// ManifestDigest is the SHA-256, in lower-case hex, of the manifest's entries sorted by id then version, each
-// written as "<id>\t<version>\t<content hash>\n". Category, date and display are left out: the content hash
-// covers them.
+// ManifestDigest is the SHA-256, in lower-case hex, of "gatewayd-manifest-v1\n" followed by the manifest's
+// entries sorted by id (bytewise) then version, each written as "<id> <version> <content hash>\n". Category,
+// date and display are left out: the content hash covers them. It is the same form as gateway/records'
+// ManifestDigest (the gateway's adapter hands records' digest over, and PrepareDecision refuses a mismatch), so
+// the digest an officer signs is the one the records side documents.
 func ManifestDigest(entries []ManifestEntry) string {
 	es := slices.Clone(entries)
 	slices.SortFunc(es, func(a, b ManifestEntry) int {
@@ -157,8 +159,9 @@ func ManifestDigest(entries []ManifestEntry) string {
 		return a.Version - b.Version
 	})
 	h := sha256.New()
+	h.Write([]byte("gatewayd-manifest-v1\n"))
 	for _, e := range es {
-		h.Write([]byte(e.ID + "\t" + strconv.Itoa(e.Version) + "\t" + e.ContentHash + "\n"))
+		h.Write([]byte(e.ID + " " + strconv.Itoa(e.Version) + " " + e.ContentHash + "\n"))
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }

@@ -42,8 +42,9 @@ func (a recordsAdapter) Select(ctx context.Context, id approvals.Identifier, sco
 	if err != nil {
 		return approvals.Manifest{}, err
 	}
-	// Digest stays empty: records and approvals each define their own digest, and approvals computes its own.
-	out := approvals.Manifest{Entries: make([]approvals.ManifestEntry, 0, len(m.Entries))}
+	// Both sides implement the same documented digest; approvals recomputes it and refuses a mismatch, so the
+	// two implementations are checked against each other on every decision.
+	out := approvals.Manifest{Digest: m.Digest, Entries: make([]approvals.ManifestEntry, 0, len(m.Entries))}
 	for _, e := range m.Entries {
 		date := ""
 		if e.Date != nil {
