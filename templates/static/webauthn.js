@@ -1,8 +1,9 @@
 // Passkey ceremonies for the gateway's pages: registration (invitation page), sign-in, and signing an
 // officer's decision. No library, no inline script: the page marks a block with
-// data-webauthn="register|signin|sign" and carries its messages, in the page's language, as data-msg-*
-// attributes. A "sign" block also carries the server's options (data-options) and where to post the
-// assertion (data-sign-url).
+// data-webauthn="register|signin|sign|sign-ceremony" and carries its messages, in the page's language, as
+// data-msg-* attributes. A "sign" block also carries the server's options (data-options) and where to post the
+// assertion (data-sign-url); a "sign-ceremony" block (revoking or re-issuing an extract) carries the URLs of
+// its begin and finish steps (data-begin, data-finish).
 (function () {
   'use strict';
 
@@ -110,16 +111,17 @@
         }).catch(fail);
         return;
       }
-      var begin = action === 'register'
-        ? post('/auth/register/begin', { token: box.getAttribute('data-token') })
-        : post('/auth/signin/begin', {});
+      // "sign-ceremony" (revoking or re-issuing an extract) runs like a sign-in against the URLs the page gives.
+      var base = action === 'register' ? '/auth/register' : '/auth/signin';
+      var beginURL = box.getAttribute('data-begin') || base + '/begin';
+      var finishURL = box.getAttribute('data-finish') || base + '/finish';
+      var begin = post(beginURL, action === 'register' ? { token: box.getAttribute('data-token') } : {});
       begin.then(function (b) {
         var call = action === 'register'
           ? navigator.credentials.create({ publicKey: creationOptions(b.options.publicKey) })
           : navigator.credentials.get({ publicKey: requestOptions(b.options.publicKey) });
         return call.then(function (cred) {
-          var url = '/auth/' + (action === 'register' ? 'register' : 'signin') + '/finish?ceremony=' + encodeURIComponent(b.ceremony);
-          return post(url, credentialJSON(cred));
+          return post(finishURL + '?ceremony=' + encodeURIComponent(b.ceremony), credentialJSON(cred));
         });
       }).then(function (done) {
         window.location.assign(done.redirect || '/');
