@@ -8,10 +8,11 @@ import (
 
 	"encoding/pem"
 	"fmt"
-	"github.com/go-webauthn/x/revoke"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/go-webauthn/x/revoke"
 
 	"github.com/go-webauthn/webauthn/metadata"
 	"github.com/go-webauthn/webauthn/protocol"

@@ -30,10 +30,16 @@ type ceremonyRow struct {
 
 func (ceremonyRow) TableName() string { return "ceremonies" }
 
-func (s *Service) saveCeremony(ctx context.Context, kind, listener, userID, invitationID string, sd *webauthn.SessionData) (string, error) {
+// startCeremony stores a ceremony's state (the library's SessionData, whole) and returns the options for the
+// browser, encoded, with the ceremony's id.
+func (s *Service) startCeremony(ctx context.Context, kind, listener, userID, invitationID string, sd *webauthn.SessionData, options any) (json.RawMessage, string, error) {
+	opts, err := json.Marshal(options)
+	if err != nil {
+		return nil, "", fmt.Errorf("encode options: %w", err)
+	}
 	raw, err := json.Marshal(sd)
 	if err != nil {
-		return "", fmt.Errorf("encode ceremony: %w", err)
+		return nil, "", fmt.Errorf("encode ceremony: %w", err)
 	}
 	now := s.now().UTC()
 	row := ceremonyRow{ID: newToken(), Kind: kind, Listener: listener, UserID: userID, InvitationID: invitationID,
@@ -42,9 +48,9 @@ func (s *Service) saveCeremony(ctx context.Context, kind, listener, userID, invi
 	// Forget abandoned ceremonies now and then, so the table stays small; a failure here is harmless.
 	db.Where("expires_at < ?", now.Add(-time.Hour)).Delete(&ceremonyRow{})
 	if err := db.Create(&row).Error; err != nil {
-		return "", fmt.Errorf("store ceremony: %w", err)
+		return nil, "", fmt.Errorf("store ceremony: %w", err)
 	}
-	return row.ID, nil
+	return opts, row.ID, nil
 }
 
 // consumeCeremony takes a ceremony out of the table in one statement (DELETE ... RETURNING): of two

@@ -41,15 +41,7 @@ func (s *Service) BeginRegistration(ctx context.Context, listener, invitationTok
 	if err != nil {
 		return nil, "", fmt.Errorf("begin registration: %w", err)
 	}
-	id, err := s.saveCeremony(ctx, kindRegister, listener, "", inv.ID, sd)
-	if err != nil {
-		return nil, "", err
-	}
-	raw, err := json.Marshal(creation)
-	if err != nil {
-		return nil, "", fmt.Errorf("encode options: %w", err)
-	}
-	return raw, id, nil
+	return s.startCeremony(ctx, kindRegister, listener, "", inv.ID, sd, creation)
 }
 
 // FinishRegistration checks the authenticator's answer and, in one transaction, uses up the invitation,

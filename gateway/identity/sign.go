@@ -53,15 +53,7 @@ func (s *Service) BeginSign(ctx context.Context, userID string, challenge []byte
 	if err != nil {
 		return nil, "", fmt.Errorf("begin sign: %w", err)
 	}
-	id, err := s.saveCeremony(ctx, kindSign, listener, u.ID, "", sd)
-	if err != nil {
-		return nil, "", err
-	}
-	raw, err := json.Marshal(assertion)
-	if err != nil {
-		return nil, "", fmt.Errorf("encode options: %w", err)
-	}
-	return raw, id, nil
+	return s.startCeremony(ctx, kindSign, listener, u.ID, "", sd, assertion)
 }
 
 // FinishSign verifies a signature begun by BeginSign for the same user: the ceremony is consumed once, user

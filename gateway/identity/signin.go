@@ -26,15 +26,7 @@ func (s *Service) BeginSignIn(ctx context.Context, listener string) (options jso
 	if err != nil {
 		return nil, "", fmt.Errorf("begin sign-in: %w", err)
 	}
-	id, err := s.saveCeremony(ctx, kindSignIn, listener, "", "", sd)
-	if err != nil {
-		return nil, "", err
-	}
-	raw, err := json.Marshal(assertion)
-	if err != nil {
-		return nil, "", fmt.Errorf("encode options: %w", err)
-	}
-	return raw, id, nil
+	return s.startCeremony(ctx, kindSignIn, listener, "", "", sd, assertion)
 }
 
 // FinishSignIn verifies the assertion and opens a session, audited; a failure is audited too.
