@@ -195,6 +195,7 @@ type requestRow struct {
 	ID                  string
 	RequesterID         string
 	PatientSealed       []byte
+	PatientIndex        string
 	JustificationSealed []byte
 	Categories          string
 	PeriodFrom          string

@@ -2,19 +2,12 @@ package approvals
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
 )
 
-// historyWindow and historyScan bound the patient-history scan: identifiers are sealed with random nonces
-// (no blind index in approvals' table), so finding a patient's earlier requests means opening recent rows.
-// A blind-index column would make this a lookup; until then the scan is bounded and says so (Truncated).
-const (
-	historyWindow = 2 * 365 * 24 * time.Hour
-	historyScan   = 5000
-)
+// historyLimit bounds the history the review page lists; Truncated says there were more.
+const historyLimit = 200
 
 // PatientAccess is one earlier request for the same patient, as the review page lists it: who asked, for what,
 // and how it ended. No identifier or health data: ids, codes and dates.
@@ -31,7 +24,7 @@ type PatientAccess struct {
 }
 
 // PatientHistory lists the other requests filed for the patient of request id, newest first: the patient's
-// recent access history for the officer's review. Truncated says the scan hit its bound.
+// recent access history for the officer's review. Truncated says there were more than historyLimit.
 func (s *Service) PatientHistory(ctx context.Context, id string) (hist []PatientAccess, truncated bool, err error) {
 	row, err := s.requestRow(ctx, s.db, id)
 	if err != nil {
@@ -41,27 +34,16 @@ func (s *Service) PatientHistory(ctx context.Context, id string) (hist []Patient
 	if err != nil {
 		return nil, false, err
 	}
-	want := samePatientKey(req.Scope.Patient)
+	// The blind index finds the patient's requests without opening any sealed identifier.
 	var rows []requestRow
-	if err := s.db.WithContext(ctx).Where("filed_at > ? AND id <> ?", s.clock().Add(-historyWindow), id).
-		Order("filed_at DESC, id").Limit(historyScan + 1).Find(&rows).Error; err != nil {
+	if err := s.db.WithContext(ctx).Where("patient_index = ? AND id <> ?", s.sealer.patientIndex(req.Scope.Patient), id).
+		Order("filed_at DESC, id").Limit(historyLimit + 1).Find(&rows).Error; err != nil {
 		return nil, false, fmt.Errorf("patient history: %w", err)
 	}
-	if len(rows) > historyScan {
-		rows, truncated = rows[:historyScan], true
+	if len(rows) > historyLimit {
+		rows, truncated = rows[:historyLimit], true
 	}
 	for _, r := range rows {
-		p, err := s.sealer.open("approval_requests", "patient", r.ID, r.PatientSealed)
-		if err != nil {
-			return nil, false, err
-		}
-		var pid Identifier
-		if err := json.Unmarshal(p, &pid); err != nil {
-			return nil, false, fmt.Errorf("request %s: patient: %w", r.ID, err)
-		}
-		if samePatientKey(pid) != want {
-			continue
-		}
 		hist = append(hist, PatientAccess{RequestID: r.ID, RequesterID: r.RequesterID, Purpose: Purpose(r.Purpose),
 			Categories: splitCategories(r.Categories), Status: Status(r.Status), FiledAt: r.FiledAt.UTC(),
 			UpdatedAt: r.UpdatedAt.UTC()})
@@ -74,9 +56,4 @@ func (s *Service) PatientHistory(ctx context.Context, id string) (hist []Patient
 		hist[i].Retrieved = utc(x.RetrievedAt)
 	}
 	return hist, truncated, nil
-}
-
-// samePatientKey matches identifiers as the records' blind index does: system lower-cased, value exact.
-func samePatientKey(id Identifier) string {
-	return strings.ToLower(strings.TrimSpace(id.System)) + "|" + strings.TrimSpace(id.Value)
 }

@@ -243,6 +243,7 @@ func (s *Service) FileRequest(ctx context.Context, f Filing) (Request, error) {
 	row := requestRow{
 		ID: id, RequesterID: f.RequesterID,
 		PatientSealed:       s.sealer.seal("approval_requests", "patient", id, patient),
+		PatientIndex:        s.sealer.patientIndex(f.Patient),
 		JustificationSealed: s.sealer.seal("approval_requests", "justification", id, []byte(f.Justification)),
 		Categories:          joinCategories(f.Categories),
 		PeriodFrom:          f.Period.From, PeriodTo: f.Period.To,

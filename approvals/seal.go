@@ -3,15 +3,25 @@ package approvals
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // sealer encrypts the few sensitive columns approvals keeps (patient identifier, justification, canonical
 // decision) with AES-256-GCM. The authenticated data binds a ciphertext to its table, column and row id, so a
 // value copied to another row or column does not open.
-type sealer struct{ aead cipher.AEAD }
+type sealer struct {
+	aead cipher.AEAD
+	// indexKey keys the blind index of patient identifiers; derived from the seal key with HKDF, so that the
+	// index reveals nothing of the sealing key and needs no key of its own in Deps.
+	indexKey []byte
+}
 
 func newSealer(key []byte) (sealer, error) {
 	if len(key) != 32 {
@@ -25,7 +35,19 @@ func newSealer(key []byte) (sealer, error) {
 	if err != nil {
 		return sealer{}, err
 	}
-	return sealer{aead: aead}, nil
+	indexKey, err := hkdf.Key(sha256.New, key, nil, "gatewayd/approvals/patient-index", 32)
+	if err != nil {
+		return sealer{}, err
+	}
+	return sealer{aead: aead, indexKey: indexKey}, nil
+}
+
+// patientIndex is the blind index of a patient identifier: HMAC-SHA-256 of the identifier normalised as the
+// records' index does (system trimmed and lower-cased, value trimmed), in hex.
+func (s sealer) patientIndex(id Identifier) string {
+	m := hmac.New(sha256.New, s.indexKey)
+	m.Write([]byte(strings.ToLower(strings.TrimSpace(id.System)) + "|" + strings.TrimSpace(id.Value)))
+	return hex.EncodeToString(m.Sum(nil))
 }
 
 func sealAD(table, column, id string) []byte {
