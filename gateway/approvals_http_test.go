@@ -80,9 +80,9 @@ type flowFixture struct {
 	key       *identitytest.Key
 }
 
-func newFlowFixture(t *testing.T, db *gorm.DB) flowFixture {
+func newFlowFixture(t *testing.T, db *gorm.DB, args ...string) flowFixture {
 	t.Helper()
-	s := testServer(t, db, testConfig(t, "--dev-allow-software-keys"))
+	s := testServer(t, db, testConfig(t, append([]string{"--dev-allow-software-keys"}, args...)...))
 	if _, err := s.Records().Import(context.Background(), []string{repoTestdata(t, bundleBuster)}, records.ImportOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -332,4 +332,56 @@ func testSigningOverHTTP(t *testing.T, db *gorm.DB) {
 	if viewed != 1 {
 		t.Fatalf("review views audited: %d, want 1", viewed)
 	}
+}
+
+// TestTwoOfficersOverHTTP: with --two-officer-categories, one officer's signed approval only moves the request
+// to awaiting a second officer (no extract yet); the same officer cannot sign again; another officer's
+// signature approves it and creates the extract.
+func TestTwoOfficersOverHTTP(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
+		f := newFlowFixture(t, db, "--two-officer-categories", "conditions")
+		id := f.file(t, busterID)
+		approve := url.Values{"verdict": {"approve"}, "categories": {"conditions", "immunizations"}, "retriever": {"requester"}, "expires_hours": {"24"}}
+		sign := func(who client, key *identitytest.Key, p prepared) *httptest.ResponseRecorder {
+			t.Helper()
+			resp, err := key.Assert(p.Options)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return who.do("POST", p.SignURL, string(resp))
+		}
+		if res := sign(f.officer, f.key, f.prepare(t, id, approve)); res.Code != 200 || !strings.Contains(res.Body.String(), `"status":"awaiting_second"`) {
+			t.Fatalf("first signature: %d %s", res.Code, res.Body)
+		}
+		if n := countRows(t, f.db, "extracts"); n != 0 {
+			t.Fatalf("%d extracts after one officer of two", n)
+		}
+		before := f.state(t)
+		form := url.Values{"verdict": {"approve"}, "categories": {"conditions", "immunizations"}, "retriever": {"requester"},
+			"expires_hours": {"24"}, "csrf": {f.officer.csrf}}
+		req := httptest.NewRequest("POST", "/review/"+id+"/prepare", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Accept", "application/json")
+		req.Header.Set("Origin", f.s.cfg.PublicConsoleURL)
+		req.AddCookie(&http.Cookie{Name: "gw_session_console", Value: f.officer.token})
+		if res := f.s.call(Console, req); res.Code < 400 {
+			t.Fatalf("the first officer prepared a second signature: %d %s", res.Code, res.Body)
+		}
+		if after := f.state(t); after != before {
+			t.Fatalf("the refused second signature changed %s -> %s", before, after)
+		}
+		off2, key2 := identitytest.Register(t, f.s.Identity(), identity.RoleOfficer)
+		second := newClient(f.s, Console, off2)
+		g := f
+		g.officer = second
+		if res := sign(second, key2, g.prepare(t, id, approve)); res.Code != 200 || !strings.Contains(res.Body.String(), `"status":"approved"`) {
+			t.Fatalf("second officer: %d %s", res.Code, res.Body)
+		}
+		if n := countRows(t, f.db, "extracts"); n != 1 {
+			t.Fatalf("%d extracts after two officers, want 1", n)
+		}
+		if n := countRows(t, f.db, "approval_receipts"); n != 2 {
+			t.Fatalf("%d receipts after two signatures, want 2", n)
+		}
+	})
 }
