@@ -20,20 +20,28 @@ const (
 	Deny    = "deny"
 )
 
-// DecisionFormat is the version of the canonical form below.
-const DecisionFormat = 1
+// DecisionFormat is the version of the canonical form below. Version 2 added decision_id, shown_sha256 and
+// audit_anchor, so that everything a receipt prints is signed.
+const DecisionFormat = 2
 
-// Decision is what an officer signs. Its canonical form (Canonical), version 1, is the output of
+// Decision is what an officer signs. Its canonical form (Canonical), version 2, is the output of
 // encoding/json for this struct — fields in exactly this order, no spaces, no trailing newline, HTML
 // characters not escaped — with:
 //
-//		{"format":1,"request_id":"<hex id>","officer_id":"<user id>","verdict":"approve"|"deny",
+//		{"format":2,"decision_id":"<hex id>","request_id":"<hex id>","officer_id":"<user id>",
+//		 "verdict":"approve"|"deny",
 //		 "scope":{"patient":{"system":"...","value":"..."},"categories":["...",...],
 //		          "period":{"from":"YYYY-MM-DD"|"","to":"YYYY-MM-DD"|""},"purpose":"<purpose code>"},
 //		 "manifest_digest":"<64 hex>"|"","retriever":{"kind":"requester"|"staff","user_id":"..."|""}|null,
 //		 "expires_at":"YYYY-MM-DDTHH:MM:SSZ"|"","issued_at":"YYYY-MM-DDTHH:MM:SSZ",
-//		 "nonce":"<base64url, no padding, of 32 bytes>","wording_version":"...","reason":"..."}
+//		 "nonce":"<base64url, no padding, of 32 bytes>","wording_version":"...",
+//		 "shown_sha256":"<64 hex>","audit_anchor":{"seq":N,"hash":"<64 hex>"},"reason":"..."}
 //
+//	  - decision_id is the id the gateway gives the decision (and its receipt);
+//	  - issued_at is the preparation time: when the officer's choice was checked and the signature asked;
+//	  - shown_sha256 is the SHA-256, lower-case hex, of the exact UTF-8 text the review page showed the officer
+//	    (the receipt's "shown");
+//	  - audit_anchor is the audit chain's head at preparation (seq 0 and 64 zeros for an empty chain);
 //	  - categories are sorted (byte order) without duplicates; an empty period bound is "" (open);
 //	  - times are UTC, whole seconds, RFC 3339 with "Z";
 //	  - a denial has scope = the requested scope, manifest_digest "", retriever null, expires_at "" and a reason;
@@ -43,6 +51,7 @@ const DecisionFormat = 1
 // The WebAuthn challenge is nonce || SHA-256(canonical): 64 bytes.
 type Decision struct {
 	Format         int             `json:"format"`
+	DecisionID     string          `json:"decision_id"`
 	RequestID      string          `json:"request_id"`
 	OfficerID      string          `json:"officer_id"`
 	Verdict        string          `json:"verdict"`
@@ -53,7 +62,15 @@ type Decision struct {
 	IssuedAt       string          `json:"issued_at"`
 	Nonce          string          `json:"nonce"`
 	WordingVersion string          `json:"wording_version"`
+	ShownSHA256    string          `json:"shown_sha256"`
+	AuditAnchor    AuditAnchor     `json:"audit_anchor"`
 	Reason         string          `json:"reason"`
+}
+
+// AuditAnchor is a position of the audit chain as it is signed: a row's seq and hash.
+type AuditAnchor struct {
+	Seq  int64  `json:"seq"`
+	Hash string `json:"hash"`
 }
 
 // CanonicalScope is a scope as it is signed.
@@ -177,7 +194,7 @@ func (d Decision) Summary() string {
 	if d.Verdict == Deny {
 		verb = "DENIED"
 	}
-	fmt.Fprintf(&b, "Officer %s %s request %s on %s.\n", d.OfficerID, verb, d.RequestID, issued)
+	fmt.Fprintf(&b, "Decision %s: officer %s %s request %s (prepared %s).\n", d.DecisionID, d.OfficerID, verb, d.RequestID, issued)
 	fmt.Fprintf(&b, "Patient: %s | %s\n", d.Scope.Patient.System, d.Scope.Patient.Value)
 	cs := make([]string, len(d.Scope.Categories))
 	for i, c := range d.Scope.Categories {
@@ -203,6 +220,7 @@ func (d Decision) Summary() string {
 		fmt.Fprintf(&b, "Manifest digest: %s\n", d.ManifestDigest)
 	}
 	fmt.Fprintf(&b, "Review page wording: %s\n", d.WordingVersion)
+
 	return b.String()
 }
 

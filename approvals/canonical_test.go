@@ -15,26 +15,30 @@ import (
 )
 
 func sampleDecision() approvals.Decision {
-	return approvals.Decision{Format: 1, RequestID: "r1", OfficerID: "o1", Verdict: approvals.Approve,
+	return approvals.Decision{RequestID: "r1", OfficerID: "o1", Verdict: approvals.Approve,
 		Scope: approvals.CanonicalScope{Patient: approvals.Identifier{System: "urn:x", Value: "A<B"},
 			Categories: []approvals.Category{approvals.Allergies, approvals.Results},
 			Period:     approvals.Period{From: "2020-01-01"}, Purpose: approvals.PurposeEmergency},
 		ManifestDigest: strings.Repeat("ab", 32),
 		Retriever:      &approvals.RetrieverField{Kind: approvals.ToStaff},
 		ExpiresAt:      "2026-11-21T09:30:00Z", IssuedAt: "2026-11-20T09:30:00Z",
-		Nonce: base64.RawURLEncoding.EncodeToString(make([]byte, 32)), WordingVersion: "review-v1"}
+		Nonce: base64.RawURLEncoding.EncodeToString(make([]byte, 32)), WordingVersion: "review-v1",
+		DecisionID: "d1", ShownSHA256: approvals.ShownDigest(""), Format: approvals.DecisionFormat,
+		AuditAnchor: approvals.AuditAnchor{Seq: 7, Hash: strings.Repeat("cd", 32)}}
 }
 
 // The canonical form is a contract with every receipt ever exported: this test pins it byte for byte.
 func TestCanonicalFormIsPinned(t *testing.T) {
 	got, err := sampleDecision().Canonical()
 	must(t, err)
-	want := `{"format":1,"request_id":"r1","officer_id":"o1","verdict":"approve",` +
+	want := `{"format":2,"decision_id":"d1","request_id":"r1","officer_id":"o1","verdict":"approve",` +
 		`"scope":{"patient":{"system":"urn:x","value":"A<B"},"categories":["allergies","results"],` +
 		`"period":{"from":"2020-01-01","to":""},"purpose":"emergency"},` +
 		`"manifest_digest":"` + strings.Repeat("ab", 32) + `","retriever":{"kind":"staff","user_id":""},` +
 		`"expires_at":"2026-11-21T09:30:00Z","issued_at":"2026-11-20T09:30:00Z",` +
-		`"nonce":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","wording_version":"review-v1","reason":""}`
+		`"nonce":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","wording_version":"review-v1",` +
+		`"shown_sha256":"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",` +
+		`"audit_anchor":{"seq":7,"hash":"` + strings.Repeat("cd", 32) + `"},"reason":""}`
 	if string(got) != want {
 		t.Fatalf("canonical form\n got %s\nwant %s", got, want)
 	}
@@ -54,11 +58,11 @@ func TestParseDecisionRefusesOtherForms(t *testing.T) {
 	for name, bad := range map[string]string{
 		"space":              strings.Replace(s, `"verdict":"approve"`, `"verdict": "approve"`, 1),
 		"trailing newline":   s + "\n",
-		"unknown field":      strings.Replace(s, `{"format":1,`, `{"format":1,"extra":1,`, 1),
+		"unknown field":      strings.Replace(s, `{"format":2,`, `{"format":2,"extra":1,`, 1),
 		"reordered":          strings.Replace(strings.Replace(s, `"request_id":"r1",`, ``, 1), `"officer_id":"o1",`, `"officer_id":"o1","request_id":"r1",`, 1),
 		"unsorted":           string(us),
 		"escaped html":       strings.Replace(s, `A<B`, `A\u003cB`, 1),
-		"another format":     strings.Replace(s, `{"format":1,`, `{"format":2,`, 1),
+		"another format":     strings.Replace(s, `{"format":2,`, `{"format":1,`, 1),
 		"not json":           "approve",
 		"two json documents": s + s,
 	} {
@@ -114,6 +118,8 @@ func TestVerifyReceiptFlags(t *testing.T) {
 		},
 		"another key": func(r *approvals.Receipt) { r.PublicKey = signedReceipt(t).PublicKey },
 		"format":      func(r *approvals.Receipt) { r.Format = "other/1" },
+		"decision id": func(r *approvals.Receipt) { r.DecisionID = "d2" },
+		"shown text":  func(r *approvals.Receipt) { r.Shown = "Officer approved nothing." },
 	} {
 		r := signedReceipt(t)
 		change(&r)

@@ -17,7 +17,9 @@ import (
 // Outcome is what a signed decision did.
 type Outcome struct {
 	DecisionID string
-	Verdict    string
+	// RequestID is the request the signed preparation decided (whatever URL carried the signature).
+	RequestID string
+	Verdict   string
 	// Status is the request's status after the decision: approved, awaiting_second or denied.
 	Status Status
 	// ExtractID is set on final approval.
@@ -73,8 +75,7 @@ func (s *Service) CompleteDecision(ctx context.Context, officerID, preparationID
 	}
 	rc := Receipt{Format: ReceiptFormat, DecisionID: prep.ID, Decision: string(canonical), Nonce: nonce,
 		CredentialID: a.CredentialID, PublicKey: a.PublicKey, AuthenticatorData: a.AuthenticatorData,
-		ClientDataJSON: a.ClientDataJSON, Signature: a.Signature, RPID: a.RPID, Origin: a.Origin, Shown: string(shown),
-		SignedAt: now.Format(TimeFormat)}
+		ClientDataJSON: a.ClientDataJSON, Signature: a.Signature, RPID: a.RPID, Origin: a.Origin, Shown: string(shown)}
 	// The same check `gatewayd receipt verify` makes: a receipt that would not verify is never stored.
 	if _, err := VerifyReceipt(rc); err != nil {
 		if errors.Is(err, ErrReceipt) {
@@ -83,7 +84,7 @@ func (s *Service) CompleteDecision(ctx context.Context, officerID, preparationID
 		return Outcome{}, err
 	}
 
-	out := Outcome{DecisionID: prep.ID, Verdict: d.Verdict, Receipt: rc}
+	out := Outcome{DecisionID: prep.ID, RequestID: prep.RequestID, Verdict: d.Verdict, Receipt: rc}
 	err = store.Tx(ctx, s.db, func(tx *gorm.DB) error {
 		res := tx.Model(&decisionRow{}).Where("id = ? AND completed_at IS NULL AND prepared_until > ?", prep.ID, now).
 			Update("completed_at", now)

@@ -2,19 +2,12 @@ package approvals
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
 	"unicode/utf8"
-
-	"gorm.io/gorm"
-
-	"gatewayd/gateway/audit"
-	"gatewayd/gateway/store"
 )
 
 // MaxReasonLen bounds a denial's reason.
@@ -108,14 +101,12 @@ func (s *Service) PrepareDecision(ctx context.Context, officerID, requestID stri
 		return Prepared{}, fmt.Errorf("%w: wording version missing", ErrBadInput)
 	}
 
-	now := s.clock()
-	nonce := make([]byte, NonceSize)
-	if _, err := rand.Read(nonce); err != nil {
+	h, err := s.newSignedHeader(ctx)
+	if err != nil {
 		return Prepared{}, err
 	}
-	d := Decision{Format: DecisionFormat, RequestID: req.ID, OfficerID: officerID, Verdict: in.Verdict,
-		IssuedAt: now.Format(TimeFormat), Nonce: base64.RawURLEncoding.EncodeToString(nonce),
-		WordingVersion: strings.TrimSpace(in.WordingVersion)}
+	now := h.At
+	d := Decision{RequestID: req.ID, OfficerID: officerID, Verdict: in.Verdict, WordingVersion: strings.TrimSpace(in.WordingVersion)}
 	var (
 		manifest  Manifest
 		retriever RetrieverField
@@ -177,46 +168,25 @@ func (s *Service) PrepareDecision(ctx context.Context, officerID, requestID stri
 		return Prepared{}, fmt.Errorf("%w: verdict %q", ErrBadInput, in.Verdict)
 	}
 
-	canonical, err := d.Canonical()
-	if err != nil {
-		return Prepared{}, err
-	}
-	challenge := Challenge(nonce, canonical)
-	options, ceremonyID, err := s.signer.BeginSign(ctx, officerID, challenge)
-	if err != nil {
-		return Prepared{}, fmt.Errorf("begin signature: %w", err)
+	describe := func(d Decision, m Manifest) string {
+		shown := in.Shown
+		if in.Describe != nil {
+			shown = in.Describe(d, m)
+		}
+		if shown == "" {
+			shown = d.Summary()
+		}
+		return shown
 	}
 	entries, err := json.Marshal(manifest.Entries)
 	if err != nil {
 		return Prepared{}, err
 	}
-	shown := in.Shown
-	if in.Describe != nil {
-		shown = in.Describe(d, manifest)
-	}
-	if shown == "" {
-		shown = d.Summary()
-	}
-	p := Prepared{ID: newID(), Decision: d, Canonical: canonical, Challenge: challenge, Options: options,
-		Manifest: manifest, SignBy: now.Add(s.policy.SignWindow), Shown: shown}
-	drow := decisionRow{ID: p.ID, RequestID: req.ID, OfficerID: officerID, Verdict: d.Verdict,
-		RequestStatus:   string(req.Status),
-		CanonicalSealed: s.sealer.seal("approval_decisions", "canonical", p.ID, canonical),
-		Challenge:       challenge, CeremonyID: ceremonyID, Manifest: string(entries), ManifestDigest: d.ManifestDigest,
-		RetrieverKind: string(retriever.Kind), RetrieverID: retriever.UserID, ExtractExpiresAt: expiresAt,
-		ShownSealed: s.sealer.seal("approval_decisions", "shown", p.ID, []byte(shown)), PreparedAt: now, PreparedUntil: p.SignBy}
-	err = store.Tx(ctx, s.db, func(tx *gorm.DB) error {
-		if err := tx.Create(&drow).Error; err != nil {
-			return err
-		}
-		return audit.Append(tx, audit.Event{At: now, Actor: "user:" + officerID, Action: "decision.prepared",
-			Subject: "request:" + req.ID, Details: map[string]any{"decision": p.ID, "verdict": d.Verdict,
-				"entries": len(manifest.Entries)}})
-	})
-	if err != nil {
-		return Prepared{}, fmt.Errorf("prepare decision: %w", err)
-	}
-	return p, nil
+	drow := decisionRow{RequestID: req.ID, RequestStatus: string(req.Status), Manifest: string(entries),
+		ManifestDigest: d.ManifestDigest, RetrieverKind: string(retriever.Kind), RetrieverID: retriever.UserID,
+		ExtractExpiresAt: expiresAt}
+	return s.prepareDecisionRow(ctx, officerID, h, d, manifest, describe, drow,
+		map[string]any{"entries": len(manifest.Entries)})
 }
 
 // selectManifest asks the records what a scope selects and checks the answer: every entry inside the scope,

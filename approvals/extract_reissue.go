@@ -2,17 +2,12 @@ package approvals
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"gorm.io/gorm"
-
-	"gatewayd/gateway/audit"
-	"gatewayd/gateway/store"
 )
 
 // ErrNotReissuable is returned when an extract's delivery did not break (or was already re-issued).
@@ -80,48 +75,25 @@ func (s *Service) PrepareReissue(ctx context.Context, officerID, extractID strin
 	if ttl < time.Minute || ttl > s.policy.MaxExtractTTL {
 		return Prepared{}, fmt.Errorf("%w: %s (at most %s)", ErrExpiryOutOfRange, ttl, s.policy.MaxExtractTTL)
 	}
-	now := s.clock()
-	exp := now.Truncate(time.Second).Add(ttl)
-	nonce := make([]byte, NonceSize)
-	if _, err := rand.Read(nonce); err != nil {
+	h, err := s.newSignedHeader(ctx)
+	if err != nil {
 		return Prepared{}, err
 	}
-	d := Decision{Format: DecisionFormat, RequestID: row.ID, OfficerID: officerID, Verdict: Approve, Scope: fd.Scope,
+	exp := h.At.Truncate(time.Second).Add(ttl)
+	d := Decision{RequestID: row.ID, OfficerID: officerID, Verdict: Approve, Scope: fd.Scope,
 		ManifestDigest: xr.ManifestDigest, Retriever: fd.Retriever, ExpiresAt: exp.Format(TimeFormat),
-		IssuedAt: now.Format(TimeFormat), Nonce: base64.RawURLEncoding.EncodeToString(nonce),
 		WordingVersion: strings.TrimSpace(in.WordingVersion)}
-	canonical, err := d.Canonical()
-	if err != nil {
-		return Prepared{}, err
-	}
-	challenge := Challenge(nonce, canonical)
-	options, ceremonyID, err := s.signer.BeginSign(ctx, officerID, challenge)
-	if err != nil {
-		return Prepared{}, fmt.Errorf("begin signature: %w", err)
-	}
-	shown := in.Shown
-	if shown == "" {
-		shown = "Re-issue of extract " + extractID + " (delivery incomplete).\n" + d.Summary()
-	}
-	p := Prepared{ID: newID(), Decision: d, Canonical: canonical, Challenge: challenge, Options: options,
-		Manifest: Manifest{Digest: xr.ManifestDigest, Entries: xr.extractRow().entries()}, SignBy: now.Add(s.policy.SignWindow)}
-	drow := decisionRow{ID: p.ID, RequestID: row.ID, OfficerID: officerID, Verdict: Approve, RequestStatus: string(StatusApproved),
-		CanonicalSealed: s.sealer.seal("approval_decisions", "canonical", p.ID, canonical),
-		Challenge:       challenge, CeremonyID: ceremonyID, Manifest: xr.Manifest, ManifestDigest: xr.ManifestDigest,
-		RetrieverKind: xr.RetrieverKind, RetrieverID: xr.RetrieverID, ExtractExpiresAt: &exp,
-		ShownSealed: s.sealer.seal("approval_decisions", "shown", p.ID, []byte(shown)), PreparedAt: now,
-		PreparedUntil: p.SignBy, ReissueOf: extractID}
-	err = store.Tx(ctx, s.db, func(tx *gorm.DB) error {
-		if err := tx.Create(&drow).Error; err != nil {
-			return err
+	describe := func(d Decision, _ Manifest) string {
+		if in.Shown != "" {
+			return in.Shown
 		}
-		return audit.Append(tx, audit.Event{At: now, Actor: "user:" + officerID, Action: "decision.prepared",
-			Subject: "request:" + row.ID, Details: map[string]any{"decision": p.ID, "verdict": Approve, "reissue_of": extractID}})
-	})
-	if err != nil {
-		return Prepared{}, fmt.Errorf("prepare re-issue: %w", err)
+		return "Re-issue of extract " + extractID + " (delivery incomplete).\n" + d.Summary()
 	}
-	return p, nil
+	drow := decisionRow{RequestID: row.ID, RequestStatus: string(StatusApproved), Manifest: xr.Manifest,
+		ManifestDigest: xr.ManifestDigest, RetrieverKind: xr.RetrieverKind, RetrieverID: xr.RetrieverID,
+		ExtractExpiresAt: &exp, ReissueOf: extractID}
+	return s.prepareDecisionRow(ctx, officerID, h, d, Manifest{Digest: xr.ManifestDigest, Entries: xr.extractRow().entries()},
+		describe, drow, map[string]any{"reissue_of": extractID})
 }
 
 // markReissued, inside CompleteDecision's transaction, marks the broken extract as re-issued by this

@@ -3,7 +3,6 @@ package approvals
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -16,26 +15,29 @@ import (
 	"gatewayd/gateway/store"
 )
 
-// RevocationFormat is the version of a revocation's canonical form.
-const RevocationFormat = 1
+// RevocationFormat is the version of a revocation's canonical form (2 added revocation_id and audit_anchor).
+const RevocationFormat = 2
 
-// Revocation is what an officer signs to withdraw a ready extract. Its canonical form, version 1, is the
+// Revocation is what an officer signs to withdraw a ready extract. Its canonical form, version 2, is the
 // output of encoding/json for this struct (fields in this order, no spaces, no trailing newline):
 //
-//	{"format":1,"kind":"extract-revocation","extract_id":"...","request_id":"...","decision_id":"...",
-//	 "officer_id":"...","issued_at":"YYYY-MM-DDTHH:MM:SSZ","nonce":"<base64url of 32 bytes>"}
+//	{"format":2,"kind":"extract-revocation","revocation_id":"...","extract_id":"...","request_id":"...",
+//	 "decision_id":"...","officer_id":"...","issued_at":"YYYY-MM-DDTHH:MM:SSZ","nonce":"<base64url of 32 bytes>",
+//	 "audit_anchor":{"seq":N,"hash":"<64 hex>"}}
 //
 // and the WebAuthn challenge is nonce || SHA-256(canonical), as for a decision. It names ids only: the
 // canonical form is stored in clear beside the assertion, so the revocation can be re-checked offline.
 type Revocation struct {
-	Format     int    `json:"format"`
-	Kind       string `json:"kind"`
-	ExtractID  string `json:"extract_id"`
-	RequestID  string `json:"request_id"`
-	DecisionID string `json:"decision_id"`
-	OfficerID  string `json:"officer_id"`
-	IssuedAt   string `json:"issued_at"`
-	Nonce      string `json:"nonce"`
+	Format       int         `json:"format"`
+	Kind         string      `json:"kind"`
+	RevocationID string      `json:"revocation_id"`
+	ExtractID    string      `json:"extract_id"`
+	RequestID    string      `json:"request_id"`
+	DecisionID   string      `json:"decision_id"`
+	OfficerID    string      `json:"officer_id"`
+	IssuedAt     string      `json:"issued_at"`
+	Nonce        string      `json:"nonce"`
+	AuditAnchor  AuditAnchor `json:"audit_anchor"`
 }
 
 // Canonical returns the exact bytes of the revocation's canonical form.
@@ -87,9 +89,13 @@ func (s *Service) PrepareRevocation(ctx context.Context, officerID, extractID st
 	if _, err := s.officer(ctx, officerID); err != nil {
 		return PreparedRevocation{}, err
 	}
-	now := s.clock()
+	h, err := s.newSignedHeader(ctx)
+	if err != nil {
+		return PreparedRevocation{}, err
+	}
+	now := h.At
 	var row extractRow
-	err := s.db.WithContext(ctx).Where("id = ?", extractID).Take(&row).Error
+	err = s.db.WithContext(ctx).Where("id = ?", extractID).Take(&row).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
 		return PreparedRevocation{}, fmt.Errorf("extract %s: %w", extractID, ErrNotFound)
 	}
@@ -108,30 +114,28 @@ func (s *Service) PrepareRevocation(ctx context.Context, officerID, extractID st
 	case ExtractExpired:
 		return PreparedRevocation{}, fmt.Errorf("extract %s: %w", extractID, ErrExpired)
 	}
-	nonce := make([]byte, NonceSize)
-	if _, err := rand.Read(nonce); err != nil {
-		return PreparedRevocation{}, err
-	}
-	rv := Revocation{Format: RevocationFormat, Kind: "extract-revocation", ExtractID: x.ID, RequestID: x.RequestID,
-		DecisionID: x.DecisionID, OfficerID: officerID, IssuedAt: now.Format(TimeFormat),
-		Nonce: base64.RawURLEncoding.EncodeToString(nonce)}
+	rv := Revocation{Kind: "extract-revocation", ExtractID: x.ID, RequestID: x.RequestID, DecisionID: x.DecisionID,
+		OfficerID: officerID}
+	rv.stamp(h)
 	canonical, err := rv.Canonical()
 	if err != nil {
 		return PreparedRevocation{}, err
 	}
-	challenge := Challenge(nonce, canonical)
-	options, ceremonyID, err := s.signer.BeginSign(ctx, officerID, challenge)
+	sp, err := s.prepareSigned(ctx, officerID, h, canonical,
+		func(tx *gorm.DB, challenge []byte, ceremonyID string, signBy time.Time) (audit.Event, error) {
+			prow := revocationRow{ID: h.ID, ExtractID: x.ID, OfficerID: officerID, Canonical: string(canonical),
+				Challenge: challenge, CeremonyID: ceremonyID, PreparedAt: now, PreparedUntil: signBy}
+			if err := tx.Create(&prow).Error; err != nil {
+				return audit.Event{}, err
+			}
+			return audit.Event{Action: "revocation.prepared", Subject: "extract:" + x.ID,
+				Details: map[string]any{"revocation": h.ID}}, nil
+		})
 	if err != nil {
-		return PreparedRevocation{}, fmt.Errorf("begin signature: %w", err)
+		return PreparedRevocation{}, err
 	}
-	p := PreparedRevocation{ID: newID(), Revocation: rv, Canonical: canonical, Challenge: challenge, Options: options,
-		SignBy: now.Add(s.policy.SignWindow)}
-	prow := revocationRow{ID: p.ID, ExtractID: x.ID, OfficerID: officerID, Canonical: string(canonical),
-		Challenge: challenge, CeremonyID: ceremonyID, PreparedAt: now, PreparedUntil: p.SignBy}
-	if err := s.db.WithContext(ctx).Create(&prow).Error; err != nil {
-		return PreparedRevocation{}, fmt.Errorf("prepare revocation: %w", err)
-	}
-	return p, nil
+	return PreparedRevocation{ID: h.ID, Revocation: rv, Canonical: canonical, Challenge: sp.Challenge,
+		Options: sp.Options, SignBy: sp.SignBy}, nil
 }
 
 // CompleteRevocation takes the officer's signature over a prepared revocation, checks (trusting no signer)

@@ -14,8 +14,9 @@ import (
 	"gorm.io/gorm"
 )
 
-// ReceiptFormat names the receipt file format.
-const ReceiptFormat = "gatewayd-receipt/1"
+// ReceiptFormat names the receipt file format. Version 2 holds decisions of format 2 (decision id, shown text
+// and audit anchor signed) and no longer carries an unsigned signing time.
+const ReceiptFormat = "gatewayd-receipt/2"
 
 // Bytes is binary data written in JSON as base64url without padding (as WebAuthn writes it).
 type Bytes []byte
@@ -39,8 +40,10 @@ func (b *Bytes) UnmarshalJSON(data []byte) error {
 	return nil
 }
 
-// Receipt is everything needed to re-check a signed decision offline, with nothing but the receipt itself.
-// It is also the JSON file `gatewayd receipt export` writes.
+// Receipt is everything needed to re-check a signed decision offline. It is also the JSON file `gatewayd
+// receipt export` writes. The receipt's own key proves only that someone signed: who signed is proved against
+// the officers' key register (CheckRegister). Every field is covered by the signature, directly (the
+// decision) or through it (decision_id and shown must match the decision's decision_id and shown_sha256).
 type Receipt struct {
 	Format     string `json:"format"`
 	DecisionID string `json:"decision_id"`
@@ -54,9 +57,9 @@ type Receipt struct {
 	Signature         Bytes  `json:"signature"`
 	RPID              string `json:"rp_id"`
 	Origin            string `json:"origin"`
-	// Shown is what the review page showed the officer: an authenticator does not display what it signs.
-	Shown    string `json:"shown"`
-	SignedAt string `json:"signed_at"`
+	// Shown is what the review page showed the officer (an authenticator does not display what it signs); the
+	// decision signs its SHA-256.
+	Shown string `json:"shown"`
 }
 
 // ErrReceipt is wrapped by every failure of VerifyReceipt.
@@ -68,7 +71,8 @@ const (
 	flagUserVerified = 0x04
 )
 
-// VerifyReceipt re-checks a receipt offline: the decision is canonical; the client data is a "webauthn.get"
+// VerifyReceipt re-checks a receipt offline: the decision is canonical; its decision id and the SHA-256 of the
+// shown text are the receipt's; the client data is a "webauthn.get"
 // for the receipt's origin whose challenge is nonce || SHA-256(decision); the authenticator data is for the
 // receipt's RP id with the user-present and user-verified flags; and the signature over
 // authenticatorData || SHA-256(clientDataJSON) verifies with the receipt's COSE public key. It returns the
@@ -91,6 +95,12 @@ func VerifyReceipt(r Receipt) (Decision, error) {
 	}
 	if !bytes.Equal(nonce, r.Nonce) {
 		return fail("the nonce differs from the decision's")
+	}
+	if r.DecisionID != d.DecisionID {
+		return fail("decision_id %q is not the signed decision's %q", r.DecisionID, d.DecisionID)
+	}
+	if ShownDigest(r.Shown) != d.ShownSHA256 {
+		return fail("the shown text is not the one the officer signed (its SHA-256 differs from shown_sha256)")
 	}
 
 	if err := verifyAssertion(Challenge(nonce, canonical), r.Origin, r.RPID, r.ClientDataJSON, r.AuthenticatorData,
@@ -183,8 +193,7 @@ func toReceipt(sl sealer, r receiptRow) (Receipt, error) {
 	}
 	return Receipt{Format: ReceiptFormat, DecisionID: r.DecisionID, Decision: string(canonical), Nonce: nonce,
 		CredentialID: r.CredentialID, PublicKey: r.PublicKey, AuthenticatorData: r.AuthenticatorData,
-		ClientDataJSON: r.ClientDataJSON, Signature: r.Signature, RPID: r.RPID, Origin: r.Origin, Shown: string(shown),
-		SignedAt: r.CreatedAt.UTC().Format(TimeFormat)}, nil
+		ClientDataJSON: r.ClientDataJSON, Signature: r.Signature, RPID: r.RPID, Origin: r.Origin, Shown: string(shown)}, nil
 }
 
 func (s *Service) insertReceipt(tx *gorm.DB, r Receipt, requestID, officerID string, at time.Time) error {

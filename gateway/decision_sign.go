@@ -174,10 +174,11 @@ func (h *handler) signDecision(c echo.Context) error {
 		}
 		return err
 	}
-	h.log.Info("decision signed", "request_id", requestID(c), "approval_request", c.Param("id"), "decision", out.DecisionID,
+	// The preparation names the request it decides; the URL's id is only where the signature was posted.
+	h.log.Info("decision signed", "request_id", requestID(c), "approval_request", out.RequestID, "decision", out.DecisionID,
 		"status", string(out.Status))
 	return c.JSON(http.StatusOK, map[string]string{"status": string(out.Status), "decision": out.DecisionID,
-		"redirect": "/queue?signed=" + c.Param("id") + "&outcome=" + string(out.Status)})
+		"redirect": "/queue?signed=" + out.RequestID + "&outcome=" + string(out.Status)})
 }
 
 // describeDecision says in plain words, in the page's language, what the officer is about to sign. It is

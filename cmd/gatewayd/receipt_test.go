@@ -73,8 +73,8 @@ func TestReceiptExportThenVerify(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("export: exit %d: %s", code, errOut)
 	}
-	if !strings.Contains(out, id) {
-		t.Fatalf("export said %q", out)
+	if !strings.Contains(errOut, id) || out != "" {
+		t.Fatalf("export said %q / %q", out, errOut)
 	}
 	if st, err := os.Stat(file); err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("receipt file: %v %v", st, err)

@@ -164,19 +164,25 @@ func NewTrustAnchors(roots ...*x509.Certificate) *TrustAnchors {
 // (not "none", not self attestation) whose certificate chain ends at one of our trust anchors, and a key that
 // cannot be backed up (synced). An AAGUID alone proves nothing: software can claim any.
 func (s *Service) checkHardwareKey(parsed *protocol.ParsedCredentialCreationData, cred *webauthn.Credential) error {
-	att := parsed.Response.AttestationObject
+	return checkAttestation(&parsed.Response.AttestationObject, cred.AttestationType, cred.Flags.BackupEligible,
+		s.cfg.TrustAnchors, s.now())
+}
+
+// checkAttestation is checkHardwareKey's rule for a verified attestation object, at a given time: at
+// registration, and offline when a receipt's verifier checks the officers' key register against its roots.
+func checkAttestation(att *protocol.AttestationObject, attType string, backupEligible bool, anchors *TrustAnchors, at time.Time) error {
 	if att.Format == "none" || att.Format == "" {
 		return fmt.Errorf("%w: attestation format none", ErrHardwareKeyNeeded)
 	}
-	switch metadata.AuthenticatorAttestationType(cred.AttestationType) {
+	switch metadata.AuthenticatorAttestationType(attType) {
 	case metadata.BasicFull, metadata.AttCA:
 	default:
-		return fmt.Errorf("%w: attestation type %q", ErrHardwareKeyNeeded, cred.AttestationType)
+		return fmt.Errorf("%w: attestation type %q", ErrHardwareKeyNeeded, attType)
 	}
-	if cred.Flags.BackupEligible || att.AuthData.Flags.HasBackupEligible() {
+	if backupEligible || att.AuthData.Flags.HasBackupEligible() {
 		return fmt.Errorf("%w: backup-eligible credential", ErrHardwareKeyNeeded)
 	}
-	if s.cfg.TrustAnchors == nil || s.cfg.TrustAnchors.n == 0 {
+	if anchors == nil || anchors.n == 0 {
 		return ErrNoTrustAnchors
 	}
 	x5c, _ := att.AttStatement["x5c"].([]any)
@@ -199,12 +205,12 @@ func (s *Service) checkHardwareKey(parsed *protocol.ParsedCredentialCreationData
 	for _, c := range chain[1:] {
 		inter.AddCert(c)
 	}
-	roots, err := s.cfg.TrustAnchors.roots(att.AuthData.AttData.AAGUID)
+	roots, err := anchors.roots(att.AuthData.AttData.AAGUID)
 	if err != nil {
 		return err
 	}
 	_, err = chain[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter,
-		CurrentTime: s.now(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+		CurrentTime: at, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
 	if err != nil {
 		return fmt.Errorf("%w: attestation chain: %w", ErrHardwareKeyNeeded, err)
 	}

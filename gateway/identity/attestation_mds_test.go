@@ -19,6 +19,8 @@ import (
 	"github.com/google/uuid"
 
 	"gatewayd/gateway/store/storetest"
+
+	"gatewayd/gateway/identity/attesttest"
 )
 
 // mdsBlob writes an MDS3 blob listing one authenticator model, signed by a test MDS root, and returns its
@@ -58,7 +60,7 @@ func mdsBlob(t *testing.T, aaguid [16]byte, vendorRoot *x509.Certificate, status
 }
 
 func TestOfficerKeyCheckedAgainstMDS3Blob(t *testing.T) {
-	vendorRoot, leaf, leafKey := testCA(t, yubiKeyAAGUID)
+	vendorRoot, leaf, leafKey := attesttest.VendorCA(t, yubiKeyAAGUID)
 	for _, tc := range []struct {
 		status  string
 		wantErr error

@@ -5,20 +5,15 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/asn1"
-	"encoding/base64"
-	"encoding/json"
-	"math/big"
 	"sync"
 	"testing"
 	"time"
 
 	vw "github.com/descope/virtualwebauthn"
-	"github.com/fxamacker/cbor/v2"
 	"gorm.io/gorm"
+
+	"gatewayd/gateway/identity/attesttest"
 )
 
 const (
@@ -105,7 +100,11 @@ func (e *env) registerResponse(t testing.TB, listener, token string, k *key) (st
 	k.auth.Options.UserHandle = []byte(ao.UserID)
 	k.auth.Options.BackupEligible = k.backup
 	if k.attestCert != nil {
-		return cid, packedX5CResponse(t, k, *ao), nil
+		resp, err := attesttest.PackedResponse(k.rp, k.auth, k.cred, *ao, k.attestCert, k.attestKey, k.backup)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cid, resp, nil
 	}
 	return cid, []byte(vw.CreateAttestationResponse(k.rp, k.auth, k.cred, *ao)), nil
 }
@@ -138,70 +137,6 @@ func (e *env) signIn(t testing.TB, listener string, k *key) (NewSession, error) 
 	t.Helper()
 	cid, resp := e.signInResponse(t, listener, k)
 	return e.svc.FinishSignIn(context.Background(), listener, cid, resp, "192.0.2.1")
-}
-
-// testCA makes a root and an attestation certificate as a hardware vendor would (FIDO packed rules: OU
-// "Authenticator Attestation", not a CA, the AAGUID extension).
-func testCA(t testing.TB, aaguid [16]byte) (root *x509.Certificate, leaf *x509.Certificate, leafKey *ecdsa.PrivateKey) {
-	t.Helper()
-	rootKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	now := time.Now()
-	rootTpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Test Vendor Root CA", Organization: []string{"Test Vendor"}},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign}
-	rootDER, err := x509.CreateCertificate(rand.Reader, rootTpl, rootTpl, &rootKey.PublicKey, rootKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, _ = x509.ParseCertificate(rootDER)
-	leafKey, _ = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	ext, _ := asn1.Marshal(aaguid[:])
-	leafTpl := &x509.Certificate{SerialNumber: big.NewInt(2),
-		Subject: pkix.Name{CommonName: "Test Key Attestation", Country: []string{"FR"}, Organization: []string{"Test Vendor"},
-			OrganizationalUnit: []string{"Authenticator Attestation"}},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), BasicConstraintsValid: true, IsCA: false,
-		ExtraExtensions: []pkix.Extension{{Id: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 45724, 1, 1, 4}, Value: ext}}}
-	leafDER, err := x509.CreateCertificate(rand.Reader, leafTpl, root, &leafKey.PublicKey, rootKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, _ = x509.ParseCertificate(leafDER)
-	return root, leaf, leafKey
-}
-
-// packedX5CResponse builds what virtualwebauthn cannot: a packed attestation with an x5c chain.
-func packedX5CResponse(t testing.TB, k *key, ao vw.AttestationOptions) []byte {
-	t.Helper()
-	cdj, _ := json.Marshal(map[string]string{"type": "webauthn.create",
-		"challenge": base64.RawURLEncoding.EncodeToString(ao.Challenge), "origin": k.rp.Origin})
-	rpHash := sha256.Sum256([]byte(k.rp.ID))
-	flags := byte(0x01 | 0x04 | 0x40)
-	if k.backup {
-		flags |= 0x08
-	}
-	auth := append([]byte{}, rpHash[:]...)
-	auth = append(auth, flags, 0, 0, 0, 0)
-	auth = append(auth, k.auth.Aaguid[:]...)
-	auth = append(auth, byte(len(k.cred.ID)>>8), byte(len(k.cred.ID)))
-	auth = append(auth, k.cred.ID...)
-	auth = append(auth, k.cred.Key.AttestationData()...)
-	cdHash := sha256.Sum256(cdj)
-	digest := sha256.Sum256(append(append([]byte{}, auth...), cdHash[:]...))
-	sig, err := ecdsa.SignASN1(rand.Reader, k.attestKey, digest[:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	em, _ := cbor.CTAP2EncOptions().EncMode()
-	obj, err := em.Marshal(map[string]any{"fmt": "packed", "authData": auth,
-		"attStmt": map[string]any{"alg": -7, "sig": sig, "x5c": [][]byte{k.attestCert.Raw}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := base64.RawURLEncoding.EncodeToString(k.cred.ID)
-	out, _ := json.Marshal(map[string]any{"id": id, "rawId": id, "type": "public-key",
-		"response": map[string]string{"attestationObject": base64.RawURLEncoding.EncodeToString(obj),
-			"clientDataJSON": base64.RawURLEncoding.EncodeToString(cdj)}})
-	return out
 }
 
 func count(t testing.TB, db *gorm.DB, table, where string, args ...any) int64 {

@@ -12,6 +12,8 @@ import (
 	"gorm.io/gorm"
 
 	"gatewayd/gateway/store/storetest"
+
+	"gatewayd/gateway/identity/attesttest"
 )
 
 func TestRegisterSignInSignOut(t *testing.T) {
@@ -142,8 +144,8 @@ func TestInvitationOnlyOnItsListener(t *testing.T) {
 }
 
 func TestOfficerNeedsHardwareKey(t *testing.T) {
-	root, leaf, leafKey := testCA(t, yubiKeyAAGUID)
-	otherRoot, _, _ := testCA(t, yubiKeyAAGUID)
+	root, leaf, leafKey := attesttest.VendorCA(t, yubiKeyAAGUID)
+	otherRoot, _, _ := attesttest.VendorCA(t, yubiKeyAAGUID)
 	// The vendor root as an operator would configure it: a folder of PEM files.
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "vendor.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: root.Raw}), 0o600)

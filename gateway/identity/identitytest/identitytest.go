@@ -8,6 +8,9 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"testing"
@@ -15,6 +18,7 @@ import (
 	vw "github.com/descope/virtualwebauthn"
 
 	"gatewayd/gateway/identity"
+	"gatewayd/gateway/identity/attesttest"
 )
 
 // Key is a software authenticator holding one passkey for one relying party.
@@ -22,6 +26,10 @@ type Key struct {
 	RP   vw.RelyingParty
 	Auth vw.Authenticator
 	Cred vw.Credential
+	// AttestCert and AttestKey, when set, make Attest answer with a packed attestation chained to AttestCert
+	// (a hardware key as a vendor certifies it; see attesttest.VendorCA).
+	AttestCert *x509.Certificate
+	AttestKey  *ecdsa.PrivateKey
 }
 
 // NewKey makes a key for the relying party of origin (e.g. http://localhost:8080).
@@ -38,6 +46,9 @@ func (k *Key) Attest(options []byte) ([]byte, error) {
 		return nil, fmt.Errorf("attestation options: %w", err)
 	}
 	k.Auth.Options.UserHandle = []byte(ao.UserID)
+	if k.AttestCert != nil {
+		return attesttest.PackedResponse(k.RP, k.Auth, k.Cred, *ao, k.AttestCert, k.AttestKey, false)
+	}
 	return []byte(vw.CreateAttestationResponse(k.RP, k.Auth, k.Cred, *ao)), nil
 }
 
@@ -55,13 +66,19 @@ func (k *Key) Assert(options []byte) ([]byte, error) {
 // the service's dev flag (software keys).
 func Register(t testing.TB, svc *identity.Service, role string) (identity.NewSession, *Key) {
 	t.Helper()
+	k := NewKey(svc.Origin(identity.ListenerFor(role)))
+	return RegisterAs(t, svc, identity.NewInvitation{Role: role, DisplayName: "Test " + role}, k), k
+}
+
+// RegisterAs invites with in and registers k for the new user.
+func RegisterAs(t testing.TB, svc *identity.Service, in identity.NewInvitation, k *Key) identity.NewSession {
+	t.Helper()
 	ctx := context.Background()
-	inv, err := svc.Invite(ctx, "cli", identity.NewInvitation{Role: role, DisplayName: "Test " + role})
+	inv, err := svc.Invite(ctx, "cli", in)
 	if err != nil {
-		t.Fatalf("invite %s: %v", role, err)
+		t.Fatalf("invite %s: %v", in.Role, err)
 	}
-	listener := identity.ListenerFor(role)
-	k := NewKey(svc.Origin(listener))
+	listener := identity.ListenerFor(in.Role)
 	opts, cid, err := svc.BeginRegistration(ctx, listener, inv.Token)
 	if err != nil {
 		t.Fatalf("begin registration: %v", err)
@@ -74,7 +91,27 @@ func Register(t testing.TB, svc *identity.Service, role string) (identity.NewSes
 	if err != nil {
 		t.Fatalf("finish registration: %v", err)
 	}
-	return ns, k
+	return ns
+}
+
+// SignChallenge signs any challenge with k's passkey, as a stolen or forged key would, and returns the raw
+// parts a receipt keeps.
+func (k *Key) SignChallenge(challenge []byte) (authData, clientDataJSON, signature []byte, err error) {
+	k.Cred.Counter++
+	var res struct {
+		Response struct {
+			AuthenticatorData, ClientDataJSON, Signature string
+		}
+	}
+	out := vw.CreateAssertionResponse(k.RP, k.Auth, k.Cred, vw.AssertionOptions{Challenge: challenge, RelyingPartyID: k.RP.ID})
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		return nil, nil, nil, err
+	}
+	dec := base64.RawURLEncoding
+	authData, err1 := dec.DecodeString(res.Response.AuthenticatorData)
+	clientDataJSON, err2 := dec.DecodeString(res.Response.ClientDataJSON)
+	signature, err3 := dec.DecodeString(res.Response.Signature)
+	return authData, clientDataJSON, signature, errors.Join(err1, err2, err3)
 }
 
 // SignIn signs k's user in again on listener.
