@@ -78,7 +78,8 @@ func (decisionRow) TableName() string { return "approval_decisions" }
 // form, and starts the signing ceremony over nonce || SHA-256(canonical). The preparation is bound to this
 // officer and request, usable once, until SignBy.
 func (s *Service) PrepareDecision(ctx context.Context, officerID, requestID string, in DecisionInput) (Prepared, error) {
-	if _, err := s.officer(ctx, officerID); err != nil {
+	off, err := s.officer(ctx, officerID)
+	if err != nil {
 		return Prepared{}, err
 	}
 	row, err := s.requestRow(ctx, s.db, requestID)
@@ -89,13 +90,11 @@ func (s *Service) PrepareDecision(ctx context.Context, officerID, requestID stri
 	if err != nil {
 		return Prepared{}, err
 	}
-	switch {
-	case !req.Status.Open():
+	if !req.Status.Open() {
 		return Prepared{}, fmt.Errorf("request %s is %s: %w", requestID, req.Status, ErrNotOpen)
-	case req.RequesterID == officerID:
-		return Prepared{}, ErrOwnRequest
-	case req.Status == StatusAwaitingSecond && req.FirstOfficerID == officerID:
-		return Prepared{}, ErrSameOfficer
+	}
+	if err := s.checkPersons(ctx, off, req); err != nil {
+		return Prepared{}, err
 	}
 	if strings.TrimSpace(in.WordingVersion) == "" {
 		return Prepared{}, fmt.Errorf("%w: wording version missing", ErrBadInput)

@@ -73,13 +73,24 @@ type Users interface {
 // ErrNoUser is what a Users implementation wraps for an unknown id.
 var ErrNoUser = errors.New("no such user")
 
-// User is what approvals needs to know about a person.
+// User is what approvals needs to know about an account.
 type User struct {
 	ID             string
 	Role           Role
 	Name           string
 	ProfessionalID string
-	Active         bool
+	// PersonID is the same for every account of one person (one professional id): self-approval and the
+	// two-officer rule compare persons. "" is read as the account's own id.
+	PersonID string
+	Active   bool
+}
+
+// person is the person behind an account.
+func (u User) person() string {
+	if u.PersonID == "" {
+		return u.ID
+	}
+	return u.PersonID
 }
 
 // Policy bounds what may be filed and decided. Zero fields take the defaults of DefaultPolicy.

@@ -29,14 +29,15 @@ type ReissueInput struct {
 // re-issued (once) and creates the new extract. The two-officer rule is not asked again: the release was
 // already approved as policy demanded, and the re-issue releases nothing more.
 func (s *Service) PrepareReissue(ctx context.Context, officerID, extractID string, in ReissueInput) (Prepared, error) {
-	if _, err := s.officer(ctx, officerID); err != nil {
+	off, err := s.officer(ctx, officerID)
+	if err != nil {
 		return Prepared{}, err
 	}
 	if strings.TrimSpace(in.WordingVersion) == "" {
 		return Prepared{}, fmt.Errorf("%w: wording version missing", ErrBadInput)
 	}
 	var xr extractViewRow
-	err := s.extractViews(s.db.WithContext(ctx)).Where("x.id = ?", extractID).Take(&xr).Error
+	err = s.extractViews(s.db.WithContext(ctx)).Where("x.id = ?", extractID).Take(&xr).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
 		return Prepared{}, fmt.Errorf("extract %s: %w", extractID, ErrNotFound)
 	}
@@ -53,8 +54,12 @@ func (s *Service) PrepareReissue(ctx context.Context, officerID, extractID strin
 	if Status(row.Status) != StatusApproved {
 		return Prepared{}, fmt.Errorf("request %s is %s: %w", row.ID, row.Status, ErrNotOpen)
 	}
-	if row.RequesterID == officerID {
-		return Prepared{}, ErrOwnRequest
+	req, err := s.toRequest(row)
+	if err != nil {
+		return Prepared{}, err
+	}
+	if err := s.checkPersons(ctx, off, req); err != nil {
+		return Prepared{}, err
 	}
 	var first decisionRow
 	if err := s.db.WithContext(ctx).Where("id = ?", xr.DecisionID).Take(&first).Error; err != nil {

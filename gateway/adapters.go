@@ -85,5 +85,5 @@ func (a usersAdapter) User(ctx context.Context, id string) (approvals.User, erro
 		return approvals.User{}, err
 	}
 	return approvals.User{ID: u.ID, Role: approvals.Role(u.Role), Name: u.DisplayName, ProfessionalID: u.ProfessionalID,
-		Active: u.Status == identity.StatusActive}, nil
+		PersonID: u.PersonID, Active: u.Status == identity.StatusActive}, nil
 }

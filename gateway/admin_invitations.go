@@ -35,10 +35,16 @@ func (h *handler) showInvitations(c echo.Context, status int, v invitationsView)
 func (h *handler) createInvitation(c echo.Context) error {
 	actor := "user:" + sessionOf(c).User.ID
 	inv, err := h.id.Invite(c.Request().Context(), actor, identity.NewInvitation{Role: c.FormValue("role"),
-		DisplayName: c.FormValue("name"), ProfessionalID: c.FormValue("professional_id")})
+		DisplayName: c.FormValue("name"), ProfessionalID: c.FormValue("professional_id"),
+		SamePersonAs: c.FormValue("same_person_as")})
 	switch {
-	case errors.Is(err, identity.ErrInvalidRole), errors.Is(err, identity.ErrBadDisplayName), errors.Is(err, identity.ErrBadProfessionalID):
+	case errors.Is(err, identity.ErrInvalidRole), errors.Is(err, identity.ErrBadDisplayName), errors.Is(err, identity.ErrBadProfessionalID),
+		errors.Is(err, identity.ErrBadText):
 		return h.showInvitations(c, http.StatusBadRequest, invitationsView{Error: "admin.invitations.invalid"})
+	case errors.Is(err, identity.ErrProfessionalIDTaken):
+		return h.showInvitations(c, http.StatusConflict, invitationsView{Error: "admin.invitations.proid_taken"})
+	case errors.Is(err, identity.ErrBadPersonLink):
+		return h.showInvitations(c, http.StatusBadRequest, invitationsView{Error: "admin.invitations.bad_link"})
 	case err != nil:
 		return err
 	}

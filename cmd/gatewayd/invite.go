@@ -12,7 +12,7 @@ import (
 )
 
 func (a *app) inviteCommand() *cobra.Command {
-	var role, name, proID string
+	var role, name, proID, samePerson string
 	cmd := &cobra.Command{
 		Use:   "invite",
 		Short: "Make a one-time invitation link for a role (this is how the first admin is made)",
@@ -23,7 +23,8 @@ func (a *app) inviteCommand() *cobra.Command {
 				return err
 			}
 			defer closeDB()
-			inv, err := svc.Invite(cmd.Context(), "cli", identity.NewInvitation{Role: role, DisplayName: name, ProfessionalID: proID})
+			inv, err := svc.Invite(cmd.Context(), "cli", identity.NewInvitation{Role: role, DisplayName: name, ProfessionalID: proID,
+				SamePersonAs: samePerson})
 			if err != nil {
 				return fmt.Errorf("invite: %w", err)
 			}
@@ -35,6 +36,7 @@ func (a *app) inviteCommand() *cobra.Command {
 	cmd.Flags().StringVar(&role, "role", "", "requester, officer, staff or admin")
 	cmd.Flags().StringVar(&name, "name", "", "the person's display name")
 	cmd.Flags().StringVar(&proID, "professional-id", "", "professional identifier (RPPS number for French doctors), optional")
+	cmd.Flags().StringVar(&samePerson, "same-person-as", "", "user id of this person's existing account (needed when the professional id is already an account's)")
 	cmd.MarkFlagRequired("role")
 	cmd.MarkFlagRequired("name")
 	return cmd

@@ -25,6 +25,8 @@ type Invitation struct {
 	ExpiresAt      time.Time
 	UsedAt         *time.Time
 	UserID         *string
+	// PersonID is the person an admin linked this invitation to ("" for a new person).
+	PersonID string
 }
 
 // TableName tells gorm the table.
@@ -35,6 +37,9 @@ type NewInvitation struct {
 	Role           string
 	DisplayName    string
 	ProfessionalID string
+	// SamePersonAs links the new account to an existing user as one person: the admin says both accounts are
+	// the same human. It is required when ProfessionalID is already some account's, and refused otherwise.
+	SamePersonAs string
 }
 
 // CreatedInvitation is the one time the token exists in clear: the caller shows the link and forgets it.
@@ -57,11 +62,20 @@ func (s *Service) Invite(ctx context.Context, actor string, in NewInvitation) (C
 	if utf8.RuneCountInString(in.ProfessionalID) > 64 {
 		return CreatedInvitation{}, ErrBadProfessionalID
 	}
+	if err := checkText(in.DisplayName, in.ProfessionalID); err != nil {
+		return CreatedInvitation{}, err
+	}
 	now := s.now().UTC()
 	token := newToken()
 	inv := Invitation{ID: newID(), TokenHash: hashToken(token), Role: in.Role, DisplayName: in.DisplayName,
 		ProfessionalID: in.ProfessionalID, CreatedBy: actor, CreatedAt: now, ExpiresAt: now.Add(s.cfg.InvitationTTL)}
-	err := store.Tx(ctx, s.db, func(tx *gorm.DB) error {
+	person, err := s.personFor(ctx, s.db, in.ProfessionalID, in.SamePersonAs)
+	if err != nil {
+		s.auditRefusedInvitation(ctx, actor, err)
+		return CreatedInvitation{}, err
+	}
+	inv.PersonID = person
+	err = store.Tx(ctx, s.db, func(tx *gorm.DB) error {
 		if err := tx.Create(&inv).Error; err != nil {
 			return fmt.Errorf("create invitation: %w", err)
 		}

@@ -91,7 +91,10 @@ func (s *Service) finishRegistration(ctx context.Context, listener, ceremonyID s
 	}
 	now := s.now().UTC()
 	user := User{ID: newID(), WebAuthnID: sd.UserID, Role: inv.Role, DisplayName: inv.DisplayName,
-		ProfessionalID: inv.ProfessionalID, Status: StatusActive, CreatedAt: now}
+		ProfessionalID: inv.ProfessionalID, PersonID: inv.PersonID, Status: StatusActive, CreatedAt: now}
+	if user.PersonID == "" {
+		user.PersonID = user.ID
+	}
 	credID := base64.RawURLEncoding.EncodeToString(cred.ID)
 	var ns NewSession
 	err = store.Tx(ctx, s.db, func(tx *gorm.DB) error {
@@ -103,6 +106,9 @@ func (s *Service) finishRegistration(ctx context.Context, listener, ceremonyID s
 		}
 		if res.RowsAffected != 1 {
 			return ErrInvitationInvalid
+		}
+		if err := checkPerson(tx, user); err != nil {
+			return err
 		}
 		if err := tx.Create(&user).Error; err != nil {
 			return fmt.Errorf("create user: %w", err)
@@ -148,7 +154,7 @@ func (s *Service) auditFailure(ctx context.Context, action, listener, client str
 		{ErrInvitationInvalid, "invitation_invalid"}, {ErrHardwareKeyNeeded, "not_hardware_key"},
 		{ErrCounterWentBack, "counter_went_back"}, {ErrUnknownCredential, "credential_unknown"},
 		{ErrUserSuspended, "user_suspended"}, {ErrWrongListener, "wrong_listener"},
-		{ErrSignatureNotForYou, "wrong_user"},
+		{ErrSignatureNotForYou, "wrong_user"}, {ErrProfessionalIDTaken, "professional_id_taken"},
 	} {
 		if errors.Is(cause, r.err) {
 			reason = r.code

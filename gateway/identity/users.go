@@ -13,13 +13,14 @@ import (
 	"gatewayd/gateway/store"
 )
 
-// User is one person.
+// User is one account. Accounts of one person (one professional id, linked by an admin) share PersonID.
 type User struct {
 	ID             string
 	WebAuthnID     []byte `gorm:"column:webauthn_id"`
 	Role           string
 	DisplayName    string
 	ProfessionalID string
+	PersonID       string
 	Status         string
 	CreatedAt      time.Time
 }
