@@ -67,8 +67,8 @@ type Failure struct {
 
 // Report is the outcome of a run. Its JSON form is what `gatewayd import --json` prints.
 type Report struct {
-	RunID      string               `json:"run"`     // the audit subject of the run: import:<RunID>
-	Stored     int                  `json:"stored"`  // bundles and NDJSON batches committed, each with its audit row
+	RunID      string               `json:"run"`    // the audit subject of the run: import:<RunID>
+	Stored     int                  `json:"stored"` // bundles and NDJSON batches committed, each with its audit row
 	Categories map[Category]*Counts `json:"categories"`
 	Skipped    map[string]int       `json:"skipped"` // resources of types that are not kept, by FHIR type
 	Failed     []Failure            `json:"failed"`
