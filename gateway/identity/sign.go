@@ -8,7 +8,6 @@ import (
 	"github.com/go-webauthn/webauthn/protocol"
 	"github.com/go-webauthn/webauthn/webauthn"
 	"gorm.io/gorm"
-
 )
 
 // SignedAssertion is everything needed to re-verify, offline and later, that a user's key signed a
