@@ -68,6 +68,8 @@ type handler struct {
 	// extracts' rendering go through approvals): no intake handler touches it.
 	approvals *approvals.Service
 	records   *records.Service
+	// metrics serves /metrics (a Prometheus registry built once).
+	metrics echo.HandlerFunc
 }
 
 // New builds both listeners and their routes. It opens nothing: Serve does.
@@ -110,6 +112,7 @@ func New(d Deps) (*Server, error) {
 			approvals: appr, records: rec},
 		refusal: newRefusalLimiter(now),
 	}
+	s.h.metrics = s.h.newMetricsHandler()
 	s.intake = s.newEcho(Intake)
 	s.console = s.newEcho(Console)
 	s.routes()
