@@ -128,7 +128,7 @@ func (s *Service) PrepareRevocation(ctx context.Context, officerID, extractID st
 			if err := tx.Create(&prow).Error; err != nil {
 				return audit.Event{}, err
 			}
-			return audit.Event{Action: "revocation.prepared", Subject: "extract:" + x.ID,
+			return audit.Event{Action: "extract.revocation_prepared", Subject: "extract:" + x.ID,
 				Details: map[string]any{"revocation": h.ID}}, nil
 		})
 	if err != nil {
@@ -170,6 +170,9 @@ func (s *Service) CompleteRevocation(ctx context.Context, officerID, preparation
 		return fmt.Errorf("%w: %v", ErrChallenge, err)
 	}
 	return store.Tx(ctx, s.db, func(tx *gorm.DB) error {
+		if err := a.Commit(tx); err != nil {
+			return err
+		}
 		res := tx.Model(&revocationRow{}).Where("id = ? AND completed_at IS NULL AND prepared_until > ?", prep.ID, now).
 			Updates(map[string]any{"completed_at": now, "credential_id": a.CredentialID, "public_key": a.PublicKey,
 				"authenticator_data": a.AuthenticatorData, "client_data_json": a.ClientDataJSON, "signature": a.Signature,
