@@ -113,9 +113,12 @@ func (s *Service) PrepareDecision(ctx context.Context, officerID, requestID stri
 	)
 	switch in.Verdict {
 	case Deny:
-		reason := strings.TrimSpace(in.Reason)
+		reason := normalizeText(in.Reason)
 		if reason == "" {
 			return Prepared{}, ErrReasonRequired
+		}
+		if !cleanText(reason) {
+			return Prepared{}, ErrControlChars
 		}
 		if utf8.RuneCountInString(reason) > MaxReasonLen {
 			return Prepared{}, fmt.Errorf("%w: reason longer than %d characters", ErrBadInput, MaxReasonLen)

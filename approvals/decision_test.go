@@ -179,6 +179,20 @@ func TestApprovalRefusalsChangeNothing(t *testing.T) {
 				t.Fatalf("%s changed the database: %+v -> %+v", name, before, after)
 			}
 		}
+		// refuseAudited is refuse for a refusal that writes its own audit row and nothing else (one person,
+		// one vote: a person may be trying their two accounts).
+		refuseAudited := func(name string, want error, act func() error) {
+			t.Helper()
+			before := f.snapshot()
+			if err := act(); !errors.Is(err, want) {
+				t.Fatalf("%s: error %v, want %v", name, err, want)
+			}
+			after := f.snapshot()
+			after.Audit--
+			if after != before {
+				t.Fatalf("%s changed the database: %+v -> %+v", name, before, after)
+			}
+		}
 
 		pa, respA := f.prepare("off1", a.ID, approve)
 		pb, _ := f.prepare("off1", b.ID, approve)
@@ -228,6 +242,10 @@ func TestApprovalRefusalsChangeNothing(t *testing.T) {
 			return err
 		})
 
+		refuse("NUL in a denial's reason", approvals.ErrControlChars, func() error {
+			_, err := f.svc.PrepareDecision(ctx, "off1", a.ID, approvals.DecisionInput{Verdict: approvals.Deny, Reason: "No\x00 such patient.", WordingVersion: "v"})
+			return err
+		})
 		// An officer who filed the request (a requester since made officer) may not decide on it.
 		f.users.Add("req2", approvals.RoleRequester)
 		fl := validFiling()
@@ -235,7 +253,7 @@ func TestApprovalRefusalsChangeNothing(t *testing.T) {
 		own := f.file(fl)
 		f.users.Add("req2", approvals.RoleOfficer)
 		f.signer.Enroll("req2", false)
-		refuse("by the officer who filed it", approvals.ErrOwnRequest, func() error {
+		refuseAudited("by the officer who filed it", approvals.ErrOwnRequest, func() error {
 			_, err := f.svc.PrepareDecision(ctx, "req2", own.ID, approve)
 			return err
 		})
@@ -281,7 +299,7 @@ func TestApprovalRefusalsChangeNothing(t *testing.T) {
 		if out.Status != approvals.StatusAwaitingSecond || out.ExtractID != "" {
 			t.Fatalf("first of two: %+v", out)
 		}
-		refuse("second signature by the same officer (prepare)", approvals.ErrSameOfficer, func() error {
+		refuseAudited("second signature by the same officer (prepare)", approvals.ErrSameOfficer, func() error {
 			_, err := f.svc.PrepareDecision(ctx, "off1", two.ID, approve)
 			return err
 		})

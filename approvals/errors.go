@@ -16,6 +16,7 @@ var (
 	ErrExpiryOutOfRange = errors.New("the extract lifetime is out of the policy's bounds")
 	ErrReasonRequired   = errors.New("a denial needs a reason")
 	ErrBadInput         = errors.New("invalid decision input")
+	ErrControlChars     = errors.New("the reason holds NUL, control characters or invalid UTF-8")
 	ErrEmptyManifest    = errors.New("the scope selects no entries")
 	ErrNoAssertion      = errors.New("no signature was given")
 	ErrChallenge        = errors.New("the signature was made for another decision")

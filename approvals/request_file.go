@@ -86,7 +86,7 @@ func (f Filing) normalize() Filing {
 	f.Patient.Value = strings.TrimSpace(f.Patient.Value)
 	f.Period.From = strings.TrimSpace(f.Period.From)
 	f.Period.To = strings.TrimSpace(f.Period.To)
-	f.Justification = strings.TrimSpace(f.Justification)
+	f.Justification = normalizeText(f.Justification)
 	cs := slices.Clone(f.Categories)
 	slices.Sort(cs)
 	f.Categories = slices.Compact(cs)
@@ -159,8 +159,8 @@ func (f Filing) validate(today string) FieldErrors {
 		add("justification", CodeTooShort)
 	case n > MaxJustificationLen:
 		add("justification", CodeTooLong)
-	case !utf8.ValidString(f.Justification):
-		add("justification", CodeInvalid)
+	case !cleanText(f.Justification):
+		add("justification", CodeControl)
 	}
 	switch f.Urgency {
 	case "":

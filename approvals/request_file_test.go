@@ -89,6 +89,9 @@ func TestFileRequestFieldErrors(t *testing.T) {
 		{"no justification", func(fl *approvals.Filing) { fl.Justification = "   " }, "justification", approvals.CodeRequired},
 		{"short justification", func(fl *approvals.Filing) { fl.Justification = "because" }, "justification", approvals.CodeTooShort},
 		{"long justification", func(fl *approvals.Filing) { fl.Justification = strings.Repeat("é", 2001) }, "justification", approvals.CodeTooLong},
+		{"NUL in justification", func(fl *approvals.Filing) { fl.Justification = "History needed\x00 tonight." }, "justification", approvals.CodeControl},
+		{"bell in justification", func(fl *approvals.Filing) { fl.Justification = "History needed\a tonight." }, "justification", approvals.CodeControl},
+		{"invalid UTF-8 in justification", func(fl *approvals.Filing) { fl.Justification = "History needed \xff\xfe tonight." }, "justification", approvals.CodeControl},
 		{"no urgency", func(fl *approvals.Filing) { fl.Urgency = "" }, "urgency", approvals.CodeRequired},
 		{"unknown urgency", func(fl *approvals.Filing) { fl.Urgency = "asap" }, "urgency", approvals.CodeUnknown},
 		{"no delivery", func(fl *approvals.Filing) { fl.Delivery = "" }, "delivery", approvals.CodeRequired},
@@ -218,5 +221,16 @@ func TestValidINS(t *testing.T) {
 	corsican := "18502" + "2A" + "123456" + insWithKey(body)[13:]
 	if !approvals.ValidINS(corsican) {
 		t.Errorf("ValidINS(%q) = false", corsican)
+	}
+}
+
+// TestFileRequestKeepsLineBreaksAndTabs: newlines, tabs and a browser's CRLF line breaks are plain text.
+func TestFileRequestKeepsLineBreaksAndTabs(t *testing.T) {
+	f := newFixture(t, storetest.NewSQLite(t), approvals.Policy{})
+	fl := validFiling()
+	fl.Justification = "Admitted tonight.\r\nHistory needed:\tallergies."
+	r := f.file(fl)
+	if r.Justification != "Admitted tonight.\nHistory needed:\tallergies." {
+		t.Fatalf("justification kept as %q", r.Justification)
 	}
 }

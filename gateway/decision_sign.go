@@ -53,7 +53,7 @@ func decisionRefusal(err error) (key, code string, status int) {
 		{approvals.ErrOwnRequest, "own_request"}, {approvals.ErrSameOfficer, "same_officer"},
 		{approvals.ErrNotOpen, "not_open"}, {approvals.ErrSecondMismatch, "second_mismatch"},
 		{approvals.ErrNoPatient, "no_patient"}, {identity.ErrUnknownCredential, "no_key"},
-		{approvals.ErrBadInput, "bad_input"},
+		{approvals.ErrBadInput, "bad_input"}, {approvals.ErrControlChars, "control_chars"},
 	} {
 		if errors.Is(err, r.err) {
 			return "decision.err." + r.code, r.code, http.StatusUnprocessableEntity

@@ -32,6 +32,7 @@ var approvalsMessages = map[string]Msg{
 	"filing.err.invalid":          {"Valeur invalide (pour l'INS : 15 chiffres et une clé correcte ; dates AAAA-MM-JJ).", "Invalid value (for the INS: 15 digits with a correct key; dates YYYY-MM-DD)."},
 	"filing.err.unknown":          {"Choix inconnu.", "Unknown choice."},
 	"filing.err.order":            {"La date de fin précède la date de début.", "The end date is before the start date."},
+	"filing.err.control_chars":    {"Texte invalide : caractères de contrôle (NUL…) ou encodage incorrect. Seuls les retours à la ligne et les tabulations sont admis.", "Invalid text: control characters (NUL…) or a broken encoding. Only line breaks and tabs are allowed."},
 	"filing.err.future":           {"La date de début est dans le futur.", "The start date is in the future."},
 	"purpose.care_continuity":     {"Continuité des soins", "Care continuity"},
 	"purpose.emergency":           {"Soins urgents", "Emergency care"},
@@ -118,6 +119,7 @@ var approvalsMessages = map[string]Msg{
 	"decision.err.second_mismatch":     {"La seconde approbation doit porter exactement sur la même étendue que la première ; sinon, refusez.", "The second approval must cover exactly what the first did; otherwise deny."},
 	"decision.err.no_patient":          {"Aucun patient ne porte cet identifiant : refusez la demande.", "No patient carries this identifier: deny the request."},
 	"decision.err.no_key":              {"Aucune clé de sécurité active n'est enregistrée pour vous.", "You have no active security key registered."},
+	"decision.err.control_chars":       {"Motif invalide : caractères de contrôle (NUL…) ou encodage incorrect. Seuls les retours à la ligne et les tabulations sont admis.", "Invalid reason: control characters (NUL…) or a broken encoding. Only line breaks and tabs are allowed."},
 	"decision.err.bad_input":           {"Choix invalide (période ou destinataire). Vérifiez le formulaire.", "Invalid choice (period or retriever). Check the form."},
 
 	// Signing.
