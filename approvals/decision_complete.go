@@ -40,6 +40,9 @@ func (s *Service) CompleteDecision(ctx context.Context, officerID, preparationID
 	if _, err := s.officer(ctx, officerID); err != nil {
 		return Outcome{}, err
 	}
+	if !validID(preparationID) {
+		return Outcome{}, ErrPreparation
+	}
 	now := s.clock()
 	var prep decisionRow
 	err := s.db.WithContext(ctx).Where("id = ? AND officer_id = ?", preparationID, officerID).Take(&prep).Error

@@ -149,6 +149,9 @@ func (s *Service) CompleteRevocation(ctx context.Context, officerID, preparation
 	if _, err := s.officer(ctx, officerID); err != nil {
 		return err
 	}
+	if !validID(preparationID) {
+		return ErrPreparation
+	}
 	now := s.clock()
 	var prep revocationRow
 	err := s.db.WithContext(ctx).Where("id = ? AND officer_id = ?", preparationID, officerID).Take(&prep).Error

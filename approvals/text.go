@@ -21,3 +21,17 @@ func cleanText(s string) bool {
 		return r != '\n' && r != '\t' && unicode.IsControl(r)
 	})
 }
+
+// validID says whether s could be an id newID made (32 lower-case hex digits). Ids that come from outside
+// (a preparation named in a query string) are checked before any query: PostgreSQL refuses NUL in text.
+func validID(s string) bool {
+	if len(s) != 32 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}

@@ -49,7 +49,7 @@ func (h *handler) retrieveExtract(c echo.Context) error {
 	}
 	hd := c.Response().Header()
 	hd.Set(echo.HeaderContentType, ctype)
-	hd.Set(echo.HeaderContentDisposition, fmt.Sprintf(`attachment; filename="extract-%s-%s%s"`, x.RequestID, short(x.DecisionID), ext))
+	hd.Set(echo.HeaderContentDisposition, fmt.Sprintf(`attachment; filename="extract-%s-%s%s"`, x.RequestID, x.DecisionID, ext))
 	hd.Set("Cache-Control", "no-store")
 	hd.Set("Pragma", "no-cache")
 	// No explicit WriteHeader: the first byte commits the 200, so a failure before any byte (stored entries
@@ -91,14 +91,6 @@ func (h *handler) extractRefused(c echo.Context, err error) error {
 		return c.JSON(http.StatusGone, map[string]string{"error": templates.T("en", key), "code": key, "request_id": rid})
 	}
 	return h.render(c, http.StatusGone, "error", &templates.Page{Title: "extracts.refused.title", Status: http.StatusGone, Message: key})
-}
-
-// short is the first 8 characters of an id, for file names.
-func short(id string) string {
-	if len(id) > 8 {
-		return id[:8]
-	}
-	return id
 }
 
 // shortValue bounds a client-given value before it reaches the log.

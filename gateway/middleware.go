@@ -37,6 +37,7 @@ func (s *Server) newEcho(listener string) *echo.Echo {
 	if listener == Console {
 		e.Pre(s.consoleAllow)
 	}
+	e.Pre(s.limitBody)
 	e.Use(s.recoverPanics, s.accessLog, s.loadSession(listener), s.checkCSRF(listener))
 	return e
 }
@@ -89,6 +90,9 @@ func (s *Server) consoleAllow(next echo.HandlerFunc) echo.HandlerFunc {
 			return next(c)
 		}
 		addr := c.RealIP()
+		if addr == "" {
+			addr = "unparsable-forwarded-address"
+		}
 		if s.refusal.shouldAudit(addr) {
 			n := s.refusal.suppressed(addr)
 			ev := audit.Event{Actor: "ip:" + addr, Action: "console.refused", Subject: "listener:console",
@@ -113,7 +117,9 @@ func allowed(nets []netip.Prefix, ip netip.Addr) bool {
 }
 
 // clientIPExtractor returns the TCP peer's address unless the peer is a trusted proxy; then it walks
-// X-Forwarded-For from the right and returns the first address that is not a trusted proxy.
+// X-Forwarded-For from the right and returns the first address that is not a trusted proxy. A hop that is not
+// a bare IP address (a port, brackets, a zone, "unknown", an empty element) makes the answer "": no address,
+// which the console refuses. A garbled header never falls back to the proxy's own (allowed) address.
 func clientIPExtractor(trusted []netip.Prefix) echo.IPExtractor {
 	return func(r *http.Request) string {
 		host, _, err := net.SplitHostPort(r.RemoteAddr)
@@ -125,15 +131,16 @@ func clientIPExtractor(trusted []netip.Prefix) echo.IPExtractor {
 			return host
 		}
 		peer = peer.Unmap()
-		if !allowed(trusted, peer) {
+		values := r.Header.Values("X-Forwarded-For")
+		if !allowed(trusted, peer) || len(values) == 0 {
 			return peer.String()
 		}
-		hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+		hops := strings.Split(strings.Join(values, ","), ",")
 		client := peer
 		for i := len(hops) - 1; i >= 0; i-- {
 			a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
-			if err != nil {
-				break // a garbled hop: stop at the last address we could trust
+			if err != nil || a.Zone() != "" {
+				return ""
 			}
 			client = a.Unmap()
 			if !allowed(trusted, client) {

@@ -119,10 +119,11 @@ func authRoutes(h *handler) []Route {
 }
 
 func (s *Server) routes() {
+	// Path parameters are checked against their pattern first: a bad id is 404 before anything sees it.
 	for _, r := range s.IntakeRoutes() {
-		s.intake.Add(r.Method, r.Path, s.guard(r.Who, r.Handler))
+		s.intake.Add(r.Method, r.Path, checkParams(r.Path, s.guard(r.Who, r.Handler)))
 	}
 	for _, r := range s.ConsoleRoutes() {
-		s.console.Add(r.Method, r.Path, s.guard(r.Who, r.Handler))
+		s.console.Add(r.Method, r.Path, checkParams(r.Path, s.guard(r.Who, r.Handler)))
 	}
 }
