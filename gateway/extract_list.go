@@ -24,6 +24,10 @@ type extractItem struct {
 	State                     string
 	RetrievedAt, RetrievedBy  string
 	Delivered, Incomplete     bool
+	// DeliveryUnknown: claimed, but what was sent was never recorded; its re-issue needs two officers, and
+	// ReissueSignedBy is the one who signed first.
+	DeliveryUnknown bool
+	ReissueSignedBy string
 	Bytes                     int64
 	SHA256                    string
 	ReissuedBy                string
@@ -53,8 +57,15 @@ func (h *handler) toItem(ctx context.Context, v approvals.ExtractView, now time.
 		if u, err := h.id.User(ctx, v.RetrievedBy); err == nil {
 			it.RetrievedBy = u.DisplayName
 		}
-		it.Incomplete = !v.DeliveryComplete
-		it.Reissuable = it.Incomplete && v.ReissuedBy == ""
+		it.DeliveryUnknown = v.DeliveryUnknown
+		it.Incomplete = !v.DeliveryComplete && !v.DeliveryUnknown
+		it.Reissuable = (it.Incomplete || it.DeliveryUnknown) && v.ReissuedBy == ""
+		if v.ReissueSignedBy != "" {
+			it.ReissueSignedBy = v.ReissueSignedBy
+			if u, err := h.id.User(ctx, v.ReissueSignedBy); err == nil {
+				it.ReissueSignedBy = u.DisplayName
+			}
+		}
 	}
 	return it
 }
