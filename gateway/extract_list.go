@@ -28,10 +28,10 @@ type extractItem struct {
 	// ReissueSignedBy is the one who signed first.
 	DeliveryUnknown bool
 	ReissueSignedBy string
-	Bytes                     int64
-	SHA256                    string
-	ReissuedBy                string
-	Reissuable                bool
+	Bytes           int64
+	SHA256          string
+	ReissuedBy      string
+	Reissuable      bool
 }
 
 // extractList is the data of the extracts page: the items and where their retrieve forms post.

@@ -64,7 +64,7 @@ var extractsMessages = map[string]Msg{
 		"L'extrait a été retiré mais sa production a échoué : il ne peut plus être téléchargé. Un responsable peut le ré-émettre ; contactez-le en indiquant l'identifiant de la requête.",
 		"The extract was claimed but producing it failed: it can no longer be downloaded. An officer can re-issue it; contact them with the request id.",
 	},
-	"extracts.reissued":            {"Ré-émis par la décision", "Re-issued by decision"},
+	"extracts.reissued": {"Ré-émis par la décision", "Re-issued by decision"},
 
 	"extracts.revoke.title": {"Révoquer l'extrait", "Revoke the extract"},
 	"extracts.revoke.lead": {
