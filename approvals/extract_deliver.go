@@ -200,3 +200,10 @@ func deliveryBroken(r extractViewRow) bool {
 func deliveryUnknown(r extractViewRow) bool {
 	return r.RetrievedAt != nil && r.DeliveredAt == nil
 }
+
+// reissuable says whether an officer may re-issue the extract: its delivery broke, or a restore invalidated
+// it, and it was not re-issued yet.
+func (r extractViewRow) reissuable() bool {
+	restored := r.RevokedBy != nil && *r.RevokedBy == RevokedByRestore
+	return (deliveryBroken(r) || restored) && r.ReissuedBy == nil
+}

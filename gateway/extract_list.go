@@ -59,7 +59,6 @@ func (h *handler) toItem(ctx context.Context, v approvals.ExtractView, now time.
 		}
 		it.DeliveryUnknown = v.DeliveryUnknown
 		it.Incomplete = !v.DeliveryComplete && !v.DeliveryUnknown
-		it.Reissuable = (it.Incomplete || it.DeliveryUnknown) && v.ReissuedBy == ""
 		if v.ReissueSignedBy != "" {
 			it.ReissueSignedBy = v.ReissueSignedBy
 			if u, err := h.id.User(ctx, v.ReissueSignedBy); err == nil {
@@ -67,6 +66,7 @@ func (h *handler) toItem(ctx context.Context, v approvals.ExtractView, now time.
 			}
 		}
 	}
+	it.Reissuable = v.Reissuable
 	return it
 }
 
