@@ -3,7 +3,7 @@ GO        ?= go
 BIN       := bin/gatewayd
 DATA_DIR  ?= ./var
 
-.PHONY: build run test lint bench clean
+.PHONY: build run test lint bench fuzz clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/gatewayd
@@ -21,6 +21,7 @@ run: build
 	./$(BIN) serve --data-dir $(DATA_DIR) --dev-allow-software-keys
 
 # All tests, with the race detector. PostgreSQL tests run when GATEWAY_TEST_POSTGRES is set (.ci/run sets it).
+# Fuzz targets run their seeds and their corpus (<package>/testdata/fuzz/FuzzXxx) as ordinary tests here.
 test:
 	$(GO) test -race -count=1 ./...
 
@@ -34,6 +35,18 @@ lint:
 bench: export GATEWAY_TEST_POSTGRES ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./... | tee bench.out | $(GO) run ./cmd/benchratio
+
+# Every Go fuzz target (func FuzzXxx in a _test.go file) runs for FUZZTIME each, one after the other: the
+# parsers of outside input (FHIR import, receipts, the officers' register, filings, WebAuthn answers,
+# X-Forwarded-For). A crasher is written under the package's testdata/fuzz/FuzzXxx, so make test replays it.
+FUZZTIME ?= 2m
+fuzz:
+	@set -e; for dir in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+		for name in $$(grep -h '^func Fuzz' $$dir/*_test.go | sed 's/^func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
+			echo "== $$dir $$name ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$dir; \
+		done; \
+	done
 
 clean:
 	rm -rf bin bench.out

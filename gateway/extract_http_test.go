@@ -107,7 +107,7 @@ func (f *xfix) audits(extractID, action string) []auditRow {
 	return rows
 }
 
-var fileName = regexp.MustCompile(`^attachment; filename="extract-[0-9a-f]+-[0-9a-f]{8}\.(json|html)"$`)
+var fileName = regexp.MustCompile(`^attachment; filename="extract-[0-9a-f]{32}-[0-9a-f]{32}\.(json|html)"$`)
 
 func TestRetrieveExtractOnce(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
@@ -200,7 +200,7 @@ func TestRetrieveRefusals(t *testing.T) {
 			{"after revocation", "requester", revoked, Intake, http.StatusGone, "revoked"},
 			{"another requester", "requester2", forRequester, Intake, http.StatusNotFound, "not_retriever"},
 			{"another requester, retrieved extract", "requester2", retrieved, Intake, http.StatusNotFound, "not_retriever"},
-			{"unknown id", "requester", "0123456789abcdef", Intake, http.StatusNotFound, "not_found"},
+			{"unknown id", "requester", "0123456789abcdef0123456789abcdef", Intake, http.StatusNotFound, "not_found"},
 			{"staff's extract on intake", "requester", forStaff, Intake, http.StatusNotFound, "not_retriever"},
 			{"requester's extract on console", "staff", forRequester, Console, http.StatusNotFound, "not_retriever"},
 		} {

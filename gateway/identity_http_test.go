@@ -78,8 +78,11 @@ func snapshot(t *testing.T, db *gorm.DB) string {
 	return strings.Join(out, ",")
 }
 
+// concrete fills a route's parameters with values of the right shape (an id of 32 hex digits, a token of 43
+// base64url characters; see paramPattern), so that the check under test is reached, not the 404 of a bad id.
 func concrete(path string) string {
-	path = regexp.MustCompile(`:[a-z]+`).ReplaceAllString(path, "x")
+	path = strings.ReplaceAll(path, ":token", strings.Repeat("t", 43))
+	path = regexp.MustCompile(`:[a-z]+`).ReplaceAllString(path, "0123456789abcdef0123456789abcdef")
 	return strings.ReplaceAll(path, "*", "x")
 }
 

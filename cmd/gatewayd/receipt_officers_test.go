@@ -30,12 +30,12 @@ import (
 // certified is a gateway whose officer registered a hardware key certified by a test vendor's root, and one
 // decision that officer signed.
 type certified struct {
-	dir, dbPath, roots string
-	db                 *gorm.DB
-	srv                *gateway.Server
-	officerKey         *identitytest.Key
-	officerID          string
-	receipt            approvals.Receipt
+	dir, dbPath, keyPath, roots string
+	db                          *gorm.DB
+	srv                         *gateway.Server
+	officerKey                  *identitytest.Key
+	officerID                   string
+	receipt                     approvals.Receipt
 }
 
 func newCertified(t *testing.T) *certified {
@@ -43,11 +43,11 @@ func newCertified(t *testing.T) *certified {
 	ctx := context.Background()
 	c := &certified{dir: t.TempDir()}
 	c.dbPath = filepath.Join(c.dir, "gateway.db")
-	keyPath := filepath.Join(c.dir, "gateway.key")
-	if err := keys.Init(keyPath); err != nil {
+	c.keyPath = filepath.Join(c.dir, "gateway.key")
+	if err := keys.Init(c.keyPath); err != nil {
 		t.Fatal(err)
 	}
-	master, err := keys.Load(keyPath)
+	master, err := keys.Load(c.keyPath)
 	if err != nil {
 		t.Fatal(err)
 	}
