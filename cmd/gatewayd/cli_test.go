@@ -148,3 +148,21 @@ func TestEnvironmentAndFlagPrecedence(t *testing.T) {
 		t.Fatalf("GATEWAY_DATA_DIR not used for the default database: %v", err)
 	}
 }
+
+// TestReadOnlyCommandsNeedAnExistingDatabase: a mistyped --db (or a missing data directory) gets one clear
+// line from every command that only reads, and no file is created.
+func TestReadOnlyCommandsNeedAnExistingDatabase(t *testing.T) {
+	dir := t.TempDir()
+	for _, missing := range []string{filepath.Join(dir, "gatway.db"), filepath.Join(dir, "no-such-dir", "gateway.db")} {
+		for _, args := range [][]string{{"audit", "verify"}, {"audit", "verify", "--receipts", dir}, {"audit", "export", "--since", "2026-01-01"},
+			{"officers", "export"}, {"users", "list"}, {"receipt", "export", "0123456789abcdef0123456789abcdef", "--key-file", filepath.Join(dir, "k")}} {
+			_, errOut, code := runCLI(t, append(args, "--db", missing)...)
+			if code == 0 || !strings.Contains(errOut, "does not exist") || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+				t.Errorf("%v on %s: exit %d, %q", args, missing, code, errOut)
+			}
+			if _, err := os.Stat(missing); err == nil {
+				t.Errorf("%v created %s", args, missing)
+			}
+		}
+	}
+}

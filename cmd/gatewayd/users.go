@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"gatewayd/gateway/identity"
+	"gatewayd/gateway/store"
 )
 
 func (a *app) usersCommand() *cobra.Command {
@@ -17,11 +18,16 @@ func (a *app) usersCommand() *cobra.Command {
 		Short: "List users and their keys",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			svc, closeDB, err := a.identity(cmd)
+			// Reading only: an existing database, not migrated here.
+			db, err := store.OpenExisting(cmd.Context(), a.cfg.DB)
 			if err != nil {
 				return err
 			}
-			defer closeDB()
+			defer store.Close(db)
+			svc, err := identity.New(identity.Config{DB: db})
+			if err != nil {
+				return err
+			}
 			users, err := svc.Users(cmd.Context())
 			if err != nil {
 				return err
