@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
@@ -11,6 +12,7 @@ import (
 
 	"gatewayd/approvals"
 	"gatewayd/templates"
+	"gatewayd/gateway/strictjson"
 )
 
 // maxFilingBody bounds a filing (form or JSON): the justification is the largest field, 2000 characters.
@@ -50,7 +52,14 @@ func parseFiling(c echo.Context) (filingInput, error) {
 	r.Body = http.MaxBytesReader(c.Response(), r.Body, maxFilingBody)
 	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if ct == "application/json" {
-		dec := json.NewDecoder(r.Body)
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			return in, errBadBody
+		}
+		if err := strictjson.Check(body, strictjson.Names(in)...); err != nil {
+			return in, err
+		}
+		dec := json.NewDecoder(bytes.NewReader(body))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&in); err != nil {
 			return in, errBadBody
