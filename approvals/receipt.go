@@ -10,9 +10,9 @@ import (
 	"fmt"
 	"time"
 
+	"gatewayd/gateway/strictjson"
 	"github.com/go-webauthn/webauthn/protocol/webauthncose"
 	"gorm.io/gorm"
-	"gatewayd/gateway/strictjson"
 )
 
 // ReceiptFormat names the receipt file format.

@@ -11,8 +11,8 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"gatewayd/approvals"
-	"gatewayd/templates"
 	"gatewayd/gateway/strictjson"
+	"gatewayd/templates"
 )
 
 // maxFilingBody bounds a filing (form or JSON): the justification is the largest field, 2000 characters.
