@@ -30,9 +30,9 @@ func listenerOf(c echo.Context) string {
 	return l
 }
 
-// limited answers 429 when the client address made too many ceremony calls this minute.
+// limited answers 429 when the client address made too many ceremony calls this minute, on any instance.
 func (h *handler) limited(c echo.Context) bool {
-	return !h.signins.allow(c.RealIP())
+	return !h.allowAttempt(c.Request().Context(), c.RealIP())
 }
 
 func (h *handler) registerBegin(c echo.Context) error {

@@ -7,8 +7,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
-	"sync"
-	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -170,28 +168,4 @@ func (s *Server) guard(who Access, next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		return next(c)
 	}
-}
-
-// attemptLimiter counts sign-in and registration calls per client address in one-minute windows.
-type attemptLimiter struct {
-	mu     sync.Mutex
-	now    func() time.Time
-	limit  int
-	window time.Time
-	counts map[string]int
-}
-
-func newAttemptLimiter(now func() time.Time, limit int) *attemptLimiter {
-	return &attemptLimiter{now: now, limit: limit, counts: map[string]int{}}
-}
-
-func (l *attemptLimiter) allow(addr string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.now()
-	if now.Sub(l.window) >= time.Minute {
-		l.window, l.counts = now, map[string]int{}
-	}
-	l.counts[addr]++
-	return l.counts[addr] <= l.limit
 }
