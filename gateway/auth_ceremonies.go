@@ -103,6 +103,6 @@ func (h *handler) finishCeremony(c echo.Context, finish func(ctx context.Context
 	if old := sessionOf(c); old != nil {
 		h.id.SignOut(c.Request().Context(), old.ID)
 	}
-	h.setCookie(c, h.cookieName("gw_session_"+listener), ns.Token, 0)
+	h.setCookie(c, h.cookieName(listener, "gw_session_"+listener), ns.Token, 0)
 	return c.JSON(http.StatusOK, map[string]string{"redirect": homePath(ns.User.Role)})
 }

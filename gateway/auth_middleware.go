@@ -32,11 +32,12 @@ var (
 // sessionCookie names a listener's session cookie. Browsers do not separate cookies by port, so each
 // listener has its own name; under TLS the __Host- prefix pins it to this host, Secure and path /.
 func (s *Server) sessionCookie(listener string) string {
-	return s.h.cookieName("gw_session_" + listener)
+	return s.h.cookieName(listener, "gw_session_"+listener)
 }
 
-func (h *handler) cookieName(base string) string {
-	if h.cfg.TLS() {
+// cookieName is base, with the __Host- prefix when browsers reach the listener over HTTPS.
+func (h *handler) cookieName(listener, base string) string {
+	if h.cfg.HTTPS(listener) {
 		return "__Host-" + base
 	}
 	return base
@@ -44,7 +45,7 @@ func (h *handler) cookieName(base string) string {
 
 func (h *handler) setCookie(c echo.Context, name, value string, maxAge int) {
 	c.SetCookie(&http.Cookie{Name: name, Value: value, Path: "/", MaxAge: maxAge, HttpOnly: true,
-		Secure: h.cfg.TLS(), SameSite: http.SameSiteStrictMode})
+		Secure: h.cfg.HTTPS(listenerOf(c)), SameSite: http.SameSiteStrictMode})
 }
 
 // loadSession turns a session cookie into the signed-in user, or clears a cookie that no longer works.
@@ -123,7 +124,7 @@ func (h *handler) expectedCSRF(c echo.Context, listener string) string {
 	if sess := sessionOf(c); sess != nil {
 		return h.csrfFor("session:" + sess.ID)
 	}
-	ck, err := c.Cookie(h.cookieName("gw_pre_" + listener))
+	ck, err := c.Cookie(h.cookieName(listener, "gw_pre_"+listener))
 	if err != nil || ck.Value == "" {
 		return ""
 	}
@@ -137,7 +138,7 @@ func (h *handler) csrfToken(c echo.Context) string {
 	if sess := sessionOf(c); sess != nil {
 		return h.csrfFor("session:" + sess.ID)
 	}
-	name := h.cookieName("gw_pre_" + listener)
+	name := h.cookieName(listener, "gw_pre_"+listener)
 	if ck, err := c.Cookie(name); err == nil && ck.Value != "" {
 		return h.csrfFor("pre:" + listener + ":" + ck.Value)
 	}

@@ -55,10 +55,10 @@ func (s *Server) requestContext(listener string) echo.MiddlewareFunc {
 			h.Set("X-Frame-Options", "DENY")
 			// Pages may show health data: no cache keeps them. Static files override this.
 			h.Set("Cache-Control", "no-store")
-			if s.cfg.TLS() {
+			if s.cfg.HTTPS(listener) {
 				h.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
 			}
-			c.Set(ctxLang, s.language(c))
+			c.Set(ctxLang, s.language(c, listener))
 			return next(c)
 		}
 	}
@@ -66,10 +66,10 @@ func (s *Server) requestContext(listener string) echo.MiddlewareFunc {
 
 // language picks the page language: an explicit ?lang= switch (remembered in a cookie), then the cookie, then
 // Accept-Language.
-func (s *Server) language(c echo.Context) string {
+func (s *Server) language(c echo.Context, listener string) string {
 	if l := c.QueryParam("lang"); templates.Supported(l) {
 		c.SetCookie(&http.Cookie{Name: "lang", Value: l, Path: "/", MaxAge: 365 * 24 * 3600,
-			HttpOnly: true, Secure: s.cfg.TLS(), SameSite: http.SameSiteLaxMode})
+			HttpOnly: true, Secure: s.cfg.HTTPS(listener), SameSite: http.SameSiteLaxMode})
 		return l
 	}
 	if ck, err := c.Cookie("lang"); err == nil && templates.Supported(ck.Value) {
