@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
+	"net/netip"
 
 	"github.com/labstack/echo/v4"
 
@@ -156,7 +157,16 @@ func (s *Server) guard(who Access, next echo.HandlerFunc) echo.HandlerFunc {
 	if who == Anyone {
 		return next
 	}
+	need := who
+	if who == MetricsScraper {
+		need = RoleAdmin // outside --metrics-allow, a scraper is an admin's browser
+	}
 	return func(c echo.Context) error {
+		if who == MetricsScraper {
+			if ip, err := netip.ParseAddr(c.RealIP()); err == nil && allowed(s.cfg.MetricsAllow, ip) {
+				return next(c)
+			}
+		}
 		sess := sessionOf(c)
 		if sess == nil {
 			if c.Request().Method == http.MethodGet && !wantsJSON(c) {
@@ -164,7 +174,7 @@ func (s *Server) guard(who Access, next echo.HandlerFunc) echo.HandlerFunc {
 			}
 			return echo.NewHTTPError(http.StatusUnauthorized).SetInternal(errNotSignedIn)
 		}
-		if who != AnySignedIn && string(who) != sess.User.Role {
+		if need != AnySignedIn && string(need) != sess.User.Role {
 			return echo.NewHTTPError(http.StatusForbidden).SetInternal(errWrongRole)
 		}
 		return next(c)

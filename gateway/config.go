@@ -51,6 +51,9 @@ type Config struct {
 	FilingLimit          int
 	JobsInterval         time.Duration
 
+	// Operating for years (issue 13).
+	operatingConfig
+
 	consoleAllow   []string
 	trustedProxies []string
 }
@@ -88,6 +91,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.DefaultExtractTTL, "default-extract-ttl", 24*time.Hour, "extract lifetime offered by default")
 	fs.IntVar(&c.FilingLimit, "filing-limit", 30, "requests one requester may file in 24 hours")
 	fs.DurationVar(&c.JobsInterval, "jobs-interval", time.Minute, "how often the lapse and extract-expiry jobs run")
+	c.registerOperatingFlags(fs)
 }
 
 // Load applies GATEWAY_* variables to the flags not given on the command line, fills derived defaults and
@@ -192,6 +196,9 @@ func (c *Config) finish() error {
 		if d.v <= 0 {
 			return fmt.Errorf("%s: must be a positive duration (e.g. 15m)", d.flag)
 		}
+	}
+	if err := c.finishOperating(); err != nil {
+		return err
 	}
 	return c.finishPolicy()
 }

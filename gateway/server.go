@@ -66,6 +66,8 @@ type handler struct {
 	// extracts' rendering go through approvals): no intake handler touches it.
 	approvals *approvals.Service
 	records   *records.Service
+	// metrics serves /metrics (a Prometheus registry built once).
+	metrics echo.HandlerFunc
 }
 
 // New builds both listeners and their routes. It opens nothing: Serve does.
@@ -106,6 +108,7 @@ func New(d Deps) (*Server, error) {
 		h: &handler{cfg: d.Config, db: d.DB, keys: master, pages: pages, log: d.Log, now: now, id: id,
 			csrfKey: csrfKey, approvals: appr, records: rec},
 	}
+	s.h.metrics = s.h.newMetricsHandler()
 	s.intake = s.newEcho(Intake)
 	s.console = s.newEcho(Console)
 	s.routes()
