@@ -85,6 +85,9 @@ func (s *Service) CompleteDecision(ctx context.Context, officerID, preparationID
 
 	out := Outcome{DecisionID: prep.ID, Verdict: d.Verdict, Receipt: rc}
 	err = store.Tx(ctx, s.db, func(tx *gorm.DB) error {
+		if err := a.Commit(tx); err != nil {
+			return err
+		}
 		res := tx.Model(&decisionRow{}).Where("id = ? AND completed_at IS NULL AND prepared_until > ?", prep.ID, now).
 			Update("completed_at", now)
 		if res.Error != nil {

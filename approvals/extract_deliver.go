@@ -183,3 +183,10 @@ func (s *Service) RecordDelivery(ctx context.Context, extractID, retrieverID str
 func deliveryBroken(r extractViewRow) bool {
 	return r.RetrievedAt != nil && (r.DeliveryComplete == nil || !*r.DeliveryComplete)
 }
+
+// reissuable says whether an officer may re-issue the extract: its delivery broke, or a restore invalidated
+// it, and it was not re-issued yet.
+func (r extractViewRow) reissuable() bool {
+	restored := r.RevokedBy != nil && *r.RevokedBy == RevokedByRestore
+	return (deliveryBroken(r) || restored) && r.ReissuedBy == nil
+}

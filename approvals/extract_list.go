@@ -23,6 +23,8 @@ type ExtractView struct {
 	DeliveryBytes    int64
 	// ReissuedBy is the decision that released a new extract after this one's broken delivery.
 	ReissuedBy string
+	// Reissuable says whether an officer may re-issue it (broken delivery, or invalidated by a restore).
+	Reissuable bool
 }
 
 // extractViewRow is an extract row with its delivery columns and two columns of its request. Its fields are
@@ -63,7 +65,8 @@ func (r extractViewRow) view() (ExtractView, error) {
 	if err != nil {
 		return ExtractView{}, err
 	}
-	v := ExtractView{Extract: x, Purpose: Purpose(r.Purpose), RequesterID: r.RequesterID, DeliveredAt: utc(r.DeliveredAt)}
+	v := ExtractView{Extract: x, Purpose: Purpose(r.Purpose), RequesterID: r.RequesterID, DeliveredAt: utc(r.DeliveredAt),
+		Reissuable: r.reissuable()}
 	if r.DeliverySHA256 != nil {
 		v.DeliverySHA256 = *r.DeliverySHA256
 	}

@@ -15,8 +15,9 @@ import (
 	"gatewayd/gateway/store"
 )
 
-// ErrNotReissuable is returned when an extract's delivery did not break (or was already re-issued).
-var ErrNotReissuable = errors.New("only a retrieved extract whose delivery broke can be re-issued, once")
+// ErrNotReissuable is returned when an extract's delivery did not break and no restore invalidated it (or it
+// was already re-issued).
+var ErrNotReissuable = errors.New("only an extract whose delivery broke, or that a restore invalidated, can be re-issued, once")
 
 // ReissueInput is what an officer chooses to re-issue an extract.
 type ReissueInput struct {
@@ -48,7 +49,7 @@ func (s *Service) PrepareReissue(ctx context.Context, officerID, extractID strin
 	if err != nil {
 		return Prepared{}, err
 	}
-	if !deliveryBroken(xr) || xr.ReissuedBy != nil {
+	if !xr.reissuable() {
 		return Prepared{}, fmt.Errorf("extract %s: %w", extractID, ErrNotReissuable)
 	}
 	row, err := s.requestRow(ctx, s.db, xr.RequestID)
@@ -124,11 +125,11 @@ func (s *Service) PrepareReissue(ctx context.Context, officerID, extractID strin
 	return p, nil
 }
 
-// markReissued, inside CompleteDecision's transaction, marks the broken extract as re-issued by this
+// markReissued, inside CompleteDecision's transaction, marks the broken (or restore-invalidated) extract as re-issued by this
 // decision; it fails (and so the whole decision) if it was re-issued meanwhile.
 func markReissued(tx *gorm.DB, prep decisionRow) error {
-	res := tx.Exec("UPDATE extracts SET reissued_by = ? WHERE id = ? AND reissued_by IS NULL AND retrieved_at IS NOT NULL "+
-		"AND (delivery_complete IS NULL OR delivery_complete = ?)", prep.ID, prep.ReissueOf, false)
+	res := tx.Exec("UPDATE extracts SET reissued_by = ? WHERE id = ? AND reissued_by IS NULL AND ((retrieved_at IS NOT NULL "+
+		"AND (delivery_complete IS NULL OR delivery_complete = ?)) OR revoked_by = ?)", prep.ID, prep.ReissueOf, false, RevokedByRestore)
 	if res.Error != nil {
 		return fmt.Errorf("mark re-issued: %w", res.Error)
 	}

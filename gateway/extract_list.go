@@ -54,8 +54,8 @@ func (h *handler) toItem(ctx context.Context, v approvals.ExtractView, now time.
 			it.RetrievedBy = u.DisplayName
 		}
 		it.Incomplete = !v.DeliveryComplete
-		it.Reissuable = it.Incomplete && v.ReissuedBy == ""
 	}
+	it.Reissuable = v.Reissuable
 	return it
 }
 

@@ -191,8 +191,8 @@ func (s *Server) httpServer(e *echo.Echo) *http.Server {
 	}
 }
 
-// Start opens the database, migrates it, checks the key file against it and audits the start. The caller
-// serves, then calls Stop.
+// Start opens the database, migrates it, checks the key file against it, applies a restore if the database is
+// a restored copy, and audits the start. The caller serves, then calls Stop.
 func Start(ctx context.Context, cfg *Config, log *slog.Logger) (*gorm.DB, *keys.Master, error) {
 	master, err := keys.Load(cfg.KeyFile)
 	if err != nil {
@@ -213,6 +213,16 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (*gorm.DB, *keys.
 	if err := CheckKey(ctx, db, master, cfg.KeyFile); err != nil {
 		store.Close(db)
 		return nil, nil, err
+	}
+	// A database restored from a backup carries its marker: one time stays one time (ApplyRestore).
+	restored, err := ApplyRestore(ctx, db, time.Now(), false)
+	if err != nil {
+		store.Close(db)
+		return nil, nil, err
+	}
+	if restored.Applied {
+		log.Warn("database restored from a backup: ready extracts invalidated", "backup", restored.Backup,
+			"restore_epoch", restored.Epoch, "invalidated", len(restored.Invalidated))
 	}
 	return db, master, nil
 }
