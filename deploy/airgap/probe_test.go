@@ -144,6 +144,18 @@ func helperMain(mode, arg string) {
 			return
 		}
 		fmt.Println("ok")
+	case "flow":
+		var f flowStep
+		if err := json.Unmarshal([]byte(arg), &f); err != nil {
+			fmt.Println("bad step:", err)
+			os.Exit(2)
+		}
+		out, err := runFlow(f)
+		if err != nil {
+			fmt.Println("failed:", err)
+			return
+		}
+		fmt.Println("ok", out)
 	case "listen-http":
 		ln, err := net.Listen("tcp", arg)
 		if err != nil {

@@ -1,13 +1,19 @@
 package airgap
 
 import (
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"gatewayd/gateway/identity/attesttest"
 	"gatewayd/gateway/tlstest"
 )
 
@@ -55,15 +61,23 @@ func TestAirGap(t *testing.T) {
 	gwCert := ca.Issue(t, dir, "gateway-tls", intakeHost, consoleHost)
 	proxyCert := ca.Issue(t, dir, "proxy-tls", intakeHost)
 
-	// The gateway host.
+	// The officer's hardware key: a vendor's root (--attestation-roots) and the attestation certificate.
+	aaguid := [16]byte{0x47, 0x57, 0x61, 0x69, 0x72, 0x67, 0x61, 0x70, 1, 2, 3, 4, 5, 6, 7, 8}
+	vendorRoot, attCert, attKey := attesttest.VendorCA(t, aaguid)
+	rootsFile, attFile := filepath.Join(dir, "vendor-root.pem"), filepath.Join(dir, "attestation.pem")
+	writePEM(t, rootsFile, pem.Block{Type: "CERTIFICATE", Bytes: vendorRoot.Raw})
+	keyDER, _ := x509.MarshalECPrivateKey(attKey)
+	writePEM(t, attFile, pem.Block{Type: "CERTIFICATE", Bytes: attCert.Raw}, pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
+
+	// The gateway host: the same settings for serve and for the CLI run beside it.
 	keyFile := filepath.Join(dir, "gateway.key")
 	n.run(bin, "keys", "init", "--key-file", keyFile)
-	n.start("gateway", nil, "console (internal)", bin, "serve",
-		"--db", "postgres://postgres@"+dbIP+":5432/gatewayd?sslmode=disable", "--key-file", keyFile, "--data-dir", dir,
+	settings := []string{"--db", "postgres://postgres@" + dbIP + ":5432/gatewayd?sslmode=disable", "--key-file", keyFile,
+		"--data-dir", dir, "--public-intake-url", "https://" + intakeHost, "--public-console-url", "https://" + consoleHost + ":8081"}
+	n.start("gateway", nil, "console (internal)", append(append([]string{bin, "serve"}, settings...),
 		"--intake-listen", gwDMZIP+":8080", "--console-listen", gwIntIP+":8081",
 		"--console-allow", "10.20.0.0/16", "--trusted-proxies", dmzInIP+"/32",
-		"--public-intake-url", "https://"+intakeHost, "--public-console-url", "https://"+consoleHost+":8081",
-		"--tls-cert", gwCert.CertFile, "--tls-key", gwCert.KeyFile)
+		"--tls-cert", gwCert.CertFile, "--tls-key", gwCert.KeyFile, "--attestation-roots", rootsFile)...)
 
 	// The DMZ: nginx with deploy/nginx-intake.conf, its certificate paths and log adapted.
 	ngx := filepath.Join(dir, "nginx")
@@ -135,7 +149,61 @@ func TestAirGap(t *testing.T) {
 			t.Fatalf("the broken rule went unnoticed: %v", wrong)
 		}
 	})
+
+	// Through the air gap as it stands: the doctor files from the remote segment through the proxy, the officer
+	// signs from the internal segment with a hardware key, the doctor sees the approval.
+	n.in("gateway", append(append([]string{bin, "import"}, settings...),
+		filepath.Join(repoRoot(), "testdata", "fhir", "bundles", "Buster_Hoeger_ad2e3fc5-2b5d-4cb9-8d03-9ea0f4ac8423.json"))...)
+	invite := func(role, name, pro string) string {
+		out := n.in("gateway", append([]string{bin, "invite", "--role", role, "--name", name, "--professional-id", pro}, settings...)...)
+		m := regexp.MustCompile(`/invite/([A-Za-z0-9_-]{43})`).FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("invite %s: %q", role, out)
+		}
+		return m[1]
+	}
+	state := t.TempDir()
+	doctor := flowStep{Addr: dmzOutIP + ":443", Origin: "https://" + intakeHost, CA: caFile, State: state}
+	officer := flowStep{Step: "sign", Addr: gwIntIP + ":8081", Origin: "https://" + consoleHost + ":8081", CA: caFile,
+		Attest: attFile, AAGUID: hex.EncodeToString(aaguid[:])}
+	doctor.Step, doctor.Token = "file", invite("requester", "Dr Remote", "10001234567")
+	id := n.flow("remote", doctor)
+	officer.Token, officer.ID = invite("officer", "Officer Internal", "10007654321"), id
+	if status := n.flow("internal", officer); status != "approved" {
+		t.Fatalf("the officer's signature: %q", status)
+	}
+	doctor.Step, doctor.ID = "status", id
+	if status := n.flow("remote", doctor); status != "approved" {
+		t.Fatalf("the doctor sees %q", status)
+	}
+	t.Logf("request %s filed from the remote segment, signed from the internal one, seen approved remotely", id)
+	if out := n.in("gateway", append([]string{bin, "audit", "verify"}, settings...)...); !strings.Contains(out, "audit chain OK") {
+		t.Fatalf("audit verify: %s", out)
+	}
 	t.Logf("air-gap test took %s", time.Since(began).Round(time.Second))
+}
+
+// flow runs one step of the request's life on host and returns what it printed after "ok".
+func (n *network) flow(host string, s flowStep) string {
+	n.t.Helper()
+	arg, _ := json.Marshal(s)
+	out := n.in(host, "env", envHelper+"=flow", envHelper+"_ARG="+string(arg), n.self)
+	out = strings.TrimSpace(out)
+	if !strings.HasPrefix(out, "ok ") {
+		n.t.Fatalf("%s on %s: %s", s.Step, host, out)
+	}
+	return strings.TrimPrefix(out, "ok ")
+}
+
+func writePEM(t *testing.T, path string, blocks ...pem.Block) {
+	t.Helper()
+	var b []byte
+	for _, bl := range blocks {
+		b = append(b, pem.EncodeToMemory(&bl)...)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // waitFor polls a probe from host until it gets through (the proxy and gatewayd are starting), or fails.
