@@ -24,14 +24,22 @@ func listenerOf(c echo.Context) string {
 	return l
 }
 
-// limited answers 429 when the client address made too many ceremony calls this minute, on any instance.
-func (h *handler) limited(c echo.Context) bool {
-	return !h.allowAttempt(c.Request().Context(), c.RealIP())
+// limit refuses (429) a client address that made too many ceremony calls this minute, on any instance. A
+// database that cannot count refuses too (503 or 500 through the refusal table): fail closed.
+func (h *handler) limit(c echo.Context) error {
+	n, err := hit(c.Request().Context(), h.db, "ceremony:"+c.RealIP(), h.now())
+	if err != nil {
+		return err
+	}
+	if n > signinAttemptsPerMinute {
+		return echo.NewHTTPError(http.StatusTooManyRequests)
+	}
+	return nil
 }
 
 func (h *handler) registerBegin(c echo.Context) error {
-	if h.limited(c) {
-		return echo.NewHTTPError(http.StatusTooManyRequests)
+	if err := h.limit(c); err != nil {
+		return err
 	}
 	var in struct {
 		Token string `json:"token"`
@@ -51,8 +59,8 @@ func (h *handler) registerFinish(c echo.Context) error {
 }
 
 func (h *handler) signInBegin(c echo.Context) error {
-	if h.limited(c) {
-		return echo.NewHTTPError(http.StatusTooManyRequests)
+	if err := h.limit(c); err != nil {
+		return err
 	}
 	opts, id, err := h.id.BeginSignIn(c.Request().Context(), listenerOf(c))
 	if err != nil {
@@ -67,8 +75,8 @@ func (h *handler) signInFinish(c echo.Context) error {
 
 // finishCeremony runs a registration or sign-in finish and, on success, sets a fresh session cookie.
 func (h *handler) finishCeremony(c echo.Context, finish func(ctx context.Context, listener, ceremonyID string, response []byte, client string) (identity.NewSession, error)) error {
-	if h.limited(c) {
-		return echo.NewHTTPError(http.StatusTooManyRequests)
+	if err := h.limit(c); err != nil {
+		return err
 	}
 	body, err := io.ReadAll(io.LimitReader(c.Request().Body, maxCeremonyBody))
 	if err != nil {

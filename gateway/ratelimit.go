@@ -44,17 +44,6 @@ func hit(ctx context.Context, db *gorm.DB, key string, now time.Time) (int, erro
 	return hits, nil
 }
 
-// allowAttempt counts a sign-in or registration call from addr and says whether it is within the limit. A
-// database failure refuses (fail closed).
-func (h *handler) allowAttempt(ctx context.Context, addr string) bool {
-	n, err := hit(ctx, h.db, "ceremony:"+addr, h.now())
-	if err != nil {
-		h.log.Error("ceremony rate limit", "error", err)
-		return false
-	}
-	return n <= signinAttemptsPerMinute
-}
-
 // auditRefusal writes a console refusal into the audit, at most one row per address per minute and
 // refusalAuditsPerWindow rows a minute in all, so a flood cannot fill the table; the row carries how many of
 // this address's refusals were not written since its last one.

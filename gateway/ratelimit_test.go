@@ -13,6 +13,7 @@ import (
 
 	"gorm.io/gorm"
 
+	"gatewayd/gateway/store"
 	"gatewayd/gateway/store/storetest"
 )
 
@@ -114,4 +115,21 @@ func TestRefusalAuditThrottleSharedByInstances(t *testing.T) {
 			t.Fatalf("%d rows for %d addresses, want %d (the cap)", got, refusalAuditsPerWindow+10, refusalAuditsPerWindow-1)
 		}
 	})
+}
+
+// TestSignInLimitFailsClosed: when the database cannot count a ceremony call, the call is refused (503, come
+// back later), not let through uncounted.
+func TestSignInLimitFailsClosed(t *testing.T) {
+	db := storetest.NewSQLite(t)
+	s := testServer(t, db, testConfig(t))
+	if err := store.Close(db); err != nil {
+		t.Fatal(err)
+	}
+	req := httptest.NewRequest("POST", "/auth/signin/begin", strings.NewReader(`{}`))
+	req.Header.Set("Origin", s.cfg.PublicIntakeURL)
+	req.Header.Set(csrfHeader, s.h.csrfFor("pre:intake:p"))
+	req.AddCookie(&http.Cookie{Name: "gw_pre_intake", Value: "p"})
+	if code := s.call(Intake, req).Code; code != http.StatusServiceUnavailable {
+		t.Fatalf("ceremony call with the database gone: %d, want 503", code)
+	}
 }
