@@ -21,34 +21,7 @@ func (s *Service) MyRequests(ctx context.Context, requesterID string) ([]Request
 	if err != nil {
 		return nil, err
 	}
-	for i := range reqs {
-		if err := s.fillDenyReason(ctx, &reqs[i]); err != nil {
-			return nil, err
-		}
-	}
-	return reqs, nil
-}
-
-// fillDenyReason reads a denied request's reason from its signed decision: the reason the requester reads is
-// the one the officer signed.
-func (s *Service) fillDenyReason(ctx context.Context, r *Request) error {
-	if r.Status != StatusDenied || r.FinalDecisionID == "" {
-		return nil
-	}
-	var d decisionRow
-	if err := s.db.WithContext(ctx).Where("id = ?", r.FinalDecisionID).Take(&d).Error; err != nil {
-		return fmt.Errorf("decision of %s: %w", r.ID, err)
-	}
-	c, err := s.sealer.open("approval_decisions", "canonical", d.ID, d.CanonicalSealed)
-	if err != nil {
-		return err
-	}
-	dec, err := ParseDecision(c)
-	if err != nil {
-		return err
-	}
-	r.DenyReason = dec.Reason
-	return nil
+	return reqs, s.statesOf(ctx, reqs)
 }
 
 // MyRequest returns one of a requester's requests. Someone else's request is ErrNotFound, as an unknown id:
@@ -65,7 +38,7 @@ func (s *Service) MyRequest(ctx context.Context, requesterID, id string) (Reques
 	if err != nil {
 		return Request{}, err
 	}
-	return r, s.fillDenyReason(ctx, &r)
+	return r, s.fillState(ctx, &r)
 }
 
 // CancelRequest cancels a requester's own pending request, with its audit row.
