@@ -288,7 +288,11 @@ func (s *Service) FileRequest(ctx context.Context, f Filing) (Request, error) {
 	if err != nil {
 		return Request{}, fmt.Errorf("file request: %w", err)
 	}
-	return s.toRequest(row)
+	r, err := s.toRequest(row)
+	if err != nil {
+		return Request{}, err
+	}
+	return r, s.fillState(ctx, &r)
 }
 
 // sealOptional seals a free text that may be empty: an empty one stays NULL.

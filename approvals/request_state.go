@@ -35,8 +35,10 @@ type RequestState struct {
 	Period   *Period
 	// Reason is the officer's signed reason of a denial or a revocation.
 	Reason string
-	// ExtractID names the request's latest extract; ExpiresAt is when it stops (or stopped) being retrievable.
+	// ExtractID names the request's latest extract, Retriever who may retrieve it (the officer may have chosen
+	// another than the requester asked), ExpiresAt when it stops (or stopped) being retrievable.
 	ExtractID string
+	Retriever RetrieverKind
 	ExpiresAt *time.Time
 	// RetrievedAt and RetrievedBy (a name) are set once the extract was retrieved.
 	RetrievedAt *time.Time
@@ -123,7 +125,7 @@ func (s *Service) fillExtractState(ctx context.Context, requestID string, st *Re
 	if err != nil {
 		return err
 	}
-	st.ExtractID, st.ExpiresAt = x.ID, &x.ExpiresAt
+	st.ExtractID, st.Retriever, st.ExpiresAt = x.ID, x.Retriever.Kind, &x.ExpiresAt
 	st.Code = StateCode(x.State(s.clock()))
 	switch st.Code {
 	case StateRetrieved:

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	_ "time/tzdata" // --time-zone works without the system's zoneinfo
 
 	"github.com/spf13/pflag"
 
@@ -49,6 +50,10 @@ type Config struct {
 	FilingLimit          int
 	JobsInterval         time.Duration
 
+	// TimeZone is the hospital's time zone: pages and printable extracts show times in it (FHIR keeps UTC).
+	TimeZone *time.Location
+
+	timeZone       string
 	consoleAllow   []string
 	trustedProxies []string
 }
@@ -86,7 +91,12 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.DefaultExtractTTL, "default-extract-ttl", 24*time.Hour, "extract lifetime offered by default")
 	fs.IntVar(&c.FilingLimit, "filing-limit", 30, "requests one requester may file in 24 hours")
 	fs.DurationVar(&c.JobsInterval, "jobs-interval", time.Minute, "how often the lapse and extract-expiry jobs run")
+	fs.StringVar(&c.timeZone, "time-zone", DefaultTimeZone, "the hospital's time zone (IANA name) for times on pages and printable extracts")
 }
+
+// DefaultTimeZone is the time zone of the pages when none is configured. The zone database is embedded
+// (time/tzdata), so it works on a machine without zoneinfo.
+const DefaultTimeZone = "Europe/Paris"
 
 // Load applies GATEWAY_* variables to the flags not given on the command line, fills derived defaults and
 // validates everything. The error names the setting and what is wrong, in one line.
@@ -170,6 +180,9 @@ func (c *Config) finish() error {
 	}
 	if c.MaxFileSize <= 0 {
 		return fmt.Errorf("--max-file-size: must be above zero")
+	}
+	if c.TimeZone, err = time.LoadLocation(c.timeZone); err != nil || c.timeZone == "" || c.timeZone == "Local" {
+		return fmt.Errorf("--time-zone: %q is not a time zone name (e.g. Europe/Paris)", c.timeZone)
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return fmt.Errorf("--log-format: %q is not text or json", c.LogFormat)

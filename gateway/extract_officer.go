@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -52,7 +53,16 @@ func (h *handler) beginRevoke(c echo.Context) error {
 	if h.approvals == nil {
 		return echo.NewHTTPError(http.StatusNotFound).SetInternal(errNoDomain)
 	}
-	p, err := h.approvals.PrepareRevocation(c.Request().Context(), sessionOf(c).User.ID, c.Param("id"))
+	var in struct {
+		Reason string `json:"reason"`
+	}
+	if err := json.NewDecoder(io.LimitReader(c.Request().Body, maxAssertion)).Decode(&in); err != nil && err != io.EOF {
+		return echo.NewHTTPError(http.StatusBadRequest).SetInternal(err)
+	}
+	p, err := h.approvals.PrepareRevocation(c.Request().Context(), sessionOf(c).User.ID, c.Param("id"), in.Reason)
+	if errors.Is(err, approvals.ErrReasonRequired) || errors.Is(err, approvals.ErrBadInput) {
+		return c.JSON(http.StatusUnprocessableEntity, map[string]string{"error": "reason_required", "request_id": requestID(c)})
+	}
 	if err != nil {
 		return officerError(err)
 	}

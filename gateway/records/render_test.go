@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -181,9 +183,13 @@ func TestRenderHTML(t *testing.T) {
 				results, immunizations = "Exam results", "Immunizations"
 			}
 			results = strings.ReplaceAll(results, "'", "&#39;")
-			for _, want := range []string{`<html lang="` + lang + `">`, "req-42", "dec-7", m.Digest, "2026-12-01 10:00 UTC",
-				"continuité &lt;des&gt; soins", "Buster Hoeger", "1988-03-16", "999-59-2277", "Body Height", "185.83 cm",
-				"Systolic Blood Pressure: ", "mm[Hg]", "Influenza, seasonal, injectable, preservative free", "2013-12-11"} {
+			expiry, birth, height, systolic, vaccinated := "2026-12-01 10:00 UTC", "1988-03-16", "185.83 cm", "Systolic Blood Pressure: ", "2013-12-11"
+			if lang == "fr" {
+				expiry, birth, height, systolic, vaccinated = "01/12/2026 10:00 UTC", "16/03/1988", "185,83 cm", "Systolic Blood Pressure : ", "11/12/2013"
+			}
+			for _, want := range []string{`<html lang="` + lang + `">`, "req-42", "dec-7", m.Digest, expiry,
+				"continuité &lt;des&gt; soins", "Buster Hoeger", birth, "999-59-2277", "Body Height", height,
+				systolic, "mmHg", "Influenza, seasonal, injectable, preservative free", vaccinated} {
 				if !strings.Contains(page, want) {
 					t.Errorf("%s: page lacks %q", lang, want)
 				}
@@ -217,3 +223,43 @@ func TestRenderHTML(t *testing.T) {
 
 // ndjsonMRN is the medical record number of the patient of the first note of the NDJSON test data.
 func ndjsonMRN(*testing.T) string { return "129c6ac7-8d06-89de-ad63-0204a93e76c3" }
+
+// TestPrintableExtractInFrench renders a Synthea patient's whole record as a French printable extract: no raw
+// FHIR or UCUM code, nor the purpose code, reaches the reader; times are in the hospital's zone.
+func TestPrintableExtractInFrench(t *testing.T) {
+	db := storetest.NewSQLite(t)
+	ctx := context.Background()
+	s := newService(t, db)
+	importFiles(t, s, filepath.Join(repoRoot(t), "testdata", "sample", "Antonio_Castellanos_6d2eba67-5b4a-403f-a29f-e6da3f1ea963.json"))
+	id := records.Identifier{System: "https://github.com/synthetichealth/synthea", Value: "6d2eba67-5b4a-403f-a29f-e6da3f1ea963"}
+	m, err := s.Select(ctx, id, records.Scope{Categories: records.Categories})
+	if err != nil || len(m.Entries) == 0 {
+		t.Fatalf("select: %d entries, %v", len(m.Entries), err)
+	}
+	paris, err := time.LoadLocation("Europe/Paris")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wm := records.Watermark{RequestID: "req-42", DecisionID: "dec-7", Requester: "Dr Martin (10000000001)",
+		Purpose: "care_continuity", Recipient: "Dr Martin (10000000001)", Expiry: time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC),
+		ManifestDigest: m.Digest, Zone: paris}
+	var out bytes.Buffer
+	if err := s.RenderHTML(ctx, &out, m, id, wm, "fr"); err != nil {
+		t.Fatal(err)
+	}
+	page := out.String()
+	// What a reader sees: the body's text (the style sheet holds numbers like 1.4).
+	text := regexp.MustCompile(`<[^>]*>`).ReplaceAllString(page[strings.Index(page, "</head>"):], " ")
+	for _, raw := range []string{`care_continuity`, `\bresolved\b`, `\bcompleted\b`, `\bstopped\b`, `\bfinal\b`,
+		`\bactive\b`, `\bCel\b`, `\{score\}`, `mm\[Hg\]`, `10\*3`, `/uL`, `kg/m2`, `\d\.\d`} {
+		if loc := regexp.MustCompile(raw).FindStringIndex(text); loc != nil {
+			t.Errorf("the French page shows %q: …%s…", raw, text[max(0, loc[0]-60):min(len(text), loc[1]+40)])
+		}
+	}
+	for _, want := range []string{"Continuité des soins", "01/12/2026 11:00 CET", "Europe/Paris", "°C", "mmHg", "10³/µL",
+		"kg/m²", "résolu", "terminé"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the French page lacks %q", want)
+		}
+	}
+}
