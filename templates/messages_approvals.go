@@ -170,6 +170,7 @@ var approvalsMessages = map[string]Msg{
 	"review.nothing.button":            {"Préparer la réponse « rien d'enregistré »", "Prepare the answer \"nothing recorded\""},
 	"review.retriever.requester":       {"Le demandeur, %s, sur le service des demandes externes (intake)", "The requester, %s, on the remote-request service (intake)"},
 	"review.retriever.staff":           {"Le personnel de l'établissement, sur la console", "Hospital staff, on the console"},
+	"review.delivery.asked":            {"Remise demandée", "Delivery asked for"},
 	"review.asked":                     {"demandé", "asked"},
 	"review.signed":                    {"Ce qui a été signé", "What was signed"},
 	"review.signed.verdict":            {"Décision", "Decision"},
@@ -177,7 +178,7 @@ var approvalsMessages = map[string]Msg{
 	"review.signed.officers":           {"Signée par", "Signed by"},
 	"review.signed.at":                 {"Signée le", "Signed"},
 	"review.signed.receipt":            {"Reçu", "Receipt"},
-	"review.signed.receipt.how":        {"décision %s ; à exporter avec : gatewayd receipt export %s", "decision %s; export it with: gatewayd receipt export %s"},
+	"review.signed.receipt.how":        {"à exporter avec : gatewayd receipt export %s", "export it with: gatewayd receipt export %s"},
 	"decision.err.bad_input":           {"Choix invalide (période ou destinataire). Vérifiez le formulaire.", "Invalid choice (period or retriever). Check the form."},
 
 	// Signing.

@@ -124,12 +124,17 @@ func TestApprovalEndToEnd(t *testing.T) {
 	// The requester sees both outcomes.
 	browsertest.Run(t, doctor, "my requests",
 		chromedp.Navigate(srv.IntakeURL+"/requests"),
-		chromedp.WaitVisible(`[data-request="`+approved+`"] [data-status="approved"]`),
+		chromedp.WaitVisible(`[data-request="`+approved+`"] [data-status="ready"]`),
 		chromedp.WaitVisible(`[data-request="`+denied+`"] [data-status="denied"]`))
 	t.Logf("requester's list: %s", browsertest.Screenshot(t, doctor, "my-requests"))
-	reason, err := chromedp.Run(doctor, chromedp.Text(`[data-request="`+denied+`"] [data-test="deny-reason"]`))
+	reason, err := chromedp.Run(doctor, chromedp.Text(`[data-request="`+denied+`"] [data-test="state-reason"]`))
 	if err != nil || !strings.Contains(reason, denyReason) {
 		t.Fatalf("deny reason shown: %q %v", reason, err)
+	}
+	// The approval was narrowed (procedures taken out): the list says so.
+	narrowed, err := chromedp.Run(doctor, chromedp.Text(`[data-request="`+approved+`"] [data-test="state-narrowed"]`))
+	if err != nil || !strings.Contains(narrowed, "Procedures") {
+		t.Fatalf("narrowing shown: %q %v", narrowed, err)
 	}
 
 	// The approval's receipt, exported as `gatewayd receipt export` writes it.

@@ -323,6 +323,9 @@ func TestExtractRevokeInBrowser(t *testing.T) {
 		name string
 		act  chromedp.Action[chromedp.Void]
 	}{
+		{"reason", chromedp.SendKeys(`[data-test="revoke-reason"]`, "Sent to the wrong service.")},
+		// The page asks for confirmation first; the test answers yes.
+		{"confirm", chromedp.Evaluate[chromedp.Void](`window.confirm = function () { return true; }`)},
 		{"revoke and sign", chromedp.Click(`[data-test="revoke"]`, chromedp.NodeVisible)},
 		{"revoked", chromedp.WaitVisible(facts + `[data-state="revoked"]`)},
 	} {
