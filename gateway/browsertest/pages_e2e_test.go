@@ -32,7 +32,7 @@ var axe string
 // domain with a software signer.
 type states struct {
 	pending, ready, retrieved, staffRetrieved, revoked, expired, denied, nothing string
-	readyExtract                                                                  string
+	readyExtract                                                                 string
 }
 
 // makeStates files and decides one request per state for requesterID; staffID retrieves the one released to
