@@ -85,6 +85,9 @@ func (s *Service) CompleteDecision(ctx context.Context, officerID, preparationID
 
 	out := Outcome{DecisionID: prep.ID, Verdict: d.Verdict, Receipt: rc}
 	err = store.Tx(ctx, s.db, func(tx *gorm.DB) error {
+		if err := a.Commit(tx); err != nil {
+			return err
+		}
 		res := tx.Model(&decisionRow{}).Where("id = ? AND completed_at IS NULL AND prepared_until > ?", prep.ID, now).
 			Update("completed_at", now)
 		if res.Error != nil {
@@ -92,6 +95,24 @@ func (s *Service) CompleteDecision(ctx context.Context, officerID, preparationID
 		}
 		if res.RowsAffected != 1 {
 			return ErrPreparation
+		}
+		first := false
+		if prep.ReissueOf != "" {
+			f, err := firstReissueSignature(tx, prep, officerID)
+			if err != nil {
+				return err
+			}
+			first = f
+		}
+		if first {
+			// The first of two signatures re-issuing an extract whose delivery is unknown: kept, audited,
+			// nothing released yet.
+			out.Status = StatusApproved
+			if err := s.insertReceipt(tx, rc, prep.RequestID, officerID, now); err != nil {
+				return err
+			}
+			return audit.Append(tx, audit.Event{At: now, Actor: "user:" + officerID, Action: "decision.reissue_first_signature",
+				Subject: "request:" + prep.RequestID, Details: map[string]any{"decision": prep.ID, "reissue_of": prep.ReissueOf}})
 		}
 		from := Status(prep.RequestStatus)
 		var (

@@ -62,6 +62,9 @@ type SignedAssertion struct {
 	// Challenge is the challenge the client data carries (decoded), which approvals compares with the one it
 	// prepared: it trusts no signer to have done so.
 	Challenge []byte
+	// Commit records the key's use (its sign counter) in tx, the transaction that stores what was signed with
+	// its audit row: if that transaction fails, the key's counter does not move either.
+	Commit func(tx *gorm.DB) error
 }
 
 // Users tells who a user is. The gateway adapts gateway/identity to it.

@@ -27,6 +27,12 @@ type ExtractView struct {
 	// list row says what it is; Requester is who filed it.
 	Request   Request
 	Requester User
+	// DeliveryUnknown: claimed, but what was sent was never recorded (see deliveryUnknown); a re-issue needs
+	// two officers, and ReissueSignedBy names the officer who signed first, if any.
+	DeliveryUnknown bool
+	ReissueSignedBy string
+	// Reissuable says whether an officer may re-issue it (broken delivery, or invalidated by a restore).
+	Reissuable bool
 }
 
 // extractViewRow is an extract row with its delivery columns and two columns of its request. Its fields are
@@ -67,7 +73,8 @@ func (r extractViewRow) view() (ExtractView, error) {
 	if err != nil {
 		return ExtractView{}, err
 	}
-	v := ExtractView{Extract: x, Purpose: Purpose(r.Purpose), RequesterID: r.RequesterID, DeliveredAt: utc(r.DeliveredAt)}
+	v := ExtractView{Extract: x, Purpose: Purpose(r.Purpose), RequesterID: r.RequesterID, DeliveredAt: utc(r.DeliveredAt),
+		Reissuable: r.reissuable()}
 	if r.DeliverySHA256 != nil {
 		v.DeliverySHA256 = *r.DeliverySHA256
 	}
@@ -80,6 +87,7 @@ func (r extractViewRow) view() (ExtractView, error) {
 	if r.ReissuedBy != nil {
 		v.ReissuedBy = *r.ReissuedBy
 	}
+	v.DeliveryUnknown = deliveryUnknown(r)
 	return v, nil
 }
 
@@ -152,7 +160,12 @@ func (s *Service) ExtractView(ctx context.Context, officerID, extractID string) 
 	if err != nil {
 		return ExtractView{}, err
 	}
-	return s.fullView(ctx, r)
+	v, err := s.fullView(ctx, r)
+	if err != nil || !v.DeliveryUnknown || v.ReissuedBy != "" {
+		return v, err
+	}
+	v.ReissueSignedBy, err = reissueSigner(s.db.WithContext(ctx), extractID)
+	return v, err
 }
 
 // Now is the service's clock (pages compute an extract's state with it).

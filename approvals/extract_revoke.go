@@ -140,7 +140,14 @@ func (s *Service) PrepareRevocation(ctx context.Context, officerID, extractID, r
 		SignBy: now.Add(s.policy.SignWindow)}
 	prow := revocationRow{ID: p.ID, ExtractID: x.ID, OfficerID: officerID, Canonical: string(canonical),
 		Challenge: challenge, CeremonyID: ceremonyID, PreparedAt: now, PreparedUntil: p.SignBy}
-	if err := s.db.WithContext(ctx).Create(&prow).Error; err != nil {
+	err = store.Tx(ctx, s.db, func(tx *gorm.DB) error {
+		if err := tx.Create(&prow).Error; err != nil {
+			return err
+		}
+		return audit.Append(tx, audit.Event{At: now, Actor: "user:" + officerID, Action: "extract.revocation_prepared",
+			Subject: "extract:" + x.ID, Details: map[string]any{"revocation": p.ID}})
+	})
+	if err != nil {
 		return PreparedRevocation{}, fmt.Errorf("prepare revocation: %w", err)
 	}
 	return p, nil
@@ -178,6 +185,9 @@ func (s *Service) CompleteRevocation(ctx context.Context, officerID, preparation
 		return fmt.Errorf("%w: %v", ErrChallenge, err)
 	}
 	return store.Tx(ctx, s.db, func(tx *gorm.DB) error {
+		if err := a.Commit(tx); err != nil {
+			return err
+		}
 		res := tx.Model(&revocationRow{}).Where("id = ? AND completed_at IS NULL AND prepared_until > ?", prep.ID, now).
 			Updates(map[string]any{"completed_at": now, "credential_id": a.CredentialID, "public_key": a.PublicKey,
 				"authenticator_data": a.AuthenticatorData, "client_data_json": a.ClientDataJSON, "signature": a.Signature,

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"gatewayd/gateway/audit"
 )
 
 // historyLimit bounds the history the review page lists; Truncated says there were more.
@@ -21,6 +23,9 @@ type PatientAccess struct {
 	UpdatedAt   time.Time
 	// Retrieved is when its extract was retrieved, if it was.
 	Retrieved *time.Time
+	// Trail is what the audit says happened to the request and its extracts (what, who, when), oldest first;
+	// rows purged by retention are listed by their summaries.
+	Trail []audit.TrailEvent
 }
 
 // PatientHistory lists the other requests filed for the patient of request id, newest first: the patient's
@@ -49,11 +54,20 @@ func (s *Service) PatientHistory(ctx context.Context, id string) (hist []Patient
 			UpdatedAt: r.UpdatedAt.UTC()})
 	}
 	for i := range hist {
-		var x extractRow
-		if err := s.db.WithContext(ctx).Where("request_id = ?", hist[i].RequestID).Limit(1).Find(&x).Error; err != nil {
+		var xs []extractRow
+		if err := s.db.WithContext(ctx).Where("request_id = ?", hist[i].RequestID).Order("created_at").Find(&xs).Error; err != nil {
 			return nil, false, fmt.Errorf("patient history: %w", err)
 		}
-		hist[i].Retrieved = utc(x.RetrievedAt)
+		subjects := []string{"request:" + hist[i].RequestID}
+		for _, x := range xs {
+			if hist[i].Retrieved == nil {
+				hist[i].Retrieved = utc(x.RetrievedAt)
+			}
+			subjects = append(subjects, "extract:"+x.ID)
+		}
+		if hist[i].Trail, err = audit.Trail(ctx, s.db, subjects); err != nil {
+			return nil, false, fmt.Errorf("patient history: %w", err)
+		}
 	}
 	return hist, truncated, nil
 }

@@ -70,7 +70,7 @@ func (a signerAdapter) FinishSign(ctx context.Context, ceremonyID, officerID str
 	}
 	return approvals.SignedAssertion{CredentialID: s.CredentialID, PublicKey: s.PublicKey,
 		AuthenticatorData: s.AuthenticatorData, ClientDataJSON: s.ClientDataJSON, Signature: s.Signature,
-		RPID: s.RPID, Origin: s.Origin, Challenge: s.Challenge}, nil
+		RPID: s.RPID, Origin: s.Origin, Challenge: s.Challenge, Commit: s.Commit}, nil
 }
 
 // usersAdapter tells approvals who a user is.

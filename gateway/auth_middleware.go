@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -49,11 +50,15 @@ func (h *handler) setCookie(c echo.Context, name, value string, maxAge int) {
 		Secure: h.cfg.TLS(), SameSite: http.SameSiteStrictMode})
 }
 
-// loadSession turns a session cookie into the signed-in user, or clears a cookie that no longer works.
+// loadSession turns a session cookie into the signed-in user, or clears a cookie that no longer works. Health
+// checks are left alone: they answer for the process and the database, never for a cookie a probe carries.
 func (s *Server) loadSession(listener string) echo.MiddlewareFunc {
 	name := s.sessionCookie(listener)
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
+			if p := c.Request().URL.Path; p == "/healthz" || p == "/readyz" {
+				return next(c)
+			}
 			ck, err := c.Cookie(name)
 			if err != nil || ck.Value == "" {
 				return next(c)
@@ -157,7 +162,16 @@ func (s *Server) guard(who Access, next echo.HandlerFunc) echo.HandlerFunc {
 	if who == Anyone {
 		return next
 	}
+	need := who
+	if who == MetricsScraper {
+		need = RoleAdmin // outside --metrics-allow, a scraper is an admin's browser
+	}
 	return func(c echo.Context) error {
+		if who == MetricsScraper {
+			if ip, err := netip.ParseAddr(c.RealIP()); err == nil && allowed(s.cfg.MetricsAllow, ip) {
+				return next(c)
+			}
+		}
 		sess := sessionOf(c)
 		if sess == nil {
 			if c.Request().Method == http.MethodGet && !wantsJSON(c) {
@@ -165,7 +179,7 @@ func (s *Server) guard(who Access, next echo.HandlerFunc) echo.HandlerFunc {
 			}
 			return echo.NewHTTPError(http.StatusUnauthorized).SetInternal(errNotSignedIn)
 		}
-		if who != AnySignedIn && string(who) != sess.User.Role {
+		if need != AnySignedIn && string(need) != sess.User.Role {
 			return echo.NewHTTPError(http.StatusForbidden).SetInternal(errWrongRole)
 		}
 		return next(c)

@@ -53,6 +53,9 @@ type Config struct {
 	// TimeZone is the hospital's time zone: pages and printable extracts show times in it (FHIR keeps UTC).
 	TimeZone *time.Location
 
+	// Operating for years (issue 13).
+	operatingConfig
+
 	timeZone       string
 	consoleAllow   []string
 	trustedProxies []string
@@ -92,6 +95,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&c.FilingLimit, "filing-limit", 30, "requests one requester may file in 24 hours")
 	fs.DurationVar(&c.JobsInterval, "jobs-interval", time.Minute, "how often the lapse and extract-expiry jobs run")
 	fs.StringVar(&c.timeZone, "time-zone", DefaultTimeZone, "the hospital's time zone (IANA name) for times on pages and printable extracts")
+	c.registerOperatingFlags(fs)
 }
 
 // DefaultTimeZone is the time zone of the pages when none is configured. The zone database is embedded
@@ -203,6 +207,9 @@ func (c *Config) finish() error {
 		if d.v <= 0 {
 			return fmt.Errorf("%s: must be a positive duration (e.g. 15m)", d.flag)
 		}
+	}
+	if err := c.finishOperating(); err != nil {
+		return err
 	}
 	return c.finishPolicy()
 }

@@ -33,10 +33,14 @@ type extractItem struct {
 	State                    string
 	RetrievedAt, RetrievedBy string
 	Delivered, Incomplete    bool
-	Bytes                    int64
-	SHA256                   string
-	ReissuedBy               string
-	Reissuable               bool
+	// DeliveryUnknown: claimed, but what was sent was never recorded; its re-issue needs two officers, and
+	// ReissueSignedBy is the one who signed first.
+	DeliveryUnknown bool
+	ReissueSignedBy string
+	Bytes           int64
+	SHA256          string
+	ReissuedBy      string
+	Reissuable      bool
 }
 
 // extractList is the data of the extracts page: the items and where their retrieve forms post.
@@ -73,9 +77,13 @@ func (h *handler) toItem(ctx context.Context, v approvals.ExtractView, now time.
 	if v.RetrievedAt != nil {
 		it.RetrievedAt = v.RetrievedAt.Format(timeShown)
 		it.RetrievedBy = h.personName(ctx, v.RetrievedBy)
-		it.Incomplete = !v.DeliveryComplete
-		it.Reissuable = it.Incomplete && v.ReissuedBy == ""
+		it.DeliveryUnknown = v.DeliveryUnknown
+		it.Incomplete = !v.DeliveryComplete && !v.DeliveryUnknown
+		if v.ReissueSignedBy != "" {
+			it.ReissueSignedBy = h.personName(ctx, v.ReissueSignedBy)
+		}
 	}
+	it.Reissuable = v.Reissuable
 	return it
 }
 

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 
@@ -27,7 +26,7 @@ func (h *handler) showExtract(c echo.Context) error {
 	ctx := c.Request().Context()
 	v, err := h.approvals.ExtractView(ctx, sessionOf(c).User.ID, c.Param("id"))
 	if err != nil {
-		return officerError(err)
+		return err
 	}
 	it := h.toItem(ctx, v, h.approvals.Now())
 	if wantsJSON(c) {
@@ -43,7 +42,7 @@ func (h *handler) showRequestExtract(c echo.Context) error {
 	}
 	x, err := h.approvals.ExtractOf(c.Request().Context(), c.Param("id"))
 	if err != nil {
-		return officerError(err)
+		return err
 	}
 	return c.Redirect(http.StatusSeeOther, "/extracts/"+x.ID)
 }
@@ -59,12 +58,10 @@ func (h *handler) beginRevoke(c echo.Context) error {
 	if err := json.NewDecoder(io.LimitReader(c.Request().Body, maxAssertion)).Decode(&in); err != nil && err != io.EOF {
 		return echo.NewHTTPError(http.StatusBadRequest).SetInternal(err)
 	}
+	// A missing reason is refused as reason_required (the refusal table), which the page says in words.
 	p, err := h.approvals.PrepareRevocation(c.Request().Context(), sessionOf(c).User.ID, c.Param("id"), in.Reason)
-	if errors.Is(err, approvals.ErrReasonRequired) || errors.Is(err, approvals.ErrBadInput) {
-		return c.JSON(http.StatusUnprocessableEntity, map[string]string{"error": "reason_required", "request_id": requestID(c)})
-	}
 	if err != nil {
-		return officerError(err)
+		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{"options": p.Options, "ceremony": p.ID})
 }
@@ -79,7 +76,7 @@ func (h *handler) finishRevoke(c echo.Context) error {
 		return echo.NewHTTPError(http.StatusBadRequest).SetInternal(err)
 	}
 	if err := h.approvals.CompleteRevocation(c.Request().Context(), sessionOf(c).User.ID, c.QueryParam("ceremony"), body); err != nil {
-		return officerError(err)
+		return err
 	}
 	return c.JSON(http.StatusOK, map[string]string{"redirect": "/extracts/" + c.Param("id")})
 }
@@ -92,7 +89,7 @@ func (h *handler) beginReissue(c echo.Context) error {
 	p, err := h.approvals.PrepareReissue(c.Request().Context(), sessionOf(c).User.ID, c.Param("id"),
 		approvals.ReissueInput{WordingVersion: reissueWording})
 	if err != nil {
-		return officerError(err)
+		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{"options": p.Options, "ceremony": p.ID})
 }
@@ -108,23 +105,11 @@ func (h *handler) finishReissue(c echo.Context) error {
 	}
 	out, err := h.approvals.CompleteDecision(c.Request().Context(), sessionOf(c).User.ID, c.QueryParam("ceremony"), body)
 	if err != nil {
-		return officerError(err)
+		return err
+	}
+	if out.ExtractID == "" {
+		// The first of the two signatures an unknown delivery's re-issue needs: nothing released yet.
+		return c.JSON(http.StatusOK, map[string]string{"redirect": "/extracts/" + c.Param("id")})
 	}
 	return c.JSON(http.StatusOK, map[string]string{"redirect": "/extracts/" + out.ExtractID, "extract": out.ExtractID})
-}
-
-// officerError maps the domain's refusals to status codes; the page or JSON stays generic.
-func officerError(err error) error {
-	switch {
-	case errors.Is(err, approvals.ErrNotFound):
-		return echo.NewHTTPError(http.StatusNotFound).SetInternal(err)
-	case errors.Is(err, approvals.ErrForbidden), errors.Is(err, approvals.ErrOwnRequest):
-		return echo.NewHTTPError(http.StatusForbidden).SetInternal(err)
-	case errors.Is(err, approvals.ErrAlreadyRetrieved), errors.Is(err, approvals.ErrRevoked), errors.Is(err, approvals.ErrExpired),
-		errors.Is(err, approvals.ErrNotReissuable), errors.Is(err, approvals.ErrNotOpen), errors.Is(err, approvals.ErrPreparation):
-		return echo.NewHTTPError(http.StatusConflict).SetInternal(err)
-	case errors.Is(err, approvals.ErrChallenge), errors.Is(err, approvals.ErrNoAssertion):
-		return echo.NewHTTPError(http.StatusBadRequest).SetInternal(err)
-	}
-	return err
 }

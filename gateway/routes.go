@@ -34,6 +34,9 @@ const (
 	RoleStaff Access = identity.RoleStaff
 	// RoleAdmin administers, on console.
 	RoleAdmin Access = identity.RoleAdmin
+	// MetricsScraper is a client address inside --metrics-allow (a Prometheus server cannot sign in with a
+	// passkey), or else a signed-in admin. It is for GET /metrics only, which carries counts and no identifier.
+	MetricsScraper Access = "metrics-scraper"
 )
 
 // IntakeRoutes is every route of the intake listener: the only one that may face the remote segment. No route
@@ -95,6 +98,9 @@ func (s *Server) ConsoleRoutes() []Route {
 		{http.MethodPost, "/extracts/:id/revoke/finish", RoleOfficer, h.finishRevoke},
 		{http.MethodPost, "/extracts/:id/reissue/begin", RoleOfficer, h.beginReissue},
 		{http.MethodPost, "/extracts/:id/reissue/finish", RoleOfficer, h.finishReissue},
+		// Operating (issue 13): counts for Prometheus, never an identifier; not audited (scraped every few
+		// seconds, it would drown the chain), read-only.
+		{http.MethodGet, "/metrics", MetricsScraper, h.showMetrics},
 	}, authRoutes(h)...)
 }
 

@@ -68,6 +68,8 @@ type handler struct {
 	// extracts' rendering go through approvals): no intake handler touches it.
 	approvals *approvals.Service
 	records   *records.Service
+	// metrics serves /metrics (a Prometheus registry built once).
+	metrics echo.HandlerFunc
 }
 
 // New builds both listeners and their routes. It opens nothing: Serve does.
@@ -110,6 +112,7 @@ func New(d Deps) (*Server, error) {
 			approvals: appr, records: rec},
 		refusal: newRefusalLimiter(now),
 	}
+	s.h.metrics = s.h.newMetricsHandler()
 	s.intake = s.newEcho(Intake)
 	s.console = s.newEcho(Console)
 	s.routes()
@@ -192,8 +195,8 @@ func (s *Server) httpServer(e *echo.Echo) *http.Server {
 	}
 }
 
-// Start opens the database, migrates it, checks the key file against it and audits the start. The caller
-// serves, then calls Stop.
+// Start opens the database, migrates it, checks the key file against it, applies a restore if the database is
+// a restored copy, and audits the start. The caller serves, then calls Stop.
 func Start(ctx context.Context, cfg *Config, log *slog.Logger) (*gorm.DB, *keys.Master, error) {
 	master, err := keys.Load(cfg.KeyFile)
 	if err != nil {
@@ -214,6 +217,16 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (*gorm.DB, *keys.
 	if err := CheckKey(ctx, db, master, cfg.KeyFile); err != nil {
 		store.Close(db)
 		return nil, nil, err
+	}
+	// A database restored from a backup carries its marker: one time stays one time (ApplyRestore).
+	restored, err := ApplyRestore(ctx, db, time.Now(), false)
+	if err != nil {
+		store.Close(db)
+		return nil, nil, err
+	}
+	if restored.Applied {
+		log.Warn("database restored from a backup: ready extracts invalidated", "backup", restored.Backup,
+			"restore_epoch", restored.Epoch, "invalidated", len(restored.Invalidated))
 	}
 	return db, master, nil
 }

@@ -18,14 +18,17 @@ import (
 )
 
 func (a *app) importCommand() *cobra.Command {
-	var asJSON bool
+	var asJSON, showNames bool
 	cmd := &cobra.Command{
 		Use:   "import [--json] PATH...",
 		Short: "Import FHIR R4 Bundles (.json) and Bulk Data NDJSON (.ndjson) files or folders into the records",
 		Long: `Import FHIR R4 Bundles (transaction, batch, collection) and FHIR Bulk Data NDJSON files, or folders of them.
 Each bundle (each batch of NDJSON lines) is stored in one transaction: a bad one is refused whole and named,
 the others go on; the exit status is 1 if any was refused. Resource types that are not kept are counted as
-skipped. With --json, stdout holds exactly one JSON object: the report.`,
+skipped. With --json, stdout holds exactly one JSON object: the report.
+
+Refused files are named by their position in the run and the start of their SHA-256, never by their name
+(exports name files after patients, and stdout often ends in a journal); --show-file-names adds the names.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, paths []string) error {
 			ctx := cmd.Context()
@@ -44,6 +47,11 @@ skipped. With --json, stdout holds exactly one JSON object: the report.`,
 			if err != nil {
 				return err
 			}
+			if !showNames {
+				for i := range rep.Failed {
+					rep.Failed[i].File = ""
+				}
+			}
 			if asJSON {
 				enc := json.NewEncoder(a.stdout)
 				if err := enc.Encode(rep); err != nil {
@@ -59,6 +67,7 @@ skipped. With --json, stdout holds exactly one JSON object: the report.`,
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as one JSON object on stdout")
+	cmd.Flags().BoolVar(&showNames, "show-file-names", false, "name refused files by path too (file names often hold patients' names)")
 	return cmd
 }
 
@@ -133,6 +142,10 @@ func printImportSummary(w io.Writer, rep *records.Report) {
 		if f.Entry >= 0 {
 			where = fmt.Sprintf("entry %d", f.Entry)
 		}
-		fmt.Fprintf(w, "REFUSED %s (%s): %s\n", f.File, where, f.Reason)
+		name := fmt.Sprintf("file %d (sha256 %.12s)", f.Position, f.SHA256)
+		if f.File != "" {
+			name += " " + f.File
+		}
+		fmt.Fprintf(w, "REFUSED %s (%s): %s\n", name, where, f.Reason)
 	}
 }

@@ -27,9 +27,11 @@ func TestImportCommand(t *testing.T) {
 		Categories map[string]struct{ Imported, Unchanged, Versions int }
 		Skipped    map[string]int
 		Failed     []struct {
-			File   string
-			Entry  int
-			Reason string
+			File     string
+			Position int
+			SHA256   string
+			Entry    int
+			Reason   string
 		}
 	}
 	if err := dec.Decode(&rep); err != nil {
@@ -41,8 +43,18 @@ func TestImportCommand(t *testing.T) {
 	if len(rep.Categories) != 8 || rep.Categories["results"].Imported == 0 || rep.Skipped["Claim"] == 0 {
 		t.Errorf("report: %+v", rep)
 	}
-	if len(rep.Failed) != 1 || rep.Failed[0].File != bad || !strings.Contains(rep.Failed[0].Reason, "truncated") {
+	// Named by position and digest, not by name (file names often hold patients' names).
+	if len(rep.Failed) != 1 || rep.Failed[0].File != "" || rep.Failed[0].Position != 3 || len(rep.Failed[0].SHA256) != 64 ||
+		!strings.Contains(rep.Failed[0].Reason, "truncated") {
 		t.Errorf("failed: %+v", rep.Failed)
+	}
+	stdout, _, _ = runCLI(t, "import", bad)
+	if strings.Contains(stdout, "bad.json") || !strings.Contains(stdout, "REFUSED file 1 (sha256 ") {
+		t.Errorf("summary names the file:\n%s", stdout)
+	}
+	stdout, _, _ = runCLI(t, "import", "--show-file-names", bad)
+	if !strings.Contains(stdout, bad) {
+		t.Errorf("--show-file-names does not name the file:\n%s", stdout)
 	}
 	// Not a terminal: plain progress lines, without file names.
 	if !strings.Contains(stderr, "import: file 1/3: ok") || strings.Contains(stderr, "Hoeger") {

@@ -61,7 +61,8 @@ func (a *app) rootCommand() *cobra.Command {
 	root.SetErr(a.stderr)
 	a.cfg.RegisterFlags(root.PersistentFlags())
 	root.AddCommand(a.serveCommand(), a.migrateCommand(), a.keysCommand(), a.auditCommand(),
-		a.importCommand(), a.inviteCommand(), a.usersCommand(), a.receiptCommand(), a.demoSetupCommand())
+		a.importCommand(), a.inviteCommand(), a.usersCommand(), a.receiptCommand(), a.demoSetupCommand(),
+		a.backupCommand(), a.restoreCommand())
 	return root
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -60,7 +61,10 @@ func (a *app) serve(ctx context.Context) error {
 	jobsDone := make(chan struct{})
 	go func() {
 		defer close(jobsDone)
+		var wg sync.WaitGroup
+		wg.Go(func() { a.runOperatingJobs(jobsCtx, db) })
 		srv.Approvals().RunJobs(jobsCtx, a.cfg.JobsInterval, a.log)
+		wg.Wait()
 	}()
 	serveErr := srv.Serve(ctx, intakeLn, consoleLn)
 	stopJobs()

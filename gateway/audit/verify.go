@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 
 	"gorm.io/gorm"
@@ -11,6 +12,8 @@ import (
 type VerifyResult struct {
 	Rows int64
 	Head string
+	// Checkpoint is where the walk started: the last row retention purged (seq 0 when none was).
+	Checkpoint Checkpoint
 }
 
 // BrokenRowError names the first row that does not fit the chain, and why.
@@ -27,13 +30,20 @@ func (e *BrokenRowError) Unwrap() error { return ErrBroken }
 
 const verifyBatch = 2000
 
-// Verify walks the whole chain in order, recomputing every hash, and checks that the chain head points at its
-// last row. It returns a *BrokenRowError (wrapping ErrBroken) for the first row that does not fit: a changed
+// Verify walks the held chain in order from the retention checkpoint (the genesis when nothing was purged),
+// recomputing every hash, checks that the chain head points at its last row, and that the chain itself
+// recorded the checkpoint (the latest audit.purged row names it), so that rows cannot be cut from the start
+// by moving the checkpoint. It returns a *BrokenRowError (wrapping ErrBroken) for the first row that does not fit: a changed
 // byte breaks that row's hash, a deleted row leaves a gap in seq, swapped rows break both hashes, and rows cut
 // from the end no longer match the head.
 func Verify(ctx context.Context, db *gorm.DB) (VerifyResult, error) {
 	var res VerifyResult
-	prevSeq, prevHash := int64(0), GenesisHash
+	cp, err := ReadCheckpoint(ctx, db)
+	if err != nil {
+		return res, err
+	}
+	res.Checkpoint = cp
+	prevSeq, prevHash := cp.Seq, cp.Hash
 	for {
 		// Plain database/sql scans: the walk reads every row, and gorm's reflection per row cost more than
 		// the hashing.
@@ -76,8 +86,33 @@ func Verify(ctx context.Context, db *gorm.DB) (VerifyResult, error) {
 	if head.Seq != prevSeq || head.Hash != prevHash {
 		return res, &BrokenRowError{Seq: prevSeq + 1, Reason: fmt.Sprintf("chain head says the last row is %d, but the chain ends at row %d: rows were removed from the end", head.Seq, prevSeq)}
 	}
+	if bad := checkCheckpoint(ctx, db, cp); bad != nil {
+		return res, bad
+	}
 	res.Head = prevHash
 	return res, nil
+}
+
+// checkCheckpoint compares the checkpoint with what the latest audit.purged row of the chain says.
+func checkCheckpoint(ctx context.Context, db *gorm.DB, cp Checkpoint) error {
+	if cp.Seq == 0 {
+		return nil
+	}
+	var rows []Row
+	if err := db.WithContext(ctx).Where("action = ?", "audit.purged").Order("seq DESC").Limit(1).Find(&rows).Error; err != nil {
+		return fmt.Errorf("read audit.purged: %w", err)
+	}
+	if len(rows) == 0 {
+		return &BrokenRowError{Seq: cp.Seq + 1, Reason: fmt.Sprintf("the checkpoint says rows up to %d were purged, but no audit.purged row records it", cp.Seq)}
+	}
+	var d struct {
+		ThroughSeq  int64  `json:"through_seq"`
+		ThroughHash string `json:"through_hash"`
+	}
+	if err := json.Unmarshal([]byte(rows[0].Details), &d); err != nil || d.ThroughSeq != cp.Seq || d.ThroughHash != cp.Hash {
+		return &BrokenRowError{Seq: rows[0].Seq, Reason: fmt.Sprintf("audit.purged names row %d, but the checkpoint is at row %d", d.ThroughSeq, cp.Seq)}
+	}
+	return nil
 }
 
 // checkRow says why r does not follow the row (prevSeq, prevHash), or nil when it fits.

@@ -8,8 +8,6 @@ import (
 	"github.com/go-webauthn/webauthn/protocol"
 	"github.com/go-webauthn/webauthn/webauthn"
 	"gorm.io/gorm"
-
-	"gatewayd/gateway/store"
 )
 
 // SignedAssertion is everything needed to re-verify, offline and later, that a user's key signed a
@@ -24,6 +22,10 @@ type SignedAssertion struct {
 	RPID              string
 	Origin            string
 	Challenge         []byte
+	// Commit writes the key's use back (sign count, flags, last use) and applies the officer counter rule
+	// again under the row's lock; the caller runs it inside the transaction that stores what was signed, with
+	// its audit row, so that a refused decision leaves the key's counter where it was.
+	Commit func(tx *gorm.DB) error
 }
 
 // BeginSign asks a user's own key to sign challenge (approvals binds a decision's digest into it; it must be
@@ -57,7 +59,8 @@ func (s *Service) BeginSign(ctx context.Context, userID string, challenge []byte
 }
 
 // FinishSign verifies a signature begun by BeginSign for the same user: the ceremony is consumed once, user
-// verification is checked, the officer counter rule applies and the sign count is written back.
+// verification is checked and the officer counter rule applies; the sign count is written back by the
+// returned Commit, in the caller's transaction.
 func (s *Service) FinishSign(ctx context.Context, ceremonyID, userID string, response []byte) (SignedAssertion, error) {
 	u, err := s.User(ctx, userID)
 	if err != nil {
@@ -93,10 +96,6 @@ func (s *Service) FinishSign(ctx context.Context, ceremonyID, userID string, res
 	if !parsed.Response.AuthenticatorData.Flags.HasUserVerified() {
 		return SignedAssertion{}, fmt.Errorf("%w: user not verified", ErrVerification)
 	}
-	err = store.Tx(ctx, s.db, func(tx *gorm.DB) error { return s.recordUse(tx, u, cred, parsed) })
-	if err != nil {
-		return SignedAssertion{}, err
-	}
 	challenge, err := protocol.URLEncodedBase64(nil), error(nil)
 	if err = challenge.UnmarshalJSON([]byte(`"` + sd.Challenge + `"`)); err != nil {
 		return SignedAssertion{}, fmt.Errorf("decode challenge: %w", err)
@@ -110,5 +109,6 @@ func (s *Service) FinishSign(ctx context.Context, ceremonyID, userID string, res
 		RPID:              rp.Config.RPID,
 		Origin:            parsed.Response.CollectedClientData.Origin,
 		Challenge:         challenge,
+		Commit:            func(tx *gorm.DB) error { return s.recordUse(tx, u, cred, parsed) },
 	}, nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/go-webauthn/webauthn/protocol/webauthncose"
 	"gorm.io/gorm"
 
+	"gatewayd/gateway/store"
 	"gatewayd/gateway/store/storetest"
 )
 
@@ -62,6 +63,9 @@ func TestBeginFinishSign(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if err := store.Tx(ctx, e.db, sa.Commit); err != nil {
+			t.Fatal(err)
+		}
 		if string(sa.Challenge) != string(challenge) || sa.RPID != "localhost" || sa.Origin != testConsole {
 			t.Fatalf("assertion: rp %q origin %q", sa.RPID, sa.Origin)
 		}
@@ -77,10 +81,15 @@ func TestBeginFinishSign(t *testing.T) {
 		if _, err := e.svc.FinishSign(ctx, cid, ns.User.ID, resp); !errors.Is(err, ErrCeremonyNotFound) {
 			t.Fatalf("replay: %v", err)
 		}
-		// A signature whose counter went back is refused for officers.
+		// A signature whose counter went back is refused for officers, when its use is committed with what
+		// it signed.
 		k.cred.Counter = 0
 		cid, resp = sign()
-		if _, err := e.svc.FinishSign(ctx, cid, ns.User.ID, resp); !errors.Is(err, ErrCounterWentBack) {
+		sa, err = e.svc.FinishSign(ctx, cid, ns.User.ID, resp)
+		if err == nil {
+			err = store.Tx(ctx, e.db, sa.Commit)
+		}
+		if !errors.Is(err, ErrCounterWentBack) {
 			t.Fatalf("counter back: %v", err)
 		}
 	})

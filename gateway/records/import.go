@@ -55,14 +55,20 @@ type Counts struct {
 
 // Failure names a bundle (or NDJSON batch) that was rejected whole. Entry is the index in Bundle.entry
 // (0-based) or the NDJSON line number (1-based); -1 when the problem is the file or bundle as a whole.
+// Position and SHA256 name the file without its name (exports name files after patients): the CLI prints
+// File only when asked to.
 type Failure struct {
-	File   string `json:"file"`
-	Entry  int    `json:"entry"`
-	Reason string `json:"reason"`
+	File     string `json:"file,omitempty"`
+	Position int    `json:"position"` // 1-based, in the order the run read the files
+	SHA256   string `json:"sha256"`   // hex digest of the whole file ("" when it could not be read)
+	Entry    int    `json:"entry"`
+	Reason   string `json:"reason"`
 }
 
 // Report is the outcome of a run. Its JSON form is what `gatewayd import --json` prints.
 type Report struct {
+	RunID      string               `json:"run"`    // the audit subject of the run: import:<RunID>
+	Stored     int                  `json:"stored"` // bundles and NDJSON batches committed, each with its audit row
 	Categories map[Category]*Counts `json:"categories"`
 	Skipped    map[string]int       `json:"skipped"` // resources of types that are not kept, by FHIR type
 	Failed     []Failure            `json:"failed"`
@@ -121,9 +127,11 @@ func reject(entry int, format string, args ...any) error {
 }
 
 // Import reads every file of paths (folders are walked for *.json Bundles and *.ndjson Bulk Data files) and
-// stores what they hold, one transaction per bundle or NDJSON batch. A rejected bundle is listed in the
-// report's Failed and the run goes on; the returned error is for what stops the whole run (a cancelled
-// context, an unreadable path, the audit row). One audit event, import.run, records the counts.
+// stores what they hold, one transaction per bundle or NDJSON batch, each with its own audit row (import.bundle,
+// import.batch: patient ids and counts). A rejected bundle is listed in the report's Failed and the run goes
+// on; the returned error is for what stops the whole run (a cancelled context, an unreadable path, an audit
+// row that cannot be written). The run is framed by two audit rows: import.started, written before anything
+// is stored (if it cannot be written, nothing is imported), and import.run, written last with the totals.
 func (s *Service) Import(ctx context.Context, paths []string, opts ImportOptions) (*Report, error) {
 	if opts.MaxFileSize <= 0 {
 		opts.MaxFileSize = DefaultMaxFileSize
@@ -141,6 +149,13 @@ func (s *Service) Import(ctx context.Context, paths []string, opts ImportOptions
 	for _, f := range files {
 		total += f.size
 	}
+	rep.RunID = newID()
+	subject := "import:" + rep.RunID
+	err = audit.Record(ctx, s.db, audit.Event{Actor: opts.Actor, Action: "import.started", Subject: subject,
+		Details: map[string]any{"files": len(files), "bytes": total}})
+	if err != nil {
+		return rep, fmt.Errorf("import: nothing imported: %w", err)
+	}
 	run := &importRun{s: s, opts: opts, rep: rep, files: len(files), total: total}
 	var runErr error
 	for i, f := range files {
@@ -154,24 +169,49 @@ func (s *Service) Import(ctx context.Context, paths []string, opts ImportOptions
 		}
 		run.progress(true, len(rep.Failed) > failedBefore)
 	}
-	// The run is audited even when interrupted: the bundles committed before stay.
+	// The run is closed even when interrupted: the bundles committed before stay, each with its own row.
 	t := rep.Totals()
 	skipped := 0
 	for _, n := range rep.Skipped {
 		skipped += n
 	}
-	details := map[string]any{"files": len(files), "failed": len(rep.Failed), "imported": t.Imported,
+	details := map[string]any{"files": len(files), "stored": rep.Stored, "failed": len(rep.Failed), "imported": t.Imported,
 		"unchanged": t.Unchanged, "versions": t.Versions, "skipped": skipped}
 	if runErr != nil {
 		details["interrupted"] = true
 	}
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if err := audit.Record(actx, s.db, audit.Event{Actor: opts.Actor, Action: "import.run", Subject: "records", Details: details}); err != nil {
+	if err := audit.Record(actx, s.db, audit.Event{Actor: opts.Actor, Action: "import.run", Subject: subject, Details: details}); err != nil {
 		return rep, errors.Join(runErr, fmt.Errorf("import: %w", err))
 	}
 	return rep, runErr
 }
+
+// auditStored appends, inside the transaction that stores a bundle or batch, its audit row: the patients it
+// touched (internal ids) and its counts, never a name or a file name.
+func (r *importRun) auditStored(tx *gorm.DB, action, subject string, patients []string, local *Report, first, last int) error {
+	t := local.Totals()
+	skipped := 0
+	for _, n := range local.Skipped {
+		skipped += n
+	}
+	details := map[string]any{"run": r.rep.RunID, "file": r.index + 1, "patients": patients, "imported": t.Imported,
+		"unchanged": t.Unchanged, "versions": t.Versions, "skipped": skipped}
+	if first > 0 {
+		details["lines"] = fmt.Sprintf("%d-%d", first, last)
+	}
+	if err := audit.Append(tx, audit.Event{Actor: r.opts.Actor, Action: action, Subject: subject, Details: details}); err != nil {
+		return &auditFailure{err}
+	}
+	return nil
+}
+
+// auditFailure stops the run: a bundle whose audit row cannot be written is not stored, nor will the next be.
+type auditFailure struct{ err error }
+
+func (e *auditFailure) Error() string { return "import stopped, audit unavailable: " + e.err.Error() }
+func (e *auditFailure) Unwrap() error { return e.err }
 
 type inputFile struct {
 	path string
@@ -248,7 +288,23 @@ func (r *importRun) progress(done, failed bool) {
 }
 
 func (r *importRun) fail(entry int, reason string) {
-	r.rep.Failed = append(r.rep.Failed, Failure{File: r.file, Entry: entry, Reason: reason})
+	r.rep.Failed = append(r.rep.Failed, Failure{File: r.file, Position: r.index + 1, SHA256: fileSHA256(r.file),
+		Entry: entry, Reason: reason})
+}
+
+// fileSHA256 names a refused file by its content, read again in a stream (refusals are rare; the file may be
+// above the size limit, so it is never held whole).
+func fileSHA256(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return ""
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // countingReader reports progress as the file is read.
@@ -315,6 +371,10 @@ func (r *importRun) storeErr(ctx context.Context, err error) error {
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()
+	}
+	var af *auditFailure
+	if errors.As(err, &af) {
+		return err
 	}
 	if errors.Is(err, errTooLarge) {
 		r.fail(-1, fmt.Sprintf("file grew above the limit of %d bytes (--max-file-size) while read: nothing imported", r.opts.MaxFileSize))

@@ -95,12 +95,16 @@ func (r *importRun) importBundle(ctx context.Context, in io.Reader) error {
 		for _, e := range local.entries {
 			e.patientRef = pid
 		}
-		return r.s.storeEntries(tx, r.file, local.entries, local.rep)
+		if err := r.s.storeEntries(tx, r.file, local.entries, local.rep); err != nil {
+			return err
+		}
+		return r.auditStored(tx, "import.bundle", "patient:"+pid, []string{pid}, local.rep, 0, 0)
 	})
 	if err != nil {
 		return r.storeErr(ctx, err)
 	}
 	r.rep.merge(local.rep)
+	r.rep.Stored++
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"sort"
 	"strings"
 
 	"gorm.io/gorm"
@@ -90,14 +91,15 @@ func (r *importRun) storeNDJSONBatch(ctx context.Context, lines []ndjsonLine) er
 		}
 		entries = append(entries, pe)
 	}
+	first, last := lines[0].number, lines[len(lines)-1].number
 	err := r.s.withTx(ctx, func(tx *gorm.DB) error {
+		touched := map[string]bool{}
 		for _, p := range patients {
-			if _, err := r.s.resolvePatient(tx, p); err != nil {
+			pid, err := r.s.resolvePatient(tx, p)
+			if err != nil {
 				return err
 			}
-		}
-		if len(entries) == 0 {
-			return nil
+			touched[pid] = true
 		}
 		// Resolve the patients the batch references, through their blind index.
 		byIndex := map[string][]*pendingEntry{}
@@ -115,16 +117,26 @@ func (r *importRun) storeNDJSONBatch(ctx context.Context, lines []ndjsonLine) er
 				return reject(es[0].index, "line %d (%s): refers to a patient that was not imported (import the Patient file first)",
 					es[0].index, es[0].resourceType)
 			}
+			touched[pid] = true
 			for _, e := range es {
 				e.patientRef = pid
 			}
 		}
-		return r.s.storeEntries(tx, r.file, entries, local)
+		if err := r.s.storeEntries(tx, r.file, entries, local); err != nil {
+			return err
+		}
+		ids := make([]string, 0, len(touched))
+		for pid := range touched {
+			ids = append(ids, pid)
+		}
+		sort.Strings(ids)
+		return r.auditStored(tx, "import.batch", "import:"+r.rep.RunID, ids, local, first, last)
 	})
 	if err != nil {
 		return err
 	}
 	r.rep.merge(local)
+	r.rep.Stored++
 	return nil
 }
 

@@ -2,6 +2,7 @@ package records_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -174,4 +175,46 @@ func TestImportCollectionAndBatchBundles(t *testing.T) {
 		rep := importFiles(t, s, path)
 		checkCounts(t, rep, want, i > 0) // the same resources: the second time, all unchanged
 	}
+}
+
+// Each stored bundle commits with its own audit row, and an import whose rows cannot be written stores nothing.
+func TestImportFailsClosed(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
+		ctx := context.Background()
+		s := newService(t, db)
+		dir := testdata(t, "bundles")
+		for _, action := range []string{"import.started", "import.bundle"} {
+			before := storetest.Dump(t, db)
+			restore := storetest.RefuseAudit(t, db, action)
+			_, err := s.Import(ctx, []string{dir}, records.ImportOptions{})
+			restore()
+			if err == nil || !strings.Contains(err.Error(), "audit refused") {
+				t.Fatalf("%s refused: import error %v, want the audit refusal", action, err)
+			}
+			after := storetest.Dump(t, db)
+			// The run's own rows (started, closed) may be written; no record row may be.
+			storetest.SameDump(t, before, after, "audit_events", "audit_head")
+		}
+		rep, err := s.Import(ctx, []string{dir}, records.ImportOptions{})
+		if err != nil || rep.Stored != rep.Files {
+			t.Fatalf("import: %v, %d of %d bundles stored", err, rep.Stored, rep.Files)
+		}
+		var details []string
+		db.Table("audit_events").Where("action = ? AND details LIKE ?", "import.bundle", `%"run":"`+rep.RunID+`"%`).
+			Pluck("details", &details)
+		imported := 0
+		for _, d := range details {
+			var n struct{ Imported int }
+			if err := json.Unmarshal([]byte(d), &n); err != nil {
+				t.Fatal(err)
+			}
+			imported += n.Imported
+		}
+		var entries, patients int64
+		db.Table("record_entries").Count(&entries)
+		db.Table("record_patients").Count(&patients)
+		if len(details) != rep.Files || int64(imported) != entries || patients != int64(rep.Files) {
+			t.Errorf("%d import.bundle rows for %d files; they count %d entries, %d stored", len(details), rep.Files, imported, entries)
+		}
+	})
 }

@@ -1,0 +1,69 @@
+package approvals_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"gorm.io/gorm"
+
+	"gatewayd/approvals"
+	"gatewayd/gateway/audit"
+	"gatewayd/gateway/store/storetest"
+)
+
+// TestHistoryAfterAuditRetention, with the injected clock: a request filed, approved and retrieved, then
+// thirteen months later another request for the same patient and a 12-month retention purge. The old rows are
+// gone, audit verify proves the rest from the checkpoint, and the patient's access history still lists who
+// filed, decided and retrieved the old request, and when, from the summaries.
+func TestHistoryAfterAuditRetention(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
+		f := newFixture(t, db, approvals.Policy{})
+		ctx := context.Background()
+		old := f.file(validFiling())
+		filedAt := f.clock.Now()
+		out := f.decide("off1", old.ID, approvals.DecisionInput{Verdict: approvals.Approve})
+		if _, err := f.svc.ClaimExtract(ctx, out.ExtractID, "req1"); err != nil {
+			t.Fatal(err)
+		}
+		f.clock.Add(395 * 24 * time.Hour)
+		current := f.file(validFiling())
+		now := f.clock.Now()
+
+		res, err := audit.Purge(ctx, db, now.AddDate(0, -12, 0), now, "system")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Purged == 0 || res.Summarised != res.Purged {
+			t.Fatalf("purge %+v: every old row here is about the request or its extract", res)
+		}
+		var left int64
+		db.Raw("SELECT COUNT(*) FROM audit_events WHERE at < ?", now.AddDate(0, -12, 0)).Scan(&left)
+		if left != 0 {
+			t.Fatalf("%d rows older than the retention left", left)
+		}
+		v, err := audit.Verify(ctx, db)
+		if err != nil || v.Checkpoint.Seq != res.Checkpoint.Seq || v.Rows != 2 {
+			t.Fatalf("verify from the checkpoint: %+v %v (want the new filing and audit.purged)", v, err)
+		}
+
+		hist, _, err := f.svc.PatientHistory(ctx, current.ID)
+		if err != nil || len(hist) != 1 || hist[0].RequestID != old.ID {
+			t.Fatalf("history %+v %v", hist, err)
+		}
+		seen := map[string]audit.TrailEvent{}
+		for _, e := range hist[0].Trail {
+			if !e.Summary {
+				t.Fatalf("a purged row still held: %+v", e)
+			}
+			seen[e.Action] = e
+		}
+		for action, actor := range map[string]string{"request.filed": "user:req1", "extract.retrieved": "user:req1",
+			"extract.created": "", "decision.prepared": "user:off1"} {
+			e, ok := seen[action]
+			if !ok || (actor != "" && e.Actor != actor) || e.At.Before(filedAt) {
+				t.Fatalf("history lacks %s by %s: %+v", action, actor, hist[0].Trail)
+			}
+		}
+	})
+}

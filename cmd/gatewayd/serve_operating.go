@@ -1,0 +1,48 @@
+package main
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"gorm.io/gorm"
+
+	"gatewayd/gateway/audit"
+)
+
+// runOperatingJobs runs, beside the listeners and until ctx is done, the audit retention purge (every
+// --jobs-interval; it takes a database lock, so several instances may run it) and, with --syslog, the
+// forwarding of each new audit row to the local syslog. It returns when both have stopped.
+func (a *app) runOperatingJobs(ctx context.Context, db *gorm.DB) {
+	var wg sync.WaitGroup
+	if a.cfg.AuditRetentionMonths > 0 {
+		wg.Go(func() {
+			t := time.NewTicker(a.cfg.JobsInterval)
+			defer t.Stop()
+			for {
+				now := time.Now()
+				res, err := audit.Purge(ctx, db, a.cfg.AuditCutoff(now), now, "system")
+				switch {
+				case err != nil && ctx.Err() == nil:
+					a.log.Error("audit retention", "error", err)
+				case res.Purged > 0:
+					a.log.Info("audit retention purged rows", "rows", res.Purged, "checkpoint_seq", res.Checkpoint.Seq)
+				}
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+				}
+			}
+		})
+	}
+	if a.cfg.Syslog != "" {
+		wg.Go(func() {
+			// A second is short enough for a SIEM and costs one indexed query when nothing happened.
+			audit.NewForwarder(db, a.cfg.Syslog).Run(ctx, time.Second, func(err error) {
+				a.log.Error("audit to syslog", "error", err)
+			})
+		})
+	}
+	wg.Wait()
+}

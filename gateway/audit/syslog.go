@@ -1,0 +1,154 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"gorm.io/gorm"
+
+	"gatewayd/gateway/store"
+)
+
+// syslogPositionName is the settings row holding the last row sent to syslog: the forwarder resumes there
+// after a restart, and several instances share it (one sends at a time, under a lock).
+const syslogPositionName = "syslog_forwarded_seq"
+
+// syslogBatch bounds the rows one pass sends.
+const syslogBatch = 500
+
+// Forwarder sends each new audit row to the local syslog as an RFC 5424 message carrying ids and the action
+// only: sequence number, actor, subject and hash, never details. It reads committed rows (a row whose
+// transaction rolled back never existed, so it is never sent) and delivers at least once.
+type Forwarder struct {
+	DB       *gorm.DB
+	Socket   string // a unix datagram socket, /dev/log usually
+	Hostname string
+	PID      int
+}
+
+// NewForwarder returns a forwarder to the unix datagram socket at path.
+func NewForwarder(db *gorm.DB, path string) *Forwarder {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "-"
+	}
+	return &Forwarder{DB: db, Socket: path, Hostname: host, PID: os.Getpid()}
+}
+
+// Run forwards every interval until ctx is done. Errors are returned to report, not to stop: report logs them.
+func (f *Forwarder) Run(ctx context.Context, interval time.Duration, report func(error)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if _, err := f.Once(ctx); err != nil && ctx.Err() == nil {
+			report(err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Once sends the rows appended since the last pass and returns how many it sent. On the first pass ever it
+// starts at the chain's head: the forwarder sends new rows, and audit export is for the history.
+func (f *Forwarder) Once(ctx context.Context) (int, error) {
+	sent := 0
+	var sendErr error
+	err := store.Tx(ctx, f.DB, func(tx *gorm.DB) error {
+		sent, sendErr = 0, nil
+		if store.DialectOf(tx) == store.Postgres {
+			var got bool
+			if err := tx.Raw("SELECT pg_try_advisory_xact_lock(727004)").Scan(&got).Error; err != nil || !got {
+				return err // another instance is sending
+			}
+		}
+		var pos []string
+		if err := tx.Raw("SELECT value FROM settings WHERE name = ?", syslogPositionName).Scan(&pos).Error; err != nil {
+			return err
+		}
+		if len(pos) == 0 {
+			var head int64
+			if err := tx.Raw("SELECT seq FROM audit_head WHERE id = 1").Scan(&head).Error; err != nil {
+				return err
+			}
+			return tx.Exec("INSERT INTO settings (name, value, updated_at) VALUES (?, ?, ?)", syslogPositionName,
+				strconv.FormatInt(head, 10), time.Now().UTC()).Error
+		}
+		after, err := strconv.ParseInt(pos[0], 10, 64)
+		if err != nil {
+			return fmt.Errorf("syslog position %q: %w", pos[0], err)
+		}
+		var rows []Row
+		if err := tx.Where("seq > ?", after).Order("seq").Limit(syslogBatch).Find(&rows).Error; err != nil {
+			return err
+		}
+		if len(rows) == 0 {
+			return nil
+		}
+		conn, err := net.Dial("unixgram", f.Socket)
+		if err != nil {
+			return fmt.Errorf("syslog %s: %w", f.Socket, err)
+		}
+		defer conn.Close()
+		for _, r := range rows {
+			if _, sendErr = conn.Write([]byte(f.message(r))); sendErr != nil {
+				sendErr = fmt.Errorf("syslog %s: %w", f.Socket, sendErr)
+				break
+			}
+			after = r.Seq
+			sent++
+		}
+		// What was sent stays sent, even when a later write failed.
+		if sent > 0 {
+			if err := tx.Exec("UPDATE settings SET value = ?, updated_at = ? WHERE name = ?", strconv.FormatInt(after, 10),
+				time.Now().UTC(), syslogPositionName).Error; err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return sent, errors.Join(err, sendErr)
+}
+
+// syslogPRI is facility 13 (log audit) and severity 6 (informational): 13*8 + 6.
+const syslogPRI = 110
+
+// message formats a row as RFC 5424: <PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID [SD] MSG. MSGID is the
+// action; the structured data (private id gatewayd@32473, the enterprise number RFC 5612 reserves for
+// examples) carries the ids. Details never leave: they are the database's to keep.
+func (f *Forwarder) message(r Row) string {
+	msgID := r.Action
+	if len(msgID) > 32 {
+		msgID = msgID[:32]
+	}
+	return fmt.Sprintf(`<%d>1 %s %s gatewayd %d %s [gatewayd@32473 seq="%d" actor="%s" subject="%s" hash="%s"] %s`,
+		syslogPRI, r.At.UTC().Format(TimeLayout), printable(f.Hostname, 255), f.PID, printable(msgID, 32), r.Seq,
+		sdEscape(r.Actor), sdEscape(r.Subject), r.Hash, sdEscape(r.Action))
+}
+
+// printable keeps a header field to printable US-ASCII without spaces, as RFC 5424 asks ("-" when empty).
+func printable(s string, max int) string {
+	b := []byte{}
+	for i := 0; i < len(s) && len(b) < max; i++ {
+		if s[i] > 32 && s[i] < 127 {
+			b = append(b, s[i])
+		}
+	}
+	if len(b) == 0 {
+		return "-"
+	}
+	return string(b)
+}
+
+// sdEscape escapes a structured-data parameter value: '"', '\' and ']' take a backslash.
+func sdEscape(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, `]`, `\]`).Replace(s)
+}
