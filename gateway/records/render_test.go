@@ -25,6 +25,37 @@ func testWatermark(digest string) records.Watermark {
 		Recipient: "user:12", Expiry: time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC), ManifestDigest: digest}
 }
 
+// bundleEntry is an entry of a rendered Bundle.
+type bundleEntry struct {
+	Extension []struct {
+		URL         string `json:"url"`
+		ValueString string `json:"valueString"`
+	} `json:"extension"`
+	FullURL  string          `json:"fullUrl"`
+	Resource json.RawMessage `json:"resource"`
+}
+
+// contentHash recomputes an entry's content hash as a recipient does: the original references put back
+// (records.RestoreResource), then SHA-256 of the canonical form.
+func contentHash(t *testing.T, e bundleEntry) string {
+	t.Helper()
+	var originals []string
+	for _, x := range e.Extension {
+		if x.URL == records.OriginalReference {
+			originals = append(originals, x.ValueString)
+		}
+	}
+	res := []byte(e.Resource)
+	if len(originals) > 0 {
+		var err error
+		if res, err = records.RestoreResource(res, originals); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sum := sha256.Sum256(res)
+	return hex.EncodeToString(sum[:])
+}
+
 func TestRenderBundle(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
 		ctx := context.Background()
@@ -44,10 +75,7 @@ func TestRenderBundle(t *testing.T) {
 				Security, Tag []struct{ System, Code, Display string }
 			}
 			Identifier struct{ System, Value string }
-			Entry      []struct {
-				FullURL  string          `json:"fullUrl"`
-				Resource json.RawMessage `json:"resource"`
-			}
+			Entry      []bundleEntry
 		}
 		if err := json.Unmarshal(out.Bytes(), &b); err != nil {
 			t.Fatalf("not JSON: %v", err)
@@ -55,10 +83,9 @@ func TestRenderBundle(t *testing.T) {
 		if b.ResourceType != "Bundle" || b.Type != "collection" || len(b.Entry) != len(m.Entries)+1 {
 			t.Fatalf("bundle %s/%s with %d entries, want collection with %d", b.ResourceType, b.Type, len(b.Entry), len(m.Entries)+1)
 		}
-		// Each resource hashes to its entry's content hash, in manifest order.
+		// Each resource, its original references put back, hashes to its entry's content hash, in manifest order.
 		for i, e := range m.Entries {
-			sum := sha256.Sum256(b.Entry[i+1].Resource)
-			if hex.EncodeToString(sum[:]) != e.ContentHash {
+			if contentHash(t, b.Entry[i+1]) != e.ContentHash {
 				t.Fatalf("entry %d: resource hash differs from the manifest", i)
 			}
 			if !strings.HasPrefix(b.Entry[i+1].FullURL, "urn:uuid:") {
