@@ -158,7 +158,12 @@ func TestRetrieveExtractOnce(t *testing.T) {
 						t.Fatalf("%d entries downloaded, manifest has %d (%v)", n, len(x.Entries), err)
 					}
 				}
-				for _, mark := range []string{req.ID, "Test requester", "care_continuity"} {
+				// The Bundle carries the purpose's code; the printable page says it in the reader's words.
+				purpose := "care_continuity"
+				if tc.format != formatFHIR {
+					purpose = "Continuité des soins"
+				}
+				for _, mark := range []string{req.ID, "Test requester", purpose} {
 					if !bytes.Contains(body, []byte(mark)) {
 						t.Fatalf("watermark lacks %q", mark)
 					}
