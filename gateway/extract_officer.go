@@ -2,12 +2,12 @@ package gateway
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
 
 	"gatewayd/approvals"
+	"gatewayd/gateway/strictjson"
 	"gatewayd/templates"
 )
 
@@ -55,8 +55,14 @@ func (h *handler) beginRevoke(c echo.Context) error {
 	var in struct {
 		Reason string `json:"reason"`
 	}
-	if err := json.NewDecoder(io.LimitReader(c.Request().Body, maxAssertion)).Decode(&in); err != nil && err != io.EOF {
-		return echo.NewHTTPError(http.StatusBadRequest).SetInternal(err)
+	body, err := readJSONBody(c, maxAssertion, strictjson.Names(in)...)
+	if err != nil {
+		return err
+	}
+	if len(body) > 0 {
+		if err := json.Unmarshal(body, &in); err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest).SetInternal(err)
+		}
 	}
 	// A missing reason is refused as reason_required (the refusal table), which the page says in words.
 	p, err := h.approvals.PrepareRevocation(c.Request().Context(), sessionOf(c).User.ID, c.Param("id"), in.Reason)
@@ -71,9 +77,9 @@ func (h *handler) finishRevoke(c echo.Context) error {
 	if h.approvals == nil {
 		return echo.NewHTTPError(http.StatusNotFound).SetInternal(errNoDomain)
 	}
-	body, err := io.ReadAll(io.LimitReader(c.Request().Body, maxAssertion))
+	body, err := readJSONBody(c, maxAssertion, assertionNames...)
 	if err != nil {
-		return echo.NewHTTPError(http.StatusBadRequest).SetInternal(err)
+		return err
 	}
 	if err := h.approvals.CompleteRevocation(c.Request().Context(), sessionOf(c).User.ID, c.QueryParam("ceremony"), body); err != nil {
 		return err
@@ -99,9 +105,9 @@ func (h *handler) finishReissue(c echo.Context) error {
 	if h.approvals == nil {
 		return echo.NewHTTPError(http.StatusNotFound).SetInternal(errNoDomain)
 	}
-	body, err := io.ReadAll(io.LimitReader(c.Request().Body, maxAssertion))
+	body, err := readJSONBody(c, maxAssertion, assertionNames...)
 	if err != nil {
-		return echo.NewHTTPError(http.StatusBadRequest).SetInternal(err)
+		return err
 	}
 	out, err := h.approvals.CompleteDecision(c.Request().Context(), sessionOf(c).User.ID, c.QueryParam("ceremony"), body)
 	if err != nil {
