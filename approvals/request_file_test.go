@@ -257,7 +257,9 @@ func TestListsArePagedByKeyset(t *testing.T) {
 		}
 		all, err := f.svc.MyRequests(ctx, "req1", approvals.Page{})
 		must(t, err)
-		mine := walk(func(p approvals.Page) (approvals.Listed[approvals.Request], error) { return f.svc.MyRequests(ctx, "req1", p) })
+		mine := walk(func(p approvals.Page) (approvals.Listed[approvals.Request], error) {
+			return f.svc.MyRequests(ctx, "req1", p)
+		})
 		var want []string
 		for _, r := range all.Items {
 			want = append(want, r.ID)
