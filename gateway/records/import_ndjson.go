@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"gorm.io/gorm"
+
+	"gatewayd/gateway/strictjson"
 )
 
 // importNDJSON reads a Bulk Data file line by line and stores it in batches of ndjsonBatch lines, one
@@ -69,6 +71,9 @@ func (r *importRun) storeNDJSONBatch(ctx context.Context, lines []ndjsonLine) er
 	var entries []*pendingEntry
 	for _, l := range lines {
 		var h resourceHead
+		if err := strictjson.Check(l.raw, resourceNames...); err != nil {
+			return reject(l.number, "line %d: %s", l.number, jsonProblem(err))
+		}
 		if err := decodeHead(l.raw, &h); err != nil {
 			return reject(l.number, "line %d: %s", l.number, jsonProblem(err))
 		}
