@@ -22,11 +22,11 @@ func TestRequestStates(t *testing.T) {
 			t.Helper()
 			r, err := f.svc.MyRequest(ctx, "req1", id)
 			must(t, err)
-			list, err := f.svc.MyRequests(ctx, "req1")
+			list, err := f.svc.MyRequests(ctx, "req1", approvals.Page{})
 			must(t, err)
-			i := slices.IndexFunc(list, func(x approvals.Request) bool { return x.ID == id })
-			if i < 0 || list[i].State.Code != r.State.Code || list[i].State.Reason != r.State.Reason {
-				t.Fatalf("list and page disagree on %s: %+v / %+v", id, list, r.State)
+			i := slices.IndexFunc(list.Items, func(x approvals.Request) bool { return x.ID == id })
+			if i < 0 || list.Items[i].State.Code != r.State.Code || list.Items[i].State.Reason != r.State.Reason {
+				t.Fatalf("list and page disagree on %s: %+v / %+v", id, list.Items, r.State)
 			}
 			return r.State
 		}

@@ -63,18 +63,19 @@ func toRequestJSON(r approvals.Request) requestJSON {
 // listMyRequests answers GET /requests (page) and GET /api/v1/requests (JSON).
 func (h *handler) listMyRequests(c echo.Context) error {
 	ctx := c.Request().Context()
-	reqs, err := h.approvals.MyRequests(ctx, sessionOf(c).User.ID)
+	reqs, err := h.approvals.MyRequests(ctx, sessionOf(c).User.ID, pageAsked(c))
 	if err != nil {
 		return err
 	}
 	if wantsJSON(c) {
-		out := make([]requestJSON, len(reqs))
-		for i, r := range reqs {
+		out := make([]requestJSON, len(reqs.Items))
+		for i, r := range reqs.Items {
 			out[i] = toRequestJSON(r)
 		}
-		return c.JSON(http.StatusOK, map[string]any{"requests": out})
+		return c.JSON(http.StatusOK, listJSON("requests", out, reqs.Total, reqs.Next))
 	}
-	return h.render(c, http.StatusOK, "requests_list", &templates.Page{Title: "requests.title", Data: reqs})
+	return h.render(c, http.StatusOK, "requests_list", &templates.Page{Title: "requests.title", Data: reqs.Items,
+		Pager: pagerFor(c, reqs.Total, reqs.Next)})
 }
 
 // showMyRequest answers GET /requests/:id and GET /api/v1/requests/:id. Someone else's request is a 404,

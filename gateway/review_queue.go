@@ -12,12 +12,12 @@ import (
 // justification: those are on the review page, whose opening is audited.
 func (h *handler) showQueue(c echo.Context) error {
 	ctx := c.Request().Context()
-	q, err := h.approvals.Queue(ctx)
+	q, err := h.approvals.Queue(ctx, pageAsked(c))
 	if err != nil {
 		return err
 	}
 	names := map[string]string{}
-	for _, r := range q {
+	for _, r := range q.Items {
 		if _, ok := names[r.RequesterID]; !ok {
 			names[r.RequesterID] = h.personName(ctx, r.RequesterID)
 		}
@@ -27,5 +27,5 @@ func (h *handler) showQueue(c echo.Context) error {
 		Names    map[string]string
 		Signed   string
 		Outcome  string
-	}{q, names, c.QueryParam("signed"), c.QueryParam("outcome")}})
+	}{q.Items, names, c.QueryParam("signed"), c.QueryParam("outcome")}, Pager: pagerFor(c, q.Total, q.Next)})
 }
