@@ -18,6 +18,7 @@ var (
 	ErrBadInput         = errors.New("invalid decision input")
 	ErrControlChars     = errors.New("the reason holds NUL, control characters or invalid UTF-8")
 	ErrEmptyManifest    = errors.New("the scope selects no entries")
+	ErrNotEmpty         = errors.New("the scope selects entries: nothing recorded cannot be answered")
 	ErrNoAssertion      = errors.New("no signature was given")
 	ErrChallenge        = errors.New("the signature was made for another decision")
 	ErrPreparation      = errors.New("the prepared decision is unknown, used or expired")

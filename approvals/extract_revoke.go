@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"gorm.io/gorm"
 
@@ -23,8 +24,10 @@ const RevocationFormat = 2
 //
 //	{"format":2,"kind":"extract-revocation","revocation_id":"...","extract_id":"...","request_id":"...",
 //	 "decision_id":"...","officer_id":"...","issued_at":"YYYY-MM-DDTHH:MM:SSZ","nonce":"<base64url of 32 bytes>",
-//	 "audit_anchor":{"seq":N,"hash":"<64 hex>"}}
+//	 "reason":"...","audit_anchor":{"seq":N,"hash":"<64 hex>"}}
 //
+// The reason (what the requester reads) is left out when empty, so revocations signed before it existed keep
+// their exact bytes.
 // and the WebAuthn challenge is nonce || SHA-256(canonical), as for a decision. It names ids only: the
 // canonical form is stored in clear beside the assertion, so the revocation can be re-checked offline.
 type Revocation struct {
@@ -37,6 +40,7 @@ type Revocation struct {
 	OfficerID    string      `json:"officer_id"`
 	IssuedAt     string      `json:"issued_at"`
 	Nonce        string      `json:"nonce"`
+	Reason       string      `json:"reason,omitempty"`
 	AuditAnchor  AuditAnchor `json:"audit_anchor"`
 }
 
@@ -83,11 +87,21 @@ type revocationRow struct {
 func (revocationRow) TableName() string { return "extract_revocations" }
 
 // PrepareRevocation checks that an extract is ready (not retrieved, revoked or expired), builds the canonical
-// revocation and starts the signing ceremony over nonce || SHA-256(canonical). Nothing changes until
-// CompleteRevocation.
-func (s *Service) PrepareRevocation(ctx context.Context, officerID, extractID string) (PreparedRevocation, error) {
+// revocation with its reason (signed, and shown to the requester) and starts the signing ceremony over
+// nonce || SHA-256(canonical). Nothing changes until CompleteRevocation.
+func (s *Service) PrepareRevocation(ctx context.Context, officerID, extractID, reason string) (PreparedRevocation, error) {
 	if _, err := s.officer(ctx, officerID); err != nil {
 		return PreparedRevocation{}, err
+	}
+	reason = normalizeText(reason)
+	if reason == "" {
+		return PreparedRevocation{}, ErrReasonRequired
+	}
+	if utf8.RuneCountInString(reason) > MaxReasonLen {
+		return PreparedRevocation{}, fmt.Errorf("%w: reason longer than %d characters", ErrBadInput, MaxReasonLen)
+	}
+	if !cleanText(reason) {
+		return PreparedRevocation{}, ErrControlChars
 	}
 	h, err := s.newSignedHeader(ctx)
 	if err != nil {
@@ -115,7 +129,7 @@ func (s *Service) PrepareRevocation(ctx context.Context, officerID, extractID st
 		return PreparedRevocation{}, fmt.Errorf("extract %s: %w", extractID, ErrExpired)
 	}
 	rv := Revocation{Kind: "extract-revocation", ExtractID: x.ID, RequestID: x.RequestID, DecisionID: x.DecisionID,
-		OfficerID: officerID}
+		OfficerID: officerID, Reason: reason}
 	rv.stamp(h)
 	canonical, err := rv.Canonical()
 	if err != nil {
