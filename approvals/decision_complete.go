@@ -96,6 +96,24 @@ func (s *Service) CompleteDecision(ctx context.Context, officerID, preparationID
 		if res.RowsAffected != 1 {
 			return ErrPreparation
 		}
+		first := false
+		if prep.ReissueOf != "" {
+			f, err := firstReissueSignature(tx, prep, officerID)
+			if err != nil {
+				return err
+			}
+			first = f
+		}
+		if first {
+			// The first of two signatures re-issuing an extract whose delivery is unknown: kept, audited,
+			// nothing released yet.
+			out.Status = StatusApproved
+			if err := s.insertReceipt(tx, rc, prep.RequestID, officerID, now); err != nil {
+				return err
+			}
+			return audit.Append(tx, audit.Event{At: now, Actor: "user:" + officerID, Action: "decision.reissue_first_signature",
+				Subject: "request:" + prep.RequestID, Details: map[string]any{"decision": prep.ID, "reissue_of": prep.ReissueOf}})
+		}
 		from := Status(prep.RequestStatus)
 		var (
 			to      Status

@@ -59,9 +59,19 @@ var ErrNoRenderer = errors.New("no extract renderer configured")
 // (RecordDelivery, in a transaction of its own, even if ctx was cancelled because the client went away). It
 // returns what was sent; Complete is false when rendering or writing failed, and the error says why. The
 // extract stays retrieved either way: one time is one time.
-func (s *Service) DeliverExtract(ctx context.Context, x Extract, retrieverID, format, lang string, w io.Writer) (Delivered, error) {
+//
+// finish is called once the last byte was rendered: it hands the rest of the response to the connection
+// (http.ResponseController's Flush) and says whether that worked. Only then is the delivery recorded complete.
+// A process stopped before the record is written leaves the delivery unknown (claimed, never recorded), which
+// DeliveryUnknown tells apart from a broken one.
+func (s *Service) DeliverExtract(ctx context.Context, x Extract, retrieverID, format, lang string, w io.Writer, finish func() error) (Delivered, error) {
 	cw := &countingHash{w: w, h: sha256.New()}
 	err := s.deliver(ctx, x, retrieverID, format, lang, cw)
+	if err == nil && cw.err == nil {
+		if ferr := finish(); ferr != nil {
+			err = fmt.Errorf("hand the response to the connection: %w", ferr)
+		}
+	}
 	d := Delivered{SHA256: hex.EncodeToString(cw.h.Sum(nil)), Bytes: cw.n, Complete: err == nil && cw.err == nil}
 	if rerr := s.RecordDelivery(context.WithoutCancel(ctx), x.ID, retrieverID, d); rerr != nil {
 		return d, errors.Join(err, rerr)
@@ -178,10 +188,17 @@ func (s *Service) RecordDelivery(ctx context.Context, extractID, retrieverID str
 	})
 }
 
-// deliveryBroken says whether an extract was claimed and its delivery did not complete (or never reported),
-// which is what allows a re-issue.
+// deliveryBroken says whether an extract was claimed and its delivery did not complete, or was never recorded
+// (unknown), which is what allows a re-issue.
 func deliveryBroken(r extractViewRow) bool {
 	return r.RetrievedAt != nil && (r.DeliveryComplete == nil || !*r.DeliveryComplete)
+}
+
+// deliveryUnknown says whether an extract was claimed and what was sent was never recorded: the process
+// stopped, or the record could not be written, after bytes may have reached the client. A complete copy may
+// exist, so a re-issue needs two officers' signatures.
+func deliveryUnknown(r extractViewRow) bool {
+	return r.RetrievedAt != nil && r.DeliveredAt == nil
 }
 
 // reissuable says whether an officer may re-issue the extract: its delivery broke, or a restore invalidated

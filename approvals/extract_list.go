@@ -23,6 +23,10 @@ type ExtractView struct {
 	DeliveryBytes    int64
 	// ReissuedBy is the decision that released a new extract after this one's broken delivery.
 	ReissuedBy string
+	// DeliveryUnknown: claimed, but what was sent was never recorded (see deliveryUnknown); a re-issue needs
+	// two officers, and ReissueSignedBy names the officer who signed first, if any.
+	DeliveryUnknown bool
+	ReissueSignedBy string
 	// Reissuable says whether an officer may re-issue it (broken delivery, or invalidated by a restore).
 	Reissuable bool
 }
@@ -79,6 +83,7 @@ func (r extractViewRow) view() (ExtractView, error) {
 	if r.ReissuedBy != nil {
 		v.ReissuedBy = *r.ReissuedBy
 	}
+	v.DeliveryUnknown = deliveryUnknown(r)
 	return v, nil
 }
 
@@ -132,7 +137,12 @@ func (s *Service) ExtractView(ctx context.Context, officerID, extractID string) 
 	if err != nil {
 		return ExtractView{}, err
 	}
-	return r.view()
+	v, err := r.view()
+	if err != nil || !v.DeliveryUnknown || v.ReissuedBy != "" {
+		return v, err
+	}
+	v.ReissueSignedBy, err = reissueSigner(s.db.WithContext(ctx), extractID)
+	return v, err
 }
 
 // Now is the service's clock (pages compute an extract's state with it).

@@ -31,6 +31,8 @@ type ReissueInput struct {
 // completely (the client went away: one time is one time, so the claimed extract stays retrieved). The new
 // decision is an ordinary canonical decision (format 1, verdict approve) that releases exactly what the first
 // one released — same scope, same manifest digest, same retriever — with a new expiry, issued-at and nonce.
+// When the delivery is unknown (claimed, never recorded: a complete copy may exist), two officers must sign a
+// re-issue; the first signature is kept and releases nothing (see firstReissueSignature).
 // It is signed and completed with CompleteDecision like any other; completing it marks the broken extract as
 // re-issued (once) and creates the new extract. The two-officer rule is not asked again: the release was
 // already approved as policy demanded, and the re-issue releases nothing more.
@@ -51,6 +53,13 @@ func (s *Service) PrepareReissue(ctx context.Context, officerID, extractID strin
 	}
 	if !xr.reissuable() {
 		return Prepared{}, fmt.Errorf("extract %s: %w", extractID, ErrNotReissuable)
+	}
+	if deliveryUnknown(xr) {
+		if first, err := reissueSigner(s.db.WithContext(ctx), extractID); err != nil {
+			return Prepared{}, err
+		} else if first == officerID {
+			return Prepared{}, fmt.Errorf("re-issue of %s: %w", extractID, ErrSameOfficer)
+		}
 	}
 	row, err := s.requestRow(ctx, s.db, xr.RequestID)
 	if err != nil {
@@ -123,6 +132,45 @@ func (s *Service) PrepareReissue(ctx context.Context, officerID, extractID strin
 		return Prepared{}, fmt.Errorf("prepare re-issue: %w", err)
 	}
 	return p, nil
+}
+
+// firstReissueSignature says, inside CompleteDecision's transaction, whether this re-issue decision is the
+// first of the two signatures a re-issue needs when the extract's delivery is unknown (claimed and never
+// recorded: a complete copy may exist). Another officer's completed re-issue of the same extract makes this
+// one the second; the same officer signing twice is refused.
+func firstReissueSignature(tx *gorm.DB, prep decisionRow, officerID string) (bool, error) {
+	var xr extractViewRow
+	if err := tx.Table("extracts AS x").Select("x.*").Where("x.id = ?", prep.ReissueOf).Take(&xr).Error; err != nil {
+		return false, fmt.Errorf("extract %s: %w", prep.ReissueOf, err)
+	}
+	if !deliveryUnknown(xr) {
+		return false, nil
+	}
+	var signers []string
+	if err := tx.Table("approval_decisions").Where("reissue_of = ? AND completed_at IS NOT NULL AND id <> ?", prep.ReissueOf, prep.ID).
+		Pluck("officer_id", &signers).Error; err != nil {
+		return false, fmt.Errorf("re-issue signatures of %s: %w", prep.ReissueOf, err)
+	}
+	for _, o := range signers {
+		if o != officerID {
+			return false, nil
+		}
+	}
+	if len(signers) > 0 {
+		return false, ErrSameOfficer
+	}
+	return true, nil
+}
+
+// reissueSigner names the officer who signed the first of two re-issue signatures of an extract, if any.
+func reissueSigner(db *gorm.DB, extractID string) (string, error) {
+	var signers []string
+	err := db.Table("approval_decisions").Where("reissue_of = ? AND completed_at IS NOT NULL", extractID).
+		Order("completed_at").Limit(1).Pluck("officer_id", &signers).Error
+	if err != nil || len(signers) == 0 {
+		return "", err
+	}
+	return signers[0], nil
 }
 
 // markReissued, inside CompleteDecision's transaction, marks the broken (or restore-invalidated) extract as re-issued by this

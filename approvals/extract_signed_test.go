@@ -203,7 +203,7 @@ func TestDeliverExtract(t *testing.T) {
 	x, err := svc.ClaimExtract(ctx, xid, "req1")
 	must(t, err)
 	var out strings.Builder
-	d, err := svc.DeliverExtract(ctx, x, "req1", approvals.FormatFHIR, "fr", &out)
+	d, err := svc.DeliverExtract(ctx, x, "req1", approvals.FormatFHIR, "fr", &out, handedOver)
 	must(t, err)
 	sum := sha256.Sum256([]byte(out.String()))
 	if !d.Complete || d.Bytes != int64(out.Len()) || d.SHA256 != hex.EncodeToString(sum[:]) {
@@ -222,22 +222,74 @@ func TestDeliverExtract(t *testing.T) {
 	_, xid = f.approved(approvals.ToRequester, time.Hour)
 	x, err = svc.ClaimExtract(ctx, xid, "req1")
 	must(t, err)
-	d, err = svc.DeliverExtract(ctx, x, "req1", approvals.FormatHTML, "fr", &shortWriter{n: 5})
+	d, err = svc.DeliverExtract(ctx, x, "req1", approvals.FormatHTML, "fr", &shortWriter{n: 5}, handedOver)
 	if err == nil || d.Complete || d.Bytes != 5 {
 		t.Fatalf("broken delivery: %+v %v", d, err)
 	}
 	// Someone who did not claim it cannot have it rendered.
-	if _, err := svc.DeliverExtract(ctx, x, "req2", approvals.FormatFHIR, "fr", io.Discard); !errors.Is(err, approvals.ErrNotRetriever) {
+	if _, err := svc.DeliverExtract(ctx, x, "req2", approvals.FormatFHIR, "fr", io.Discard, handedOver); !errors.Is(err, approvals.ErrNotRetriever) {
 		t.Fatalf("delivery to another user: %v", err)
 	}
 	// Without a renderer nothing is rendered and the delivery is recorded incomplete.
 	_, xid = f.approved(approvals.ToRequester, time.Hour)
 	x, err = f.svc.ClaimExtract(ctx, xid, "req1")
 	must(t, err)
-	if d, err := f.svc.DeliverExtract(ctx, x, "req1", approvals.FormatFHIR, "fr", io.Discard); !errors.Is(err, approvals.ErrNoRenderer) || d.Complete {
+	if d, err := f.svc.DeliverExtract(ctx, x, "req1", approvals.FormatFHIR, "fr", io.Discard, handedOver); !errors.Is(err, approvals.ErrNoRenderer) || d.Complete {
 		t.Fatalf("no renderer: %+v %v", d, err)
 	}
-	if f.auditCount("extract.delivered") != 3 {
-		t.Fatalf("%d extract.delivered rows, want 3", f.auditCount("extract.delivered"))
+	// Every byte rendered, but the connection refuses the rest of the response: not complete.
+	_, xid = f.approved(approvals.ToRequester, time.Hour)
+	x, err = svc.ClaimExtract(ctx, xid, "req1")
+	must(t, err)
+	d, err = svc.DeliverExtract(ctx, x, "req1", approvals.FormatFHIR, "fr", io.Discard, func() error { return io.ErrClosedPipe })
+	if !errors.Is(err, io.ErrClosedPipe) || d.Complete || d.Bytes == 0 {
+		t.Fatalf("response not handed over: %+v %v", d, err)
 	}
+	if f.auditCount("extract.delivered") != 4 {
+		t.Fatalf("%d extract.delivered rows, want 4", f.auditCount("extract.delivered"))
+	}
+}
+
+// handedOver is a response that reaches the connection whole.
+func handedOver() error { return nil }
+
+// A claimed extract whose delivery was never recorded (the process stopped, or the record could not be
+// written, after bytes may have left) is "unknown": a complete copy may exist, so its re-issue needs two
+// officers; the first signature releases nothing, the same officer cannot sign twice.
+func TestUnknownDeliveryReissueNeedsTwoOfficers(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
+		f := newFixture(t, db, approvals.Policy{})
+		ctx := context.Background()
+		in := approvals.ReissueInput{WordingVersion: "reissue-v1"}
+		r, xid := f.approved(approvals.ToRequester, time.Hour)
+		_, err := f.svc.ClaimExtract(ctx, xid, "req1")
+		must(t, err)
+		v, err := f.svc.ExtractView(ctx, "off1", xid)
+		must(t, err)
+		if !v.DeliveryUnknown {
+			t.Fatalf("claimed, never recorded: %+v", v)
+		}
+		p1, err := f.svc.PrepareReissue(ctx, "off1", xid, in)
+		must(t, err)
+		out, err := f.svc.CompleteDecision(ctx, "off1", p1.ID, f.signer.Sign("off1", p1.Options))
+		must(t, err)
+		if out.ExtractID != "" || f.auditCount("decision.reissue_first_signature") != 1 {
+			t.Fatalf("the first signature released %q", out.ExtractID)
+		}
+		if v, _ := f.svc.ExtractView(ctx, "off1", xid); v.ReissueSignedBy != "off1" || v.ReissuedBy != "" {
+			t.Fatalf("after the first signature: %+v", v)
+		}
+		if _, err := f.svc.PrepareReissue(ctx, "off1", xid, in); !errors.Is(err, approvals.ErrSameOfficer) {
+			t.Fatalf("same officer again: %v", err)
+		}
+		p2, err := f.svc.PrepareReissue(ctx, "off2", xid, in)
+		must(t, err)
+		out, err = f.svc.CompleteDecision(ctx, "off2", p2.ID, f.signer.Sign("off2", p2.Options))
+		must(t, err)
+		latest, err := f.svc.ExtractOf(ctx, r.ID)
+		must(t, err)
+		if out.ExtractID == "" || latest.ID != out.ExtractID {
+			t.Fatalf("second signature: extract %q, latest %q", out.ExtractID, latest.ID)
+		}
+	})
 }

@@ -1,12 +1,10 @@
 package gateway
 
 import (
-	"errors"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
 
-	"gatewayd/gateway/identity"
 	"gatewayd/templates"
 )
 
@@ -21,9 +19,6 @@ func (h *handler) adminUsers(c echo.Context) error {
 func (h *handler) suspendUser(c echo.Context) error {
 	actor := "user:" + sessionOf(c).User.ID
 	err := h.id.Suspend(c.Request().Context(), actor, c.Param("id"))
-	if errors.Is(err, identity.ErrNotFound) {
-		return echo.ErrNotFound
-	}
 	if err != nil {
 		return err
 	}
@@ -33,9 +28,6 @@ func (h *handler) suspendUser(c echo.Context) error {
 func (h *handler) revokeCredential(c echo.Context) error {
 	actor := "user:" + sessionOf(c).User.ID
 	err := h.id.RevokeCredential(c.Request().Context(), actor, c.Param("id"))
-	if errors.Is(err, identity.ErrNotFound) {
-		return echo.ErrNotFound
-	}
 	if err != nil {
 		return err
 	}

@@ -155,11 +155,12 @@ func TestFilingFieldErrorsOverHTTP(t *testing.T) {
 			before := countRows(t, f.db, "approval_requests")
 			res := f.requester.do("POST", "/api/v1/requests", asJSON(in))
 			var body struct {
-				Errors []struct{ Field, Code, Message string }
+				Error  string
+				Fields []struct{ Field, Code, Message string }
 			}
 			json.Unmarshal(res.Body.Bytes(), &body)
-			if res.Code != http.StatusUnprocessableEntity || len(body.Errors) != 1 || body.Errors[0].Field != tc.field ||
-				body.Errors[0].Message == "" {
+			if res.Code != http.StatusUnprocessableEntity || body.Error != "bad_input" || len(body.Fields) != 1 ||
+				body.Fields[0].Field != tc.field || body.Fields[0].Message == "" {
 				t.Fatalf("JSON: %d %s", res.Code, res.Body)
 			}
 			res = f.requester.do("POST", "/requests", asForm(in))

@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 
@@ -14,11 +13,6 @@ import (
 
 // maxCeremonyBody bounds what a browser may post to a ceremony endpoint.
 const maxCeremonyBody = 64 << 10
-
-// ceremonyError is what the browser script gets: a code it turns into a message in the page's language.
-func ceremonyError(c echo.Context, status int, code string) error {
-	return c.JSON(status, map[string]string{"error": code, "request_id": requestID(c)})
-}
 
 func requestID(c echo.Context) string {
 	id, _ := c.Get(ctxRequestID).(string)
@@ -37,18 +31,15 @@ func (h *handler) limited(c echo.Context) bool {
 
 func (h *handler) registerBegin(c echo.Context) error {
 	if h.limited(c) {
-		return ceremonyError(c, http.StatusTooManyRequests, "rate_limited")
+		return echo.NewHTTPError(http.StatusTooManyRequests)
 	}
 	var in struct {
 		Token string `json:"token"`
 	}
 	if err := json.NewDecoder(io.LimitReader(c.Request().Body, maxCeremonyBody)).Decode(&in); err != nil || in.Token == "" {
-		return ceremonyError(c, http.StatusBadRequest, "bad_request")
+		return echo.NewHTTPError(http.StatusBadRequest)
 	}
 	opts, id, err := h.id.BeginRegistration(c.Request().Context(), listenerOf(c), in.Token)
-	if errors.Is(err, identity.ErrInvitationInvalid) {
-		return ceremonyError(c, http.StatusNotFound, "invitation_invalid")
-	}
 	if err != nil {
 		return err
 	}
@@ -61,7 +52,7 @@ func (h *handler) registerFinish(c echo.Context) error {
 
 func (h *handler) signInBegin(c echo.Context) error {
 	if h.limited(c) {
-		return ceremonyError(c, http.StatusTooManyRequests, "rate_limited")
+		return echo.NewHTTPError(http.StatusTooManyRequests)
 	}
 	opts, id, err := h.id.BeginSignIn(c.Request().Context(), listenerOf(c))
 	if err != nil {
@@ -77,27 +68,18 @@ func (h *handler) signInFinish(c echo.Context) error {
 // finishCeremony runs a registration or sign-in finish and, on success, sets a fresh session cookie.
 func (h *handler) finishCeremony(c echo.Context, finish func(ctx context.Context, listener, ceremonyID string, response []byte, client string) (identity.NewSession, error)) error {
 	if h.limited(c) {
-		return ceremonyError(c, http.StatusTooManyRequests, "rate_limited")
+		return echo.NewHTTPError(http.StatusTooManyRequests)
 	}
 	body, err := io.ReadAll(io.LimitReader(c.Request().Body, maxCeremonyBody))
 	if err != nil {
-		return ceremonyError(c, http.StatusBadRequest, "bad_request")
+		return echo.NewHTTPError(http.StatusBadRequest)
 	}
 	listener := listenerOf(c)
 	ns, err := finish(c.Request().Context(), listener, c.QueryParam("ceremony"), body, c.RealIP())
 	if err != nil {
-		h.log.Warn("ceremony refused", "request_id", requestID(c), "listener", listener, "error", err)
-		code := "refused"
-		switch {
-		case errors.Is(err, identity.ErrCeremonyExpired), errors.Is(err, identity.ErrCeremonyNotFound):
-			code = "expired"
-		case errors.Is(err, identity.ErrInvitationInvalid):
-			code = "invitation_invalid"
-		case errors.Is(err, identity.ErrHardwareKeyNeeded), errors.Is(err, identity.ErrNoTrustAnchors):
-			code = "hardware_key_needed"
-		}
-		// 401, not 403: a refused passkey is a failed authentication; 403 is kept for CSRF and roles.
-		return ceremonyError(c, http.StatusUnauthorized, code)
+		// The refusal table words it: a refused key is "refused" (401), an audit log or a database that
+		// cannot take the sign-in is "unavailable" (503), never a refused key.
+		return err
 	}
 	// A new token at every sign-in; the old one, if any, ends on the server.
 	if old := sessionOf(c); old != nil {

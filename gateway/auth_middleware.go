@@ -50,11 +50,15 @@ func (h *handler) setCookie(c echo.Context, name, value string, maxAge int) {
 		Secure: h.cfg.TLS(), SameSite: http.SameSiteStrictMode})
 }
 
-// loadSession turns a session cookie into the signed-in user, or clears a cookie that no longer works.
+// loadSession turns a session cookie into the signed-in user, or clears a cookie that no longer works. Health
+// checks are left alone: they answer for the process and the database, never for a cookie a probe carries.
 func (s *Server) loadSession(listener string) echo.MiddlewareFunc {
 	name := s.sessionCookie(listener)
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
+			if p := c.Request().URL.Path; p == "/healthz" || p == "/readyz" {
+				return next(c)
+			}
 			ck, err := c.Cookie(name)
 			if err != nil || ck.Value == "" {
 				return next(c)

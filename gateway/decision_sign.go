@@ -13,7 +13,6 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"gatewayd/approvals"
-	"gatewayd/gateway/identity"
 	"gatewayd/templates"
 )
 
@@ -40,26 +39,6 @@ func parseReviewInput(c echo.Context) (reviewInput, error) {
 	return reviewInput{Verdict: f.Get("verdict"), Categories: f["categories"], PeriodFrom: strings.TrimSpace(f.Get("period_from")),
 		PeriodTo: strings.TrimSpace(f.Get("period_to")), Retriever: f.Get("retriever"), ExpiresHours: f.Get("expires_hours"),
 		Reason: f.Get("reason")}, nil
-}
-
-// decisionRefusal maps a refused preparation to a message key and an API code.
-func decisionRefusal(err error) (key, code string, status int) {
-	for _, r := range []struct {
-		err  error
-		code string
-	}{
-		{approvals.ErrWidened, "widened"}, {approvals.ErrExpiryOutOfRange, "expiry_out_of_range"},
-		{approvals.ErrReasonRequired, "reason_required"}, {approvals.ErrEmptyManifest, "empty_manifest"},
-		{approvals.ErrOwnRequest, "own_request"}, {approvals.ErrSameOfficer, "same_officer"},
-		{approvals.ErrNotOpen, "not_open"}, {approvals.ErrSecondMismatch, "second_mismatch"},
-		{approvals.ErrNoPatient, "no_patient"}, {identity.ErrUnknownCredential, "no_key"},
-		{approvals.ErrBadInput, "bad_input"},
-	} {
-		if errors.Is(err, r.err) {
-			return "decision.err." + r.code, r.code, http.StatusUnprocessableEntity
-		}
-	}
-	return "", "", 0
 }
 
 // prepareDecision answers POST /review/:id/prepare: it checks the officer's choice, builds the decision and
@@ -120,20 +99,12 @@ func (h *handler) prepareDecision(c echo.Context) error {
 }
 
 func (h *handler) refuseDecision(c echo.Context, in reviewInput, err error) error {
-	key, code, status := decisionRefusal(err)
-	if key == "" {
-		if errors.Is(err, approvals.ErrNotFound) {
-			return echo.ErrNotFound
-		}
-		if errors.Is(err, approvals.ErrForbidden) {
-			return echo.NewHTTPError(http.StatusForbidden).SetInternal(err)
-		}
+	r := refusalOf(err)
+	if !strings.HasPrefix(r.Msg, "decision.err.") || wantsJSON(c) {
 		return err
 	}
-	h.log.Info("decision refused", "request_id", requestID(c), "approval_request", c.Param("id"), "code", code)
-	if wantsJSON(c) {
-		return c.JSON(status, map[string]string{"error": code, "request_id": requestID(c)})
-	}
+	h.log.Info("decision refused", "request_id", requestID(c), "approval_request", c.Param("id"), "code", r.Code)
+	key, status := r.Msg, r.Status
 	p, rerr := h.reviewData(c, in)
 	if rerr != nil {
 		return rerr
@@ -151,27 +122,10 @@ func (h *handler) refuseDecision(c echo.Context, in reviewInput, err error) erro
 func (h *handler) signDecision(c echo.Context) error {
 	body, err := io.ReadAll(io.LimitReader(c.Request().Body, maxCeremonyBody))
 	if err != nil {
-		return ceremonyError(c, http.StatusBadRequest, "bad_request")
+		return echo.NewHTTPError(http.StatusBadRequest)
 	}
 	out, err := h.approvals.CompleteDecision(c.Request().Context(), sessionOf(c).User.ID, c.QueryParam("preparation"), body)
 	if err != nil {
-		h.log.Warn("signature refused", "request_id", requestID(c), "approval_request", c.Param("id"), "error", err)
-		switch {
-		case errors.Is(err, approvals.ErrNoAssertion):
-			return ceremonyError(c, http.StatusBadRequest, "no_assertion")
-		case errors.Is(err, approvals.ErrChallenge):
-			return ceremonyError(c, http.StatusConflict, "wrong_challenge")
-		case errors.Is(err, approvals.ErrPreparation), errors.Is(err, identity.ErrCeremonyExpired),
-			errors.Is(err, identity.ErrCeremonyNotFound):
-			return ceremonyError(c, http.StatusGone, "expired")
-		case errors.Is(err, approvals.ErrNotOpen):
-			return ceremonyError(c, http.StatusConflict, "not_open")
-		case errors.Is(err, approvals.ErrForbidden), errors.Is(err, identity.ErrSignatureNotForYou):
-			return ceremonyError(c, http.StatusForbidden, "forbidden")
-		case errors.Is(err, identity.ErrVerification), errors.Is(err, identity.ErrCounterWentBack),
-			errors.Is(err, identity.ErrUnknownCredential):
-			return ceremonyError(c, http.StatusUnauthorized, "refused")
-		}
 		return err
 	}
 	h.log.Info("decision signed", "request_id", requestID(c), "approval_request", c.Param("id"), "decision", out.DecisionID,

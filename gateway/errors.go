@@ -1,53 +1,26 @@
 package gateway
 
 import (
-	"errors"
-	"fmt"
-	"net/http"
 	"strings"
 
 	"github.com/labstack/echo/v4"
-
-	"gatewayd/templates"
 )
 
-var errConsoleForbidden = errors.New("client outside --console-allow")
-
-// errorHandler answers every error with a generic page (or JSON for API calls) carrying the request id; the
-// detail goes to the log only, so nothing internal reaches the client.
+// errorHandler answers every error through the refusal table (refusals.go), with the request id; the detail
+// goes to the log only (ids, never content), so nothing internal reaches the client. Refusals (4xx) are logged
+// at info, failures (5xx) at error.
 func (h *handler) errorHandler(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
 	}
-	status := http.StatusInternalServerError
-	var he *echo.HTTPError
-	if errors.As(err, &he) {
-		status = he.Code
+	r := refusalOf(err)
+	rid := requestID(c)
+	if r.Status >= 500 {
+		h.log.Error("request failed", "request_id", rid, "route", c.Path(), "code", r.Code, "error", err)
+	} else {
+		h.log.Info("request refused", "request_id", rid, "route", c.Path(), "code", r.Code, "error", err)
 	}
-	rid, _ := c.Get(ctxRequestID).(string)
-	if status >= 500 {
-		h.log.Error("request failed", "request_id", rid, "route", c.Path(), "error", err)
-	}
-	msg := "error." + fmt.Sprint(status)
-	if errors.Is(err, errConsoleForbidden) {
-		msg = "console.forbidden"
-	}
-	if templates.T("en", msg) == "["+msg+"]" {
-		msg = "error.500"
-		if status < 500 {
-			msg = "error.400"
-		}
-	}
-	lang, _ := c.Get(ctxLang).(string)
-	if wantsJSON(c) {
-		c.JSON(status, map[string]string{"error": templates.T("en", msg), "request_id": rid})
-		return
-	}
-	if c.Request().Method == http.MethodHead {
-		c.NoContent(status)
-		return
-	}
-	h.render(c, status, "error", &templates.Page{Title: "error.title", Status: status, Message: msg, Lang: lang})
+	h.answerRefusal(c, r)
 }
 
 // wantsJSON says whether the client is a tool rather than a browser: API paths, or an Accept header that asks

@@ -24,10 +24,14 @@ type extractItem struct {
 	State                     string
 	RetrievedAt, RetrievedBy  string
 	Delivered, Incomplete     bool
-	Bytes                     int64
-	SHA256                    string
-	ReissuedBy                string
-	Reissuable                bool
+	// DeliveryUnknown: claimed, but what was sent was never recorded; its re-issue needs two officers, and
+	// ReissueSignedBy is the one who signed first.
+	DeliveryUnknown bool
+	ReissueSignedBy string
+	Bytes           int64
+	SHA256          string
+	ReissuedBy      string
+	Reissuable      bool
 }
 
 // extractList is the data of the extracts page: the items and where their retrieve forms post.
@@ -53,7 +57,14 @@ func (h *handler) toItem(ctx context.Context, v approvals.ExtractView, now time.
 		if u, err := h.id.User(ctx, v.RetrievedBy); err == nil {
 			it.RetrievedBy = u.DisplayName
 		}
-		it.Incomplete = !v.DeliveryComplete
+		it.DeliveryUnknown = v.DeliveryUnknown
+		it.Incomplete = !v.DeliveryComplete && !v.DeliveryUnknown
+		if v.ReissueSignedBy != "" {
+			it.ReissueSignedBy = v.ReissueSignedBy
+			if u, err := h.id.User(ctx, v.ReissueSignedBy); err == nil {
+				it.ReissueSignedBy = u.DisplayName
+			}
+		}
 	}
 	it.Reissuable = v.Reissuable
 	return it

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"errors"
 	"io"
 	"net/http"
 
@@ -26,7 +25,7 @@ func (h *handler) showExtract(c echo.Context) error {
 	ctx := c.Request().Context()
 	v, err := h.approvals.ExtractView(ctx, sessionOf(c).User.ID, c.Param("id"))
 	if err != nil {
-		return officerError(err)
+		return err
 	}
 	it := h.toItem(ctx, v, h.approvals.Now())
 	if wantsJSON(c) {
@@ -42,7 +41,7 @@ func (h *handler) showRequestExtract(c echo.Context) error {
 	}
 	x, err := h.approvals.ExtractOf(c.Request().Context(), c.Param("id"))
 	if err != nil {
-		return officerError(err)
+		return err
 	}
 	return c.Redirect(http.StatusSeeOther, "/extracts/"+x.ID)
 }
@@ -54,7 +53,7 @@ func (h *handler) beginRevoke(c echo.Context) error {
 	}
 	p, err := h.approvals.PrepareRevocation(c.Request().Context(), sessionOf(c).User.ID, c.Param("id"))
 	if err != nil {
-		return officerError(err)
+		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{"options": p.Options, "ceremony": p.ID})
 }
@@ -69,7 +68,7 @@ func (h *handler) finishRevoke(c echo.Context) error {
 		return echo.NewHTTPError(http.StatusBadRequest).SetInternal(err)
 	}
 	if err := h.approvals.CompleteRevocation(c.Request().Context(), sessionOf(c).User.ID, c.QueryParam("ceremony"), body); err != nil {
-		return officerError(err)
+		return err
 	}
 	return c.JSON(http.StatusOK, map[string]string{"redirect": "/extracts/" + c.Param("id")})
 }
@@ -82,7 +81,7 @@ func (h *handler) beginReissue(c echo.Context) error {
 	p, err := h.approvals.PrepareReissue(c.Request().Context(), sessionOf(c).User.ID, c.Param("id"),
 		approvals.ReissueInput{WordingVersion: reissueWording})
 	if err != nil {
-		return officerError(err)
+		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{"options": p.Options, "ceremony": p.ID})
 }
@@ -98,23 +97,11 @@ func (h *handler) finishReissue(c echo.Context) error {
 	}
 	out, err := h.approvals.CompleteDecision(c.Request().Context(), sessionOf(c).User.ID, c.QueryParam("ceremony"), body)
 	if err != nil {
-		return officerError(err)
+		return err
+	}
+	if out.ExtractID == "" {
+		// The first of the two signatures an unknown delivery's re-issue needs: nothing released yet.
+		return c.JSON(http.StatusOK, map[string]string{"redirect": "/extracts/" + c.Param("id")})
 	}
 	return c.JSON(http.StatusOK, map[string]string{"redirect": "/extracts/" + out.ExtractID, "extract": out.ExtractID})
-}
-
-// officerError maps the domain's refusals to status codes; the page or JSON stays generic.
-func officerError(err error) error {
-	switch {
-	case errors.Is(err, approvals.ErrNotFound):
-		return echo.NewHTTPError(http.StatusNotFound).SetInternal(err)
-	case errors.Is(err, approvals.ErrForbidden), errors.Is(err, approvals.ErrOwnRequest):
-		return echo.NewHTTPError(http.StatusForbidden).SetInternal(err)
-	case errors.Is(err, approvals.ErrAlreadyRetrieved), errors.Is(err, approvals.ErrRevoked), errors.Is(err, approvals.ErrExpired),
-		errors.Is(err, approvals.ErrNotReissuable), errors.Is(err, approvals.ErrNotOpen), errors.Is(err, approvals.ErrPreparation):
-		return echo.NewHTTPError(http.StatusConflict).SetInternal(err)
-	case errors.Is(err, approvals.ErrChallenge), errors.Is(err, approvals.ErrNoAssertion):
-		return echo.NewHTTPError(http.StatusBadRequest).SetInternal(err)
-	}
-	return err
 }

@@ -8,7 +8,6 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"gatewayd/approvals"
-	"gatewayd/templates"
 )
 
 // Extract formats a retriever may choose.
@@ -39,9 +38,11 @@ func (h *handler) retrieveExtract(c echo.Context) error {
 	}
 	ctx := c.Request().Context()
 	user := sessionOf(c).User
+	// A refused claim was audited by the claim. The retriever learns why (already retrieved, expired,
+	// revoked); anyone else, and an unknown id, get the generic 404: no hint that the extract exists.
 	x, err := h.approvals.ClaimExtract(ctx, c.Param("id"), user.ID)
 	if err != nil {
-		return h.extractRefused(c, err)
+		return err
 	}
 	ext, ctype := ".json", "application/fhir+json; charset=utf-8"
 	if format == formatHTML {
@@ -55,42 +56,21 @@ func (h *handler) retrieveExtract(c echo.Context) error {
 	// No explicit WriteHeader: the first byte commits the 200, so a failure before any byte (stored entries
 	// that no longer match the signed manifest, say) still gets a clean error page.
 	lang, _ := c.Get(ctxLang).(string)
-	sent, err := h.approvals.DeliverExtract(ctx, x, user.ID, format, lang, c.Response())
+	// The delivery is recorded complete only once the last byte was handed to the connection.
+	flush := func() error { return http.NewResponseController(c.Response()).Flush() }
+	sent, err := h.approvals.DeliverExtract(ctx, x, user.ID, format, lang, c.Response(), flush)
 	if err == nil {
-		c.Response().Flush()
 		return nil
 	}
 	rid, _ := c.Get(ctxRequestID).(string)
 	// The error never carries content: records' and approvals' errors name ids and reasons only.
 	h.log.Warn("extract delivery incomplete", "request_id", rid, "extract", x.ID, "bytes", sent.Bytes, "error", err)
 	if !c.Response().Committed {
+		// Not "nothing was changed": the extract is used up. The page says so, and that an officer can re-issue.
 		hd.Del(echo.HeaderContentDisposition)
-		return fmt.Errorf("deliver extract %s: %w", x.ID, err)
+		return refuse(errDeliveryFailed, fmt.Errorf("deliver extract %s: %w", x.ID, err))
 	}
 	return nil
-}
-
-// extractRefused answers a refused claim. The retriever learns why (already retrieved, expired, revoked);
-// anyone else, and an unknown id, get the generic 404. The refusal was audited by the claim.
-func (h *handler) extractRefused(c echo.Context, err error) error {
-	var key string
-	switch {
-	case errors.Is(err, approvals.ErrAlreadyRetrieved):
-		key = "extracts.refused.retrieved"
-	case errors.Is(err, approvals.ErrExpired):
-		key = "extracts.refused.expired"
-	case errors.Is(err, approvals.ErrRevoked):
-		key = "extracts.refused.revoked"
-	case errors.Is(err, approvals.ErrNotRetriever), errors.Is(err, approvals.ErrNotFound), errors.Is(err, approvals.ErrNoUser):
-		return echo.NewHTTPError(http.StatusNotFound).SetInternal(err)
-	default:
-		return err
-	}
-	rid, _ := c.Get(ctxRequestID).(string)
-	if wantsJSON(c) {
-		return c.JSON(http.StatusGone, map[string]string{"error": templates.T("en", key), "code": key, "request_id": rid})
-	}
-	return h.render(c, http.StatusGone, "error", &templates.Page{Title: "extracts.refused.title", Status: http.StatusGone, Message: key})
 }
 
 // short is the first 8 characters of an id, for file names.

@@ -241,6 +241,7 @@ func TestSignInOverHTTP(t *testing.T) {
 				req := httptest.NewRequest("POST", path, strings.NewReader(body))
 				req.Header.Set("Origin", cfg.PublicIntakeURL)
 				req.Header.Set(csrfHeader, csrf[1])
+				req.Header.Set("Accept", "application/json") // as the page's script does
 				for _, c := range jar {
 					req.AddCookie(c)
 				}
@@ -295,6 +296,29 @@ func TestSignInOverHTTP(t *testing.T) {
 			req.AddCookie(&oldCookie)
 			if res := s.call(Intake, req); res.Code != http.StatusSeeOther || res.Header().Get("Location") != "/signin" {
 				t.Fatalf("old cookie after sign-out: %d", res.Code)
+			}
+			// Signing in while the audit log cannot be written: "try again later" (503), never "refused" (the
+			// user would think the key was refused), and no session.
+			page = do("GET", "/signin", "")
+			csrf = regexp.MustCompile(`name="csrf-token" content="([^"]+)"`).FindStringSubmatch(page.Body.String())
+			begin = post("/auth/signin/begin", `{}`)
+			if err := json.Unmarshal(begin.Body.Bytes(), &b); err != nil || begin.Code != 200 {
+				t.Fatalf("sign-in begin: %d %s", begin.Code, begin.Body)
+			}
+			if resp, err = k.Assert(b.Options); err != nil {
+				t.Fatal(err)
+			}
+			sessions := countRows(t, db, "sessions")
+			restore := storetest.RefuseAudit(t, db)
+			fin = post("/auth/signin/finish?ceremony="+b.Ceremony, string(resp))
+			restore()
+			var e errorJSON
+			if json.Unmarshal(fin.Body.Bytes(), &e); fin.Code != http.StatusServiceUnavailable || e.Error != "unavailable" ||
+				e.RequestID == "" || e.Message == "" || fin.Header().Get("Retry-After") == "" {
+				t.Fatalf("sign-in with the audit down: %d %s (Retry-After %q)", fin.Code, fin.Body, fin.Header().Get("Retry-After"))
+			}
+			if countRows(t, db, "sessions") != sessions {
+				t.Fatal("a session was opened without its audit row")
 			}
 		})
 	}

@@ -78,6 +78,12 @@ type fieldErrorJSON struct {
 	Message string `json:"message"`
 }
 
+// fieldErrorsJSON is the API's 422 answer: the one error shape, and what is wrong with each field.
+type fieldErrorsJSON struct {
+	errorJSON
+	Fields []fieldErrorJSON `json:"fields"`
+}
+
 // filingForm is the data of the filing page: what was typed and what is wrong with it.
 type filingForm struct {
 	In         filingInput
@@ -124,9 +130,6 @@ func (h *handler) fileRequest(c echo.Context) error {
 	api := wantsJSON(c)
 	in, err := parseFiling(c)
 	if err != nil {
-		if api {
-			return c.JSON(http.StatusBadRequest, map[string]string{"error": "bad_request", "request_id": requestID(c)})
-		}
 		return echo.NewHTTPError(http.StatusBadRequest).SetInternal(err)
 	}
 	req, err := h.approvals.FileRequest(c.Request().Context(), in.filing(sessionOf(c).User.ID))
@@ -140,12 +143,13 @@ func (h *handler) fileRequest(c echo.Context) error {
 				out[i] = fieldErrorJSON{Field: e.Field, Code: e.Code, Message: templates.T(lang, "filing.field."+e.Field) +
 					" : " + templates.T(lang, "filing.err."+e.Code)}
 			}
-			return c.JSON(http.StatusUnprocessableEntity, map[string]any{"errors": out})
+			return c.JSON(http.StatusUnprocessableEntity, fieldErrorsJSON{errorJSON: errorJSON{Error: "bad_input",
+				Message: templates.T(lang, "error.422"), RequestID: requestID(c)}, Fields: out})
 		}
 		return h.renderFiling(c, http.StatusUnprocessableEntity, filingForm{In: in, Errors: fe})
 	case errors.Is(err, approvals.ErrRateLimited):
 		if api {
-			return c.JSON(http.StatusTooManyRequests, map[string]string{"error": "rate_limited", "request_id": requestID(c)})
+			return err
 		}
 		return h.renderFiling(c, http.StatusTooManyRequests, filingForm{In: in, Limit: true})
 	case err != nil:

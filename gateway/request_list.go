@@ -134,16 +134,8 @@ func (h *handler) cancelMyRequest(c echo.Context) error {
 	ctx := c.Request().Context()
 	uid, id := sessionOf(c).User.ID, c.Param("id")
 	err := h.approvals.CancelRequest(ctx, uid, id)
-	switch {
-	case errors.Is(err, approvals.ErrNotFound):
-		return echo.ErrNotFound
-	case errors.Is(err, approvals.ErrNotPending):
-		if wantsJSON(c) {
-			return c.JSON(http.StatusConflict, map[string]string{"error": "not_pending", "request_id": requestID(c)})
-		}
-		return echo.NewHTTPError(http.StatusConflict).SetInternal(err)
-	case err != nil:
-		return err
+	if err != nil {
+		return err // not found, not pending: the refusal table answers
 	}
 	if wantsJSON(c) {
 		r, err := h.approvals.MyRequest(ctx, uid, id)

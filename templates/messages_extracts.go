@@ -55,7 +55,16 @@ var extractsMessages = map[string]Msg{
 	"extracts.delivery":            {"Remise", "Delivery"},
 	"extracts.delivery.complete":   {"complète", "complete"},
 	"extracts.delivery.incomplete": {"Remise interrompue : un responsable peut ré-émettre l'extrait.", "Delivery interrupted: an officer can re-issue the extract."},
-	"extracts.reissued":            {"Ré-émis par la décision", "Re-issued by decision"},
+	"extracts.delivery.unknown": {
+		"Remise inconnue : l'extrait a été retiré mais son envoi n'a pas pu être enregistré ; une copie complète a pu être reçue. Une ré-émission demande la signature de deux responsables.",
+		"Delivery unknown: the extract was claimed but what was sent could not be recorded; a complete copy may have been received. A re-issue needs two officers' signatures.",
+	},
+	"extracts.reissue.first_signed": {"Première signature de ré-émission par %s : un autre responsable doit signer.", "First re-issue signature by %s: another officer must sign."},
+	"extracts.delivery.failed": {
+		"L'extrait a été retiré mais sa production a échoué : il ne peut plus être téléchargé. Un responsable peut le ré-émettre ; contactez-le en indiquant l'identifiant de la requête.",
+		"The extract was claimed but producing it failed: it can no longer be downloaded. An officer can re-issue it; contact them with the request id.",
+	},
+	"extracts.reissued": {"Ré-émis par la décision", "Re-issued by decision"},
 
 	"extracts.revoke.title": {"Révoquer l'extrait", "Revoke the extract"},
 	"extracts.revoke.lead": {

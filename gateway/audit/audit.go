@@ -56,6 +56,10 @@ type Row struct {
 // TableName tells gorm the table.
 func (Row) TableName() string { return "audit_events" }
 
+// ErrUnavailable is wrapped by Append's errors: the row could not be written, so the change it records is
+// refused with it. Callers answer "try again later", never "refused".
+var ErrUnavailable = errors.New("audit log unavailable")
+
 // ErrBroken is wrapped by the error Verify returns when the chain does not fit.
 var ErrBroken = errors.New("audit chain broken")
 
@@ -82,7 +86,7 @@ func Append(tx *gorm.DB, ev Event) error {
 		q += " FOR UPDATE"
 	}
 	if err := tx.Raw(q).Scan(&head).Error; err != nil {
-		return fmt.Errorf("audit %s: read chain head: %w", ev.Action, err)
+		return fmt.Errorf("audit %s: read chain head: %w: %w", ev.Action, ErrUnavailable, err)
 	}
 	if head.Hash == "" {
 		return fmt.Errorf("audit %s: chain head missing (database not migrated?)", ev.Action)
@@ -94,11 +98,11 @@ func Append(tx *gorm.DB, ev Event) error {
 		return fmt.Errorf("audit %s: %w", ev.Action, err)
 	}
 	if err := tx.Create(&row).Error; err != nil {
-		return fmt.Errorf("audit %s: insert row: %w", ev.Action, err)
+		return fmt.Errorf("audit %s: insert row: %w: %w", ev.Action, ErrUnavailable, err)
 	}
 	res := tx.Exec("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1 AND seq = ?", row.Seq, row.Hash, head.Seq)
 	if res.Error != nil {
-		return fmt.Errorf("audit %s: move chain head: %w", ev.Action, res.Error)
+		return fmt.Errorf("audit %s: move chain head: %w: %w", ev.Action, ErrUnavailable, res.Error)
 	}
 	if res.RowsAffected != 1 {
 		return fmt.Errorf("audit %s: chain head moved under us", ev.Action)
