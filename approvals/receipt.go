@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"time"
 
+	"gatewayd/gateway/strictjson"
 	"github.com/go-webauthn/webauthn/protocol/webauthncose"
 	"gorm.io/gorm"
 )
@@ -209,6 +210,9 @@ func verifyAssertion(challenge []byte, origin, rpID string, clientDataJSON, auth
 		Challenge   string `json:"challenge"`
 		Origin      string `json:"origin"`
 		CrossOrigin bool   `json:"crossOrigin"`
+	}
+	if err := strictjson.Check(clientDataJSON, strictjson.Names(cd)...); err != nil {
+		return fail("client data: %v", err)
 	}
 	if err := json.Unmarshal(clientDataJSON, &cd); err != nil {
 		return fail("client data is not JSON: %v", err)

@@ -386,3 +386,28 @@ func TestTwoOfficersOverHTTP(t *testing.T) {
 		}
 	})
 }
+
+// Strict JSON on the API: a duplicate name, a case variant of a field (encoding/json would read "Justification"
+// as justification) and invalid UTF-8 are refused with bad_json naming the place, and nothing is stored.
+func TestFilingAPIRefusesLooseJSON(t *testing.T) {
+	f := newFlowFixture(t, storetest.NewSQLite(t))
+	good := asJSON(validFiling(busterID))
+	for _, tc := range []struct{ name, body, want string }{
+		{"duplicate", strings.Replace(good, `"purpose":`, `"purpose":"other","purpose":`, 1), `duplicate name "purpose"`},
+		{"case variant", strings.Replace(good, `"justification":`, `"Justification":`, 1), `did you mean "justification"?`},
+		{"invalid UTF-8", strings.Replace(good, `"justification":"`, "\"justification\":\"\xff", 1), "invalid UTF-8 at /justification"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := countRows(t, f.db, "approval_requests")
+			res := f.requester.do("POST", "/api/v1/requests", tc.body)
+			var e errorJSON
+			if err := json.Unmarshal(res.Body.Bytes(), &e); err != nil || res.Code != http.StatusBadRequest ||
+				e.Error != "bad_json" || !strings.Contains(e.Message, tc.want) || e.RequestID == "" {
+				t.Fatalf("%d %s, want 400 bad_json with %q", res.Code, res.Body, tc.want)
+			}
+			if countRows(t, f.db, "approval_requests") != before {
+				t.Fatal("a refused body stored a request")
+			}
+		})
+	}
+}

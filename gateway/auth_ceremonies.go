@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"gatewayd/gateway/identity"
+	"gatewayd/gateway/strictjson"
 )
 
 // maxCeremonyBody bounds what a browser may post to a ceremony endpoint.
@@ -36,8 +38,12 @@ func (h *handler) registerBegin(c echo.Context) error {
 	var in struct {
 		Token string `json:"token"`
 	}
-	if err := json.NewDecoder(io.LimitReader(c.Request().Body, maxCeremonyBody)).Decode(&in); err != nil || in.Token == "" {
-		return echo.NewHTTPError(http.StatusBadRequest)
+	body, err := readJSONBody(c, maxCeremonyBody, strictjson.Names(in)...)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(body, &in); err != nil || in.Token == "" {
+		return echo.NewHTTPError(http.StatusBadRequest).SetInternal(err)
 	}
 	opts, id, err := h.id.BeginRegistration(c.Request().Context(), listenerOf(c), in.Token)
 	if err != nil {
@@ -70,9 +76,9 @@ func (h *handler) finishCeremony(c echo.Context, finish func(ctx context.Context
 	if h.limited(c) {
 		return echo.NewHTTPError(http.StatusTooManyRequests)
 	}
-	body, err := io.ReadAll(io.LimitReader(c.Request().Body, maxCeremonyBody))
+	body, err := readJSONBody(c, maxCeremonyBody, assertionNames...)
 	if err != nil {
-		return echo.NewHTTPError(http.StatusBadRequest)
+		return err
 	}
 	listener := listenerOf(c)
 	ns, err := finish(c.Request().Context(), listener, c.QueryParam("ceremony"), body, c.RealIP())
@@ -87,4 +93,25 @@ func (h *handler) finishCeremony(c echo.Context, finish func(ctx context.Context
 	}
 	h.setCookie(c, h.cookieName("gw_session_"+listener), ns.Token, 0)
 	return c.JSON(http.StatusOK, map[string]string{"redirect": homePath(ns.User.Role)})
+}
+
+// assertionNames are the members of a WebAuthn credential's JSON (registration and assertion) that go-webauthn
+// reads, with encoding/json's case-insensitive matching: a case variant of one is refused before it does.
+var assertionNames = []string{"id", "rawId", "type", "response", "clientExtensionResults", "authenticatorAttachment",
+	"clientDataJSON", "authenticatorData", "signature", "userHandle", "attestationObject", "transports"}
+
+// readJSONBody reads a JSON body of at most limit bytes and checks it strictly (duplicate names, case variants
+// of known, invalid UTF-8: see strictjson); a refusal names the place.
+func readJSONBody(c echo.Context, limit int64, known ...string) ([]byte, error) {
+	body, err := io.ReadAll(io.LimitReader(c.Request().Body, limit))
+	if err != nil {
+		return nil, echo.NewHTTPError(http.StatusBadRequest).SetInternal(err)
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return body, nil // the use case says what an empty body lacks
+	}
+	if err := strictjson.Check(body, known...); err != nil {
+		return nil, err
+	}
+	return body, nil
 }

@@ -32,6 +32,8 @@ type Config struct {
 	TLSKey           string
 	LogFormat        string
 	MaxFileSize      int64 // bytes; gatewayd import refuses a file above it
+	// DBWait is how long serve waits for the database at start (a flag of serve only; 0: try once).
+	DBWait time.Duration
 
 	// Identity (issue 4).
 	DevAllowSoftwareKeys bool

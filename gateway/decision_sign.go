@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -120,9 +119,9 @@ func (h *handler) refuseDecision(c echo.Context, in reviewInput, err error) erro
 // signDecision answers POST /review/:id/sign?preparation=...: the body is the officer key's assertion. The
 // domain checks that it signs the challenge prepared for this very decision; on any refusal nothing changes.
 func (h *handler) signDecision(c echo.Context) error {
-	body, err := io.ReadAll(io.LimitReader(c.Request().Body, maxCeremonyBody))
+	body, err := readJSONBody(c, maxCeremonyBody, assertionNames...)
 	if err != nil {
-		return echo.NewHTTPError(http.StatusBadRequest)
+		return err
 	}
 	out, err := h.approvals.CompleteDecision(c.Request().Context(), sessionOf(c).User.ID, c.QueryParam("preparation"), body)
 	if err != nil {

@@ -20,7 +20,7 @@ func (h *handler) errorHandler(err error, c echo.Context) {
 	} else {
 		h.log.Info("request refused", "request_id", rid, "route", c.Path(), "code", r.Code, "error", err)
 	}
-	h.answerRefusal(c, r)
+	h.answerRefusal(c, r, err)
 }
 
 // wantsJSON says whether the client is a tool rather than a browser: API paths, or an Accept header that asks

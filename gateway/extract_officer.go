@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"io"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
@@ -63,9 +62,9 @@ func (h *handler) finishRevoke(c echo.Context) error {
 	if h.approvals == nil {
 		return echo.NewHTTPError(http.StatusNotFound).SetInternal(errNoDomain)
 	}
-	body, err := io.ReadAll(io.LimitReader(c.Request().Body, maxAssertion))
+	body, err := readJSONBody(c, maxAssertion, assertionNames...)
 	if err != nil {
-		return echo.NewHTTPError(http.StatusBadRequest).SetInternal(err)
+		return err
 	}
 	if err := h.approvals.CompleteRevocation(c.Request().Context(), sessionOf(c).User.ID, c.QueryParam("ceremony"), body); err != nil {
 		return err
@@ -91,9 +90,9 @@ func (h *handler) finishReissue(c echo.Context) error {
 	if h.approvals == nil {
 		return echo.NewHTTPError(http.StatusNotFound).SetInternal(errNoDomain)
 	}
-	body, err := io.ReadAll(io.LimitReader(c.Request().Body, maxAssertion))
+	body, err := readJSONBody(c, maxAssertion, assertionNames...)
 	if err != nil {
-		return echo.NewHTTPError(http.StatusBadRequest).SetInternal(err)
+		return err
 	}
 	out, err := h.approvals.CompleteDecision(c.Request().Context(), sessionOf(c).User.ID, c.QueryParam("ceremony"), body)
 	if err != nil {

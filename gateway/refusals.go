@@ -11,6 +11,7 @@ import (
 	"gatewayd/gateway/audit"
 	"gatewayd/gateway/identity"
 	"gatewayd/gateway/store"
+	"gatewayd/gateway/strictjson"
 	"gatewayd/templates"
 )
 
@@ -114,6 +115,10 @@ func refusalOf(err error) refusal {
 	if store.Unavailable(err) {
 		return unavailable
 	}
+	var strict *strictjson.Error
+	if errors.As(err, &strict) {
+		return refusal{"bad_json", http.StatusBadRequest, "error.bad_json"}
+	}
 	for _, r := range refusals {
 		if errors.Is(err, r.err) {
 			return r.r
@@ -143,13 +148,19 @@ type errorJSON struct {
 
 // answerRefusal writes r: a 503 asks the client to come back (Retry-After), JSON clients get errorJSON,
 // browsers the error page.
-func (h *handler) answerRefusal(c echo.Context, r refusal) error {
+func (h *handler) answerRefusal(c echo.Context, r refusal, err error) error {
 	if r.Status == http.StatusServiceUnavailable {
 		c.Response().Header().Set("Retry-After", strconv.Itoa(retryAfter))
 	}
 	lang, _ := c.Get(ctxLang).(string)
+	msg := templates.T(lang, r.Msg)
+	// Strict JSON refusals name the place (element names of the caller's own body, never a value).
+	var strict *strictjson.Error
+	if errors.As(err, &strict) {
+		msg += " " + strict.Error()
+	}
 	if wantsJSON(c) {
-		return c.JSON(r.Status, errorJSON{Error: r.Code, Message: templates.T(lang, r.Msg), RequestID: requestID(c)})
+		return c.JSON(r.Status, errorJSON{Error: r.Code, Message: msg, RequestID: requestID(c)})
 	}
 	if c.Request().Method == http.MethodHead {
 		return c.NoContent(r.Status)

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"gatewayd/approvals"
+	"gatewayd/gateway/strictjson"
 	"gatewayd/templates"
 )
 
@@ -50,7 +52,14 @@ func parseFiling(c echo.Context) (filingInput, error) {
 	r.Body = http.MaxBytesReader(c.Response(), r.Body, maxFilingBody)
 	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if ct == "application/json" {
-		dec := json.NewDecoder(r.Body)
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			return in, errBadBody
+		}
+		if err := strictjson.Check(body, strictjson.Names(in)...); err != nil {
+			return in, err
+		}
+		dec := json.NewDecoder(bytes.NewReader(body))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&in); err != nil {
 			return in, errBadBody

@@ -206,7 +206,7 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (*gorm.DB, *keys.
 	if err != nil {
 		return nil, nil, err
 	}
-	db, err := store.Open(ctx, cfg.DB)
+	db, err := openWaiting(ctx, cfg, log)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -233,4 +233,25 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger) (*gorm.DB, *keys.
 			"restore_epoch", restored.Epoch, "invalidated", len(restored.Invalidated))
 	}
 	return db, master, nil
+}
+
+// openWaiting opens the database, trying again with a growing pause (a quarter second, doubling up to five
+// seconds) until cfg.DBWait has passed: a gateway started before its PostgreSQL (a reboot, a failover) comes
+// up when the database does. Each failed try is logged, without the URL's password.
+func openWaiting(ctx context.Context, cfg *Config, log *slog.Logger) (*gorm.DB, error) {
+	deadline := time.Now().Add(cfg.DBWait)
+	pause := 250 * time.Millisecond
+	for try := 1; ; try++ {
+		db, err := store.Open(ctx, cfg.DB)
+		if err == nil || time.Now().Add(pause).After(deadline) {
+			return db, err
+		}
+		log.Warn("database unreachable, trying again", "try", try, "in", pause, "error", err)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 5*time.Second)
+	}
 }

@@ -41,6 +41,7 @@ var coreMessages = map[string]Msg{
 	"error.413":       {"La demande est trop volumineuse.", "The request is too large."},
 	"error.429":       {"Trop de tentatives. Réessayez dans quelques minutes.", "Too many attempts. Try again in a few minutes."},
 	"error.500":       {"Erreur interne. Rien n'a été modifié.", "Internal error. Nothing was changed."},
+	"error.bad_json":  {"JSON refusé :", "JSON refused:"},
 	"error.503":       {"Service momentanément indisponible : rien n'a été modifié. Réessayez dans quelques instants.", "Service temporarily unavailable: nothing was changed. Try again in a moment."},
 	"error.requestid": {"Référence à communiquer au support", "Reference to give to support"},
 	"error.back":      {"Retour à l'accueil", "Back to the home page"},

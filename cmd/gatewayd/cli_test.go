@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"gatewayd/gateway"
 	"gatewayd/gateway/keys"
@@ -146,5 +147,23 @@ func TestEnvironmentAndFlagPrecedence(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "gateway.db")); err != nil {
 		t.Fatalf("GATEWAY_DATA_DIR not used for the default database: %v", err)
+	}
+}
+
+// serve waits for its database with backoff, up to --db-wait, logging each try (without the URL's password),
+// then gives up with the reason.
+func TestServeWaitsForTheDatabase(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("GATEWAY_DATA_DIR", dir)
+	if _, stderr, code := runCLI(t, "keys", "init"); code != 0 {
+		t.Fatalf("keys init: %s", stderr)
+	}
+	start := time.Now()
+	_, stderr, code := runCLI(t, "serve", "--db", "postgres://gw:secret-pw@127.0.0.1:1/none?sslmode=disable", "--db-wait", "1s")
+	if code == 0 || time.Since(start) < 750*time.Millisecond {
+		t.Fatalf("exit %d after %v: did not wait", code, time.Since(start))
+	}
+	if n := strings.Count(stderr, "database unreachable, trying again"); n < 2 || strings.Contains(stderr, "secret-pw") {
+		t.Fatalf("%d tries logged:\n%s", n, stderr)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"gatewayd/approvals"
 	"gatewayd/gateway/keys"
 	"gatewayd/gateway/store"
+	"gatewayd/gateway/strictjson"
 )
 
 // maxReceiptSize bounds what `receipt verify` reads: a receipt is a few kilobytes.
@@ -105,6 +106,10 @@ func readReceipt(path string) (approvals.Receipt, error) {
 		return approvals.Receipt{}, errors.New("read receipt: larger than 1 MiB, not a receipt")
 	}
 	var rc approvals.Receipt
+	// Strict first: a duplicate or case-variant name would otherwise be read as the one it shadows.
+	if err := strictjson.Check(buf.Bytes(), strictjson.Names(rc)...); err != nil {
+		return approvals.Receipt{}, fmt.Errorf("receipt %s is not a receipt file: %w", path, err)
+	}
 	dec := json.NewDecoder(&buf)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&rc); err != nil {

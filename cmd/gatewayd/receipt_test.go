@@ -134,6 +134,20 @@ func TestReceiptExportThenVerify(t *testing.T) {
 		return string(b)
 	})
 
+	// Strict JSON: a second "signature" or a "Signature" would otherwise be read in place of the one signed.
+	for name, bad := range map[string]string{
+		"duplicate name": strings.Replace(string(good), `"signature":`, `"signature":"AAAA","signature":`, 1),
+		"case variant":   strings.Replace(string(good), `"signature":`, `"Signature":`, 1),
+	} {
+		path := filepath.Join(t.TempDir(), "bad.json")
+		if err := os.WriteFile(path, []byte(bad), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, errOut, code := runCLI(t, "receipt", "verify", path); code == 0 || !strings.Contains(errOut, "not a receipt file") {
+			t.Errorf("%s: exit %d, %s", name, code, errOut)
+		}
+	}
+
 	_, errOut, code = runCLI(t, "receipt", "verify", filepath.Join(dir, "missing.json"))
 	if code != 1 || !strings.Contains(errOut, "read receipt") {
 		t.Fatalf("missing file: exit %d, %s", code, errOut)

@@ -17,7 +17,7 @@ import (
 )
 
 func (a *app) serveCommand() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the intake and console listeners (migrates the database first)",
 		Args:  cobra.NoArgs,
@@ -27,6 +27,8 @@ func (a *app) serveCommand() *cobra.Command {
 			return a.serve(ctx)
 		},
 	}
+	cmd.Flags().DurationVar(&a.cfg.DBWait, "db-wait", 60*time.Second, "how long to wait for the database at start, trying again with backoff")
+	return cmd
 }
 
 func (a *app) serve(ctx context.Context) error {

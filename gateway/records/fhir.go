@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"gatewayd/gateway/strictjson"
 )
 
 // reference is a FHIR Reference, as far as import needs it.
@@ -243,16 +245,20 @@ func (p *patientResource) demographics() (demographics, error) {
 	return d, nil
 }
 
-// decodeHead reads a resource's head. A field of another shape than expected refuses a kept resource, but
-// not one of a type that is skipped anyway (PractitionerRole.code is a list, for instance).
+// resourceNames are the element names the import reads from a resource: a case variant of one ("Subject")
+// is refused rather than ignored, as are duplicate names and invalid UTF-8 (see strictjson).
+var resourceNames = append(strictjson.Names(resourceHead{}), strictjson.Names(patientResource{})...)
+
+// decodeHead checks a resource strictly and reads its head. A field of another shape than expected refuses a
+// kept resource, but not one of a type that is skipped anyway (PractitionerRole.code is a list, for instance).
 func decodeHead(raw []byte, h *resourceHead) error {
+	if err := strictjson.Check(raw, resourceNames...); err != nil {
+		return err
+	}
 	// Most exports write resourceType first: a skipped type (a large Claim or ExplanationOfBenefit) is then
 	// recognised without decoding it.
 	if rt, ok := sniffType(raw); ok && rt != "Patient" {
 		if _, kept := CategoryOf(rt); !kept {
-			if !json.Valid(raw) {
-				return json.Unmarshal(raw, h) // for the error
-			}
 			h.ResourceType = rt
 			return nil
 		}

@@ -20,6 +20,7 @@ import (
 
 	"gatewayd/gateway/audit"
 	"gatewayd/gateway/store"
+	"gatewayd/gateway/strictjson"
 )
 
 // DefaultMaxFileSize is the default limit on one imported file (256 MiB).
@@ -429,6 +430,10 @@ func readEntry(index int, raw []byte, head *resourceHead) (*pendingEntry, error)
 
 // jsonProblem words a decoding error without quoting the data.
 func jsonProblem(err error) string {
+	var strict *strictjson.Error
+	if errors.As(err, &strict) {
+		return strict.Error()
+	}
 	var se *json.SyntaxError
 	switch {
 	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):

@@ -51,6 +51,18 @@ func firstOf(t *testing.T, entries []any, rt string) int {
 	return -1
 }
 
+// rawEdit writes the small test bundle (compact JSON) with its first old replaced by new, byte for byte: for
+// what a map cannot hold (duplicate names, invalid UTF-8).
+func rawEdit(t *testing.T, dir, name, old, new string) string {
+	t.Helper()
+	path := editBundle(t, dir, name, func(es []any) []any { return es })
+	raw, err := os.ReadFile(path)
+	if err != nil || !strings.Contains(string(raw), old) {
+		t.Fatalf("%s not in the bundle (%v)", old, err)
+	}
+	return writeFile(t, dir, name, strings.Replace(string(raw), old, new, 1))
+}
+
 func writeFile(t *testing.T, dir, name, body string) string {
 	t.Helper()
 	p := filepath.Join(dir, name)
@@ -136,6 +148,31 @@ func TestImportRefusesBadInput(t *testing.T) {
 			first, _, _ := strings.Cut(string(raw), "\n")
 			return writeFile(t, dir, "Mixed.000.ndjson", first+"\n"+`{"resourceType":"Organization","name":"x`+"\n")
 		}, wantEntry: func(*testing.T) int { return 2 }},
+		// Strict JSON (see strictjson): encoding/json alone would take the case variant for the name, keep the
+		// last duplicate and replace invalid UTF-8.
+		{name: "case variant of subject", wantMsg: `entry 3: "Subject" is not a name; did you mean "subject"?`, file: func(t *testing.T, dir string) string {
+			return rawEdit(t, dir, "casevariant.json", `"subject":{`, `"Subject":{"reference":"Patient/OTHER"},"subject":{`)
+		}},
+		{name: "case variant of effectiveDateTime", wantMsg: `did you mean "effectiveDateTime"?`, file: func(t *testing.T, dir string) string {
+			return rawEdit(t, dir, "casedate.json", `"effectiveDateTime":"`, `"EffectiveDateTime":"`)
+		}},
+		{name: "two entry arrays", wantMsg: `duplicate name "entry" at the top level`, file: func(t *testing.T, dir string) string {
+			return rawEdit(t, dir, "twoentries.json", `"entry":[`, `"entry":[],"entry":[`)
+		}},
+		{name: "Entry for entry", wantMsg: `"Entry" is not a name; did you mean "entry"?`, file: func(t *testing.T, dir string) string {
+			return rawEdit(t, dir, "Entry.json", `"entry":[`, `"Entry":[`)
+		}},
+		{name: "duplicate name in a resource", wantMsg: `duplicate name "status"`, file: func(t *testing.T, dir string) string {
+			return rawEdit(t, dir, "dupstatus.json", `"status":"final"`, `"status":"final","status":"final"`)
+		}},
+		{name: "invalid UTF-8", wantMsg: "invalid UTF-8 at /resource/", file: func(t *testing.T, dir string) string {
+			return rawEdit(t, dir, "utf8.json", `"status":"final"`, "\"status\":\"fin\xffal\"")
+		}},
+		{name: "NDJSON duplicate name", wantMsg: `line 1: duplicate name "id"`, file: func(t *testing.T, dir string) string {
+			raw, _ := os.ReadFile(testdata(t, "ndjson", "Patient.000.ndjson"))
+			first, _, _ := strings.Cut(string(raw), "\n")
+			return writeFile(t, dir, "Patient.000.ndjson", strings.Replace(first, `"id":`, `"id":"other","id":`, 1)+"\n")
+		}, wantEntry: func(*testing.T) int { return 1 }},
 		{name: "NDJSON reference to a patient never imported", wantMsg: "refers to a patient that was not imported", file: func(t *testing.T, dir string) string {
 			raw, _ := os.ReadFile(testdata(t, "ndjson", "Condition.000.ndjson"))
 			return writeFile(t, dir, "Condition.000.ndjson", string(raw))

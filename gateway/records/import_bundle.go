@@ -7,12 +7,21 @@ import (
 	"strings"
 
 	"gorm.io/gorm"
+
+	"gatewayd/gateway/strictjson"
 )
 
 type bundleEntry struct {
 	FullURL  string          `json:"fullUrl"`
 	Resource json.RawMessage `json:"resource"`
 }
+
+// bundleNames and entryNames are the names the import reads at the top of a Bundle and of an entry (with
+// the other members of Bundle.entry): a case variant ("Entry", "Resource") or a repeat is refused.
+var (
+	bundleNames = []string{"resourceType", "type", "entry"}
+	entryNames  = append([]string{"fullUrl", "resource", "request", "response", "search", "link"}, resourceNames...)
+)
 
 // importBundle reads one Bundle, element by element of Bundle.entry, then stores it in one transaction. The
 // entries of one bundle are held in memory until it is stored (the Patient may come last), which the file size
@@ -29,12 +38,16 @@ func (r *importRun) importBundle(ctx context.Context, in io.Reader) error {
 		if d, ok := tok.(json.Delim); !ok || d != '{' {
 			return reject(-1, "JSON but not FHIR: the file is not a JSON object")
 		}
+		seen := map[string]string{}
 		for dec.More() {
 			tok, err := dec.Token()
 			if err != nil {
 				return rejectRead(-1, err, "%s", jsonProblem(err))
 			}
 			key, _ := tok.(string)
+			if err := strictName(seen, key); err != nil {
+				return err
+			}
 			switch key {
 			case "resourceType":
 				if err := dec.Decode(&rt); err != nil {
@@ -51,9 +64,16 @@ func (r *importRun) importBundle(ctx context.Context, in io.Reader) error {
 					return reject(-1, "JSON but not FHIR: Bundle.entry is not a list")
 				}
 				for i := 0; dec.More(); i++ {
-					var e bundleEntry
-					if err := dec.Decode(&e); err != nil {
+					var raw json.RawMessage
+					if err := dec.Decode(&raw); err != nil {
 						return rejectRead(i, err, "entry %d: %s", i, jsonProblem(err))
+					}
+					var e bundleEntry
+					if err := strictjson.Check(raw, entryNames...); err != nil {
+						return reject(i, "entry %d: %s", i, jsonProblem(err))
+					}
+					if err := json.Unmarshal(raw, &e); err != nil {
+						return reject(i, "entry %d: %s", i, jsonProblem(err))
 					}
 					entries = append(entries, e)
 				}
@@ -64,6 +84,9 @@ func (r *importRun) importBundle(ctx context.Context, in io.Reader) error {
 				var skip json.RawMessage
 				if err := dec.Decode(&skip); err != nil {
 					return rejectRead(-1, err, "%s", jsonProblem(err))
+				}
+				if err := strictjson.Check(skip); err != nil {
+					return reject(-1, "Bundle.%s: %s", shortName(key), jsonProblem(err))
 				}
 			}
 		}
@@ -178,4 +201,23 @@ func (s *Service) prepareBundle(entries []bundleEntry) (*preparedBundle, error) 
 		out.entries = append(out.entries, pe)
 	}
 	return out, nil
+}
+
+// strictName refuses a top-level Bundle name seen before (two "entry" arrays would both be read) or a case
+// variant of one the import reads: encoding/json would match "Entry" to entry.
+func strictName(seen map[string]string, key string) error {
+	lower := strings.ToLower(key)
+	if prev, ok := seen[lower]; ok {
+		if prev == key {
+			return reject(-1, "duplicate name %q at the top level of the Bundle", shortName(key))
+		}
+		return reject(-1, "names %q and %q differ only by case at the top level of the Bundle", shortName(prev), shortName(key))
+	}
+	seen[lower] = key
+	for _, n := range bundleNames {
+		if strings.EqualFold(n, key) && n != key {
+			return reject(-1, "%q is not a name; did you mean %q? (names are case-sensitive)", shortName(key), n)
+		}
+	}
+	return nil
 }

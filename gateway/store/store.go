@@ -5,8 +5,11 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -53,6 +56,9 @@ func Open(ctx context.Context, dsn string) (*gorm.DB, error) {
 	if IsPostgresURL(dsn) {
 		db, err = gorm.Open(postgres.Open(dsn), cfg)
 	} else {
+		if err := privateFiles(dsn); err != nil {
+			return nil, fmt.Errorf("open database: %w", err)
+		}
 		db, err = gorm.Open(sqlite.Open(sqliteDSN(dsn)), cfg)
 	}
 	if err != nil {
@@ -119,4 +125,34 @@ func Ping(ctx context.Context, db *gorm.DB) error {
 // its audit row go through one call of Tx, so neither survives without the other.
 func Tx(ctx context.Context, db *gorm.DB, fn func(tx *gorm.DB) error) error {
 	return db.WithContext(ctx).Transaction(fn, &sql.TxOptions{})
+}
+
+// privateFiles creates the SQLite file mode 0600 before SQLite does (SQLite would follow the umask, often
+// 0644), and narrows an existing file and its -wal and -shm to 0600: they hold the audit chain and sealed
+// records, readable by the gateway's user only. SQLite gives -wal and -shm the database file's mode.
+func privateFiles(dsn string) error {
+	path, _, _ := strings.Cut(strings.TrimPrefix(dsn, "file:"), "?")
+	if path == "" || strings.Contains(path, ":memory:") {
+		return nil
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		st, err := os.Stat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if st.Mode().Perm()&0o077 != 0 {
+			if err := os.Chmod(p, 0o600); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

@@ -2,6 +2,8 @@ package store_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"gorm.io/gorm"
@@ -65,4 +67,31 @@ func TestTxRollsBackOnError(t *testing.T) {
 			t.Fatal("rolled-back insert is visible")
 		}
 	})
+}
+
+// The SQLite file and its -wal and -shm are readable by the gateway's user only, whatever the umask; an older
+// file left 0644 is narrowed.
+func TestSQLiteFilesPrivate(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "gateway.db")
+	if err := os.WriteFile(path, nil, 0o644); err != nil { // an empty file is an empty database
+		t.Fatal(err)
+	}
+	db, err := store.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close(db)
+	if _, err := store.Up(context.Background(), db); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != 0o600 {
+			t.Errorf("%s is %v, want 0600", filepath.Base(p), st.Mode().Perm())
+		}
+	}
 }
