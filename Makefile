@@ -3,7 +3,7 @@ GO        ?= go
 BIN       := bin/gatewayd
 DATA_DIR  ?= ./var
 
-.PHONY: build run test lint bench clean
+.PHONY: build run test lint bench clean airgap-test
 
 build:
 	$(GO) build -o $(BIN) ./cmd/gatewayd
@@ -28,6 +28,12 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
+
+# The air gap, proven with real connections (root, Linux; CI runs it): network namespaces for the remote
+# segment, the DMZ (nginx with deploy/nginx-intake.conf), the gateway host (deploy/nftables.conf loaded by nft),
+# the internal segment and the database host (its own PostgreSQL cluster). Prints the reachability matrix.
+airgap-test:
+	GATEWAY_AIRGAP_TEST=1 $(GO) test -race -count=1 -v -run TestAirGap ./deploy/airgap/
 
 # Benchmarks, each beside its baseline measured in the same run, with the ratios; on SQLite and on the
 # machine's PostgreSQL (override GATEWAY_TEST_POSTGRES to use another server).

@@ -26,14 +26,22 @@ func listenerOf(c echo.Context) string {
 	return l
 }
 
-// limited answers 429 when the client address made too many ceremony calls this minute.
-func (h *handler) limited(c echo.Context) bool {
-	return !h.signins.allow(c.RealIP())
+// limit refuses (429) a client address that made too many ceremony calls this minute, on any instance. A
+// database that cannot count refuses too (503 or 500 through the refusal table): fail closed.
+func (h *handler) limit(c echo.Context) error {
+	n, err := hit(c.Request().Context(), h.db, "ceremony:"+c.RealIP(), h.now())
+	if err != nil {
+		return err
+	}
+	if n > signinAttemptsPerMinute {
+		return echo.NewHTTPError(http.StatusTooManyRequests)
+	}
+	return nil
 }
 
 func (h *handler) registerBegin(c echo.Context) error {
-	if h.limited(c) {
-		return echo.NewHTTPError(http.StatusTooManyRequests)
+	if err := h.limit(c); err != nil {
+		return err
 	}
 	var in struct {
 		Token string `json:"token"`
@@ -57,8 +65,8 @@ func (h *handler) registerFinish(c echo.Context) error {
 }
 
 func (h *handler) signInBegin(c echo.Context) error {
-	if h.limited(c) {
-		return echo.NewHTTPError(http.StatusTooManyRequests)
+	if err := h.limit(c); err != nil {
+		return err
 	}
 	opts, id, err := h.id.BeginSignIn(c.Request().Context(), listenerOf(c))
 	if err != nil {
@@ -73,8 +81,8 @@ func (h *handler) signInFinish(c echo.Context) error {
 
 // finishCeremony runs a registration or sign-in finish and, on success, sets a fresh session cookie.
 func (h *handler) finishCeremony(c echo.Context, finish func(ctx context.Context, listener, ceremonyID string, response []byte, client string) (identity.NewSession, error)) error {
-	if h.limited(c) {
-		return echo.NewHTTPError(http.StatusTooManyRequests)
+	if err := h.limit(c); err != nil {
+		return err
 	}
 	body, err := readJSONBody(c, maxCeremonyBody, assertionNames...)
 	if err != nil {
@@ -91,7 +99,7 @@ func (h *handler) finishCeremony(c echo.Context, finish func(ctx context.Context
 	if old := sessionOf(c); old != nil {
 		h.id.SignOut(c.Request().Context(), old.ID)
 	}
-	h.setCookie(c, h.cookieName("gw_session_"+listener), ns.Token, 0)
+	h.setCookie(c, h.cookieName(listener, "gw_session_"+listener), ns.Token, 0)
 	return c.JSON(http.StatusOK, map[string]string{"redirect": homePath(ns.User.Role)})
 }
 

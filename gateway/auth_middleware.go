@@ -8,8 +8,6 @@ import (
 	"errors"
 	"net/http"
 	"net/netip"
-	"sync"
-	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -35,11 +33,12 @@ var (
 // sessionCookie names a listener's session cookie. Browsers do not separate cookies by port, so each
 // listener has its own name; under TLS the __Host- prefix pins it to this host, Secure and path /.
 func (s *Server) sessionCookie(listener string) string {
-	return s.h.cookieName("gw_session_" + listener)
+	return s.h.cookieName(listener, "gw_session_"+listener)
 }
 
-func (h *handler) cookieName(base string) string {
-	if h.cfg.TLS() {
+// cookieName is base, with the __Host- prefix when browsers reach the listener over HTTPS.
+func (h *handler) cookieName(listener, base string) string {
+	if h.cfg.HTTPS(listener) {
 		return "__Host-" + base
 	}
 	return base
@@ -47,7 +46,7 @@ func (h *handler) cookieName(base string) string {
 
 func (h *handler) setCookie(c echo.Context, name, value string, maxAge int) {
 	c.SetCookie(&http.Cookie{Name: name, Value: value, Path: "/", MaxAge: maxAge, HttpOnly: true,
-		Secure: h.cfg.TLS(), SameSite: http.SameSiteStrictMode})
+		Secure: h.cfg.HTTPS(listenerOf(c)), SameSite: http.SameSiteStrictMode})
 }
 
 // loadSession turns a session cookie into the signed-in user, or clears a cookie that no longer works. Health
@@ -130,7 +129,7 @@ func (h *handler) expectedCSRF(c echo.Context, listener string) string {
 	if sess := sessionOf(c); sess != nil {
 		return h.csrfFor("session:" + sess.ID)
 	}
-	ck, err := c.Cookie(h.cookieName("gw_pre_" + listener))
+	ck, err := c.Cookie(h.cookieName(listener, "gw_pre_"+listener))
 	if err != nil || ck.Value == "" {
 		return ""
 	}
@@ -144,7 +143,7 @@ func (h *handler) csrfToken(c echo.Context) string {
 	if sess := sessionOf(c); sess != nil {
 		return h.csrfFor("session:" + sess.ID)
 	}
-	name := h.cookieName("gw_pre_" + listener)
+	name := h.cookieName(listener, "gw_pre_"+listener)
 	if ck, err := c.Cookie(name); err == nil && ck.Value != "" {
 		return h.csrfFor("pre:" + listener + ":" + ck.Value)
 	}
@@ -184,28 +183,4 @@ func (s *Server) guard(who Access, next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		return next(c)
 	}
-}
-
-// attemptLimiter counts sign-in and registration calls per client address in one-minute windows.
-type attemptLimiter struct {
-	mu     sync.Mutex
-	now    func() time.Time
-	limit  int
-	window time.Time
-	counts map[string]int
-}
-
-func newAttemptLimiter(now func() time.Time, limit int) *attemptLimiter {
-	return &attemptLimiter{now: now, limit: limit, counts: map[string]int{}}
-}
-
-func (l *attemptLimiter) allow(addr string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.now()
-	if now.Sub(l.window) >= time.Minute {
-		l.window, l.counts = now, map[string]int{}
-	}
-	l.counts[addr]++
-	return l.counts[addr] <= l.limit
 }

@@ -59,7 +59,7 @@ func (h *handler) signOut(c echo.Context) error {
 	if err := h.id.SignOut(c.Request().Context(), sessionOf(c).ID); err != nil && !errors.Is(err, identity.ErrNoSession) {
 		return err
 	}
-	h.setCookie(c, h.cookieName("gw_session_"+listenerOf(c)), "", -1)
+	h.setCookie(c, h.cookieName(listenerOf(c), "gw_session_"+listenerOf(c)), "", -1)
 	if wantsJSON(c) {
 		return c.JSON(http.StatusOK, map[string]string{"redirect": "/signin"})
 	}

@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"net/netip"
@@ -180,8 +182,8 @@ func (c *Config) finish() error {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return fmt.Errorf("--log-format: %q is not text or json", c.LogFormat)
 	}
-	if c.DevAllowSoftwareKeys && c.TLS() {
-		return fmt.Errorf("--dev-allow-software-keys: refused with TLS (--tls-cert): it is for trials on this machine only")
+	if c.DevAllowSoftwareKeys && (c.TLS() || c.HTTPS(Intake) || c.HTTPS(Console)) {
+		return fmt.Errorf("--dev-allow-software-keys: refused with TLS (--tls-cert or an https:// public URL): it is for trials on this machine only")
 	}
 	if c.AttestationRoots != "" {
 		if _, err := os.Stat(c.AttestationRoots); err != nil {
@@ -253,8 +255,59 @@ func (c *Config) Policy() approvals.Policy {
 	return p
 }
 
-// TLS says whether both listeners serve HTTPS.
+// TLS says whether both listeners serve HTTPS themselves.
 func (c *Config) TLS() bool { return c.TLSCert != "" }
+
+// HTTPS says whether browsers reach a listener over HTTPS: served by the listener itself (--tls-cert) or by a
+// TLS proxy in front of it (an https:// public URL). Its cookies are then __Host- and Secure, and HSTS is sent.
+func (c *Config) HTTPS(listener string) bool {
+	return strings.HasPrefix(c.PublicURL(listener), "https://")
+}
+
+// PublicURL is a listener's origin as browsers see it.
+func (c *Config) PublicURL(listener string) string {
+	if listener == Intake {
+		return c.PublicIntakeURL
+	}
+	return c.PublicConsoleURL
+}
+
+// CheckServing refuses, before serve opens anything, settings under which browsers could not use the
+// listeners: an origin that is an IP address (WebAuthn refuses it as relying-party id), TLS served under an
+// http:// origin, a certificate that does not match its key or does not name the public host, or an https://
+// origin with neither TLS here nor a trusted proxy in front to terminate it.
+func (c *Config) CheckServing() error {
+	var leaf *x509.Certificate
+	if c.TLS() {
+		pair, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+		if err != nil {
+			return fmt.Errorf("--tls-cert, --tls-key: not a certificate and its private key: %v", err)
+		}
+		if leaf, err = x509.ParseCertificate(pair.Certificate[0]); err != nil {
+			return fmt.Errorf("--tls-cert: %v", err)
+		}
+	}
+	for _, l := range []struct{ name, flag string }{{Intake, "--public-intake-url"}, {Console, "--public-console-url"}} {
+		u, err := url.Parse(c.PublicURL(l.name))
+		if err != nil {
+			return fmt.Errorf("%s: %v", l.flag, err)
+		}
+		if _, err := netip.ParseAddr(u.Hostname()); err == nil {
+			return fmt.Errorf("%s: %s is an IP address; passkeys need a host name (WebAuthn refuses an IP as relying-party id)", l.flag, u.Hostname())
+		}
+		switch {
+		case c.TLS() && u.Scheme != "https":
+			return fmt.Errorf("%s: %s is http:// but --tls-cert serves HTTPS; give the https:// origin", l.flag, u)
+		case c.TLS():
+			if err := leaf.VerifyHostname(u.Hostname()); err != nil {
+				return fmt.Errorf("--tls-cert: the certificate does not name %s (%s): %v", u.Hostname(), l.flag, err)
+			}
+		case u.Scheme == "https" && len(c.TrustedProxies) == 0:
+			return fmt.Errorf("%s: %s is https:// but this listener serves plain HTTP: give --tls-cert and --tls-key, or name the TLS proxy in front in --trusted-proxies", l.flag, u)
+		}
+	}
+	return nil
+}
 
 func parsePrefixes(flag string, in []string) ([]netip.Prefix, error) {
 	var out []netip.Prefix

@@ -204,8 +204,9 @@ func TestSignInOverHTTP(t *testing.T) {
 		t.Run(fmt.Sprintf("tls=%v", tlsOn), func(t *testing.T) {
 			db := storetest.NewSQLite(t)
 			cfg := testConfig(t)
-			if tlsOn { // New does not read the files; the cookie rules follow cfg.TLS().
+			if tlsOn { // New does not read the files; the cookie rules follow the https:// origin.
 				cfg.TLSCert, cfg.TLSKey = "cert.pem", "key.pem"
+				cfg.PublicIntakeURL, cfg.PublicConsoleURL = "https://localhost:8080", "https://localhost:8081"
 			}
 			s := testServer(t, db, cfg)
 			inv, err := s.Identity().Invite(t.Context(), "cli", identity.NewInvitation{Role: identity.RoleRequester, DisplayName: "Dr Test"})

@@ -8,12 +8,10 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
-	"gatewayd/gateway/audit"
 	"gatewayd/templates"
 )
 
@@ -57,10 +55,10 @@ func (s *Server) requestContext(listener string) echo.MiddlewareFunc {
 			h.Set("X-Frame-Options", "DENY")
 			// Pages may show health data: no cache keeps them. Static files override this.
 			h.Set("Cache-Control", "no-store")
-			if s.cfg.TLS() {
+			if s.cfg.HTTPS(listener) {
 				h.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
 			}
-			c.Set(ctxLang, s.language(c))
+			c.Set(ctxLang, s.language(c, listener))
 			return next(c)
 		}
 	}
@@ -68,10 +66,10 @@ func (s *Server) requestContext(listener string) echo.MiddlewareFunc {
 
 // language picks the page language: an explicit ?lang= switch (remembered in a cookie), then the cookie, then
 // Accept-Language.
-func (s *Server) language(c echo.Context) string {
+func (s *Server) language(c echo.Context, listener string) string {
 	if l := c.QueryParam("lang"); templates.Supported(l) {
 		c.SetCookie(&http.Cookie{Name: "lang", Value: l, Path: "/", MaxAge: 365 * 24 * 3600,
-			HttpOnly: true, Secure: s.cfg.TLS(), SameSite: http.SameSiteLaxMode})
+			HttpOnly: true, Secure: s.cfg.HTTPS(listener), SameSite: http.SameSiteLaxMode})
 		return l
 	}
 	if ck, err := c.Cookie("lang"); err == nil && templates.Supported(ck.Value) {
@@ -89,13 +87,8 @@ func (s *Server) consoleAllow(next echo.HandlerFunc) echo.HandlerFunc {
 			return next(c)
 		}
 		addr := c.RealIP()
-		if s.refusal.shouldAudit(addr) {
-			n := s.refusal.suppressed(addr)
-			ev := audit.Event{Actor: "ip:" + addr, Action: "console.refused", Subject: "listener:console",
-				Details: map[string]any{"suppressed_since_last": n}}
-			if err := audit.Record(c.Request().Context(), s.db, ev); err != nil {
-				s.log.Error("audit console refusal", "request_id", c.Get(ctxRequestID), "error", err)
-			}
+		if err := s.auditRefusal(c.Request().Context(), addr); err != nil {
+			s.log.Error("audit console refusal", "request_id", c.Get(ctxRequestID), "error", err)
 		}
 		s.log.Warn("console refused", "request_id", c.Get(ctxRequestID), "client", addr)
 		return echo.NewHTTPError(http.StatusForbidden).SetInternal(errConsoleForbidden)
@@ -142,50 +135,6 @@ func clientIPExtractor(trusted []netip.Prefix) echo.IPExtractor {
 		}
 		return client.String()
 	}
-}
-
-// refusalLimiter keeps a flood of refused clients from filling the audit table: at most one row per address
-// per minute, and at most 60 rows a minute in all; the next row carries how many were not written.
-type refusalLimiter struct {
-	mu       sync.Mutex
-	now      func() time.Time
-	last     map[string]time.Time
-	skipped  map[string]int
-	window   time.Time
-	inWindow int
-}
-
-func newRefusalLimiter(now func() time.Time) *refusalLimiter {
-	return &refusalLimiter{now: now, last: map[string]time.Time{}, skipped: map[string]int{}}
-}
-
-func (l *refusalLimiter) shouldAudit(addr string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.now()
-	if now.Sub(l.window) >= time.Minute {
-		l.window, l.inWindow = now, 0
-		for a, t := range l.last { // forget old addresses so the map stays small
-			if now.Sub(t) >= time.Minute {
-				delete(l.last, a)
-			}
-		}
-	}
-	if t, ok := l.last[addr]; (ok && now.Sub(t) < time.Minute) || l.inWindow >= 60 {
-		l.skipped[addr]++
-		return false
-	}
-	l.last[addr] = now
-	l.inWindow++
-	return true
-}
-
-func (l *refusalLimiter) suppressed(addr string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n := l.skipped[addr]
-	delete(l.skipped, addr)
-	return n
 }
 
 func (s *Server) recoverPanics(next echo.HandlerFunc) echo.HandlerFunc {

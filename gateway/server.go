@@ -48,7 +48,6 @@ type Server struct {
 	intake  *echo.Echo
 	console *echo.Echo
 	h       *handler
-	refusal *refusalLimiter
 }
 
 // handler is the receiver of every HTTP handler; its fields are their dependencies.
@@ -63,7 +62,6 @@ type handler struct {
 	// csrfKey signs CSRF tokens; derived from the master key so tokens survive a restart and never sit in
 	// the database.
 	csrfKey []byte
-	signins *attemptLimiter
 	// approvals is the request life cycle; records is used on the console only (the review's manifest and the
 	// extracts' rendering go through approvals): no intake handler touches it.
 	approvals *approvals.Service
@@ -112,9 +110,7 @@ func New(d Deps) (*Server, error) {
 	s := &Server{
 		cfg: d.Config, db: d.DB, log: d.Log,
 		h: &handler{cfg: d.Config, db: d.DB, keys: master, pages: pages, log: d.Log, now: now, id: id,
-			csrfKey: csrfKey, signins: newAttemptLimiter(now, signinAttemptsPerMinute),
-			approvals: appr, records: rec},
-		refusal: newRefusalLimiter(now),
+			csrfKey: csrfKey, approvals: appr, records: rec},
 	}
 	s.h.metrics = s.h.newMetricsHandler()
 	s.intake = s.newEcho(Intake)

@@ -32,6 +32,9 @@ func (a *app) serveCommand() *cobra.Command {
 }
 
 func (a *app) serve(ctx context.Context) error {
+	if err := a.cfg.CheckServing(); err != nil {
+		return err
+	}
 	db, master, err := gateway.Start(ctx, &a.cfg, a.log)
 	if err != nil {
 		return err

@@ -24,6 +24,7 @@ import (
 	"gatewayd/gateway"
 	"gatewayd/gateway/identity"
 	"gatewayd/gateway/keys"
+	"gatewayd/gateway/tlstest"
 )
 
 // Server is a gateway serving on two loopback ports.
@@ -40,25 +41,54 @@ type Server struct {
 // (e.g. "--dev-allow-software-keys").
 func Start(t testing.TB, db *gorm.DB, args ...string) *Server {
 	t.Helper()
-	intakeLn, err := net.Listen("tcp", "127.0.0.1:0")
+	intakeLn, consoleLn := listen(t), listen(t)
+	base := []string{"--public-intake-url", "http://localhost:" + port(intakeLn), "--public-console-url", "http://localhost:" + port(consoleLn)}
+	return serve(t, db, intakeLn, consoleLn, append(base, args...))
+}
+
+// The host names of StartHTTPS, as a hospital names its two listeners; Chromium resolves them to loopback
+// (BrowserHTTPS), nothing else does.
+const (
+	IntakeHost  = "demandes.hopital.test"
+	ConsoleHost = "passerelle.hopital.test"
+)
+
+// StartHTTPS serves db over TLS on two fresh loopback ports, with a certificate the test CA issues for
+// IntakeHost and ConsoleHost, as deployed: the public URLs are https://IntakeHost:port and
+// https://ConsoleHost:port, so each relying party's id is its host. serve's own start checks pass.
+func StartHTTPS(t testing.TB, db *gorm.DB, ca *tlstest.CA, args ...string) (*Server, tlstest.Server) {
+	t.Helper()
+	cert := ca.Issue(t, t.TempDir(), "gateway", IntakeHost, ConsoleHost)
+	intakeLn, consoleLn := listen(t), listen(t)
+	base := []string{"--tls-cert", cert.CertFile, "--tls-key", cert.KeyFile,
+		"--public-intake-url", "https://" + IntakeHost + ":" + port(intakeLn), "--public-console-url", "https://" + ConsoleHost + ":" + port(consoleLn)}
+	return serve(t, db, intakeLn, consoleLn, append(base, args...)), cert
+}
+
+func listen(t testing.TB) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	consoleLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := func(ln net.Listener) string { return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port) }
+	return ln
+}
+
+func port(ln net.Listener) string { return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port) }
+
+func serve(t testing.TB, db *gorm.DB, intakeLn, consoleLn net.Listener, args []string) *Server {
+	t.Helper()
 	cfg := &gateway.Config{}
 	fs := pflag.NewFlagSet("browsertest", pflag.ContinueOnError)
 	cfg.RegisterFlags(fs)
-	base := []string{"--data-dir", t.TempDir(),
-		"--intake-listen", "127.0.0.1:" + port(intakeLn), "--console-listen", "127.0.0.1:" + port(consoleLn),
-		"--public-intake-url", "http://localhost:" + port(intakeLn), "--public-console-url", "http://localhost:" + port(consoleLn)}
+	base := []string{"--data-dir", t.TempDir(), "--intake-listen", intakeLn.Addr().String(), "--console-listen", consoleLn.Addr().String()}
 	if err := fs.Parse(append(base, args...)); err != nil {
 		t.Fatal(err)
 	}
 	if err := cfg.Load(fs); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.CheckServing(); err != nil {
 		t.Fatal(err)
 	}
 	// A master key of the test's own, so that records and approvals are served.
@@ -110,8 +140,8 @@ func ChromiumPath(t testing.TB) string {
 }
 
 // Browser starts a headless Chromium for the test (fresh profile, no background networking) and returns its
-// context; each Tab opens in it.
-func Browser(t testing.TB) context.Context {
+// context; each Tab opens in it. extra are more flags (BrowserHTTPS's).
+func Browser(t testing.TB, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(ChromiumPath(t)),
@@ -123,6 +153,7 @@ func Browser(t testing.TB) context.Context {
 		chromedp.Flag("disable-sync", true),
 		chromedp.UserDataDir(filepath.Join(t.TempDir(), "profile")),
 	)
+	opts = append(opts, extra...)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(actx)
 	t.Cleanup(func() { cancel(); cancelAlloc() })
@@ -130,6 +161,16 @@ func Browser(t testing.TB) context.Context {
 		t.Fatalf("start chromium: %v", err)
 	}
 	return ctx
+}
+
+// BrowserHTTPS starts Chromium for a StartHTTPS server: the two host names resolve to loopback (and no other
+// name resolves at all), and the server's certificate key is trusted, as a hospital's own CA would be, without
+// touching any system store.
+func BrowserHTTPS(t testing.TB, cert tlstest.Server) context.Context {
+	t.Helper()
+	return Browser(t,
+		chromedp.Flag("host-resolver-rules", "MAP "+IntakeHost+" 127.0.0.1, MAP "+ConsoleHost+" 127.0.0.1, MAP * ~NOTFOUND"),
+		chromedp.Flag("ignore-certificate-errors-spki-list", cert.SPKIHash()))
 }
 
 // Tab opens a new tab with its own virtual authenticator: CTAP 2.1 over USB, resident keys, user
