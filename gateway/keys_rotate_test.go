@@ -8,9 +8,11 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -73,22 +75,40 @@ func TestRotateWhileServing(t *testing.T) {
 		}
 		retrieveChecked("requester", first, reqA.ID)
 
-		// Rotate one data key a batch; after the first, a retrieval and an import run, then the rotation dies.
+		// A retrieval and an import run while the rotation does, one data key a batch; the rotation dies after
+		// its second batch, as a crash would.
 		var imported *records.Report
+		var importErr error
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		wg.Go(func() {
+			<-start
+			imported, importErr = f.srv.h.records.Import(ctx, []string{repoFile(t, "testdata/fhir/ndjson")}, records.ImportOptions{})
+		})
+		var retrieved *httptest.ResponseRecorder
+		wg.Go(func() {
+			<-start
+			retrieved = f.retrieve("requester", during, formatFHIR)
+		})
+		close(start)
 		res, err := master.Rotate(ctx, db, keys.RotateOptions{Batch: 1, AfterBatch: func(n int64) error {
-			retrieveChecked("requester", during, reqB.ID)
-			var ierr error
-			imported, ierr = f.srv.h.records.Import(ctx, []string{repoFile(t, "testdata/fhir/ndjson")}, records.ImportOptions{})
-			if ierr != nil {
-				t.Fatal(ierr)
+			if n == 2 {
+				return errKilled
 			}
-			return errKilled
+			return nil
 		}})
-		if !errors.Is(err, errKilled) || res.From != 1 || res.To != 2 || res.Rewrapped != 1 {
+		wg.Wait()
+		if !errors.Is(err, errKilled) || res.From != 1 || res.To != 2 || res.Rewrapped != 2 {
 			t.Fatalf("first run %+v %v", res, err)
 		}
-		if imported.Totals().Imported == 0 {
-			t.Fatal("the import during the rotation stored nothing")
+		if importErr != nil || imported.Totals().Imported == 0 {
+			t.Fatalf("the import during the rotation: %v", importErr)
+		}
+		if retrieved.Code != http.StatusOK {
+			t.Fatalf("the retrieval during the rotation: %d", retrieved.Code)
+		}
+		if d, _ := digestOfBundle(t, retrieved.Body.Bytes()); d != f.signedDigest(reqB.ID) {
+			t.Fatal("the extract retrieved during the rotation differs from the signed manifest")
 		}
 		versions := map[int]int64{}
 		var rows []struct {
@@ -100,7 +120,7 @@ func TestRotateWhileServing(t *testing.T) {
 			versions[r.MasterVersion] = r.N
 		}
 		if versions[1] == 0 || versions[2] < 2 {
-			t.Fatalf("after the kill: data keys by version %v, want some still under 1 and the new patients' under 2", versions)
+			t.Fatalf("after the kill: data keys by version %v, want some still under 1, some under 2", versions)
 		}
 		if err := master.Retire(ctx, db, 1); !errors.Is(err, keys.ErrInUse) {
 			t.Fatalf("retire during the rotation: %v", err)
@@ -108,7 +128,10 @@ func TestRotateWhileServing(t *testing.T) {
 
 		res, err = master.Rotate(ctx, db, keys.RotateOptions{Batch: 1})
 		if err != nil || !res.Resumed || res.To != 2 || res.Rewrapped != versions[1] {
-			t.Fatalf("resumed run %+v %v", res, err)
+			t.Fatalf("resumed run %+v %v, want the %d data keys left under version 1", res, err, versions[1])
+		}
+		if n := f.count("SELECT COUNT(*) FROM data_keys WHERE master_version <> 2"); n != 0 {
+			t.Fatalf("%d data keys not under version 2", n)
 		}
 		if err := master.Retire(ctx, db, 1); err != nil {
 			t.Fatal(err)
