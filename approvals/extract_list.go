@@ -95,12 +95,13 @@ func (s *Service) extractViews(db *gorm.DB) *gorm.DB {
 		Joins("JOIN approval_requests r ON r.id = x.request_id")
 }
 
-// ExtractsFor lists the extracts a user may retrieve, newest first: a requester's own (released to the
-// requester), or, for staff, every extract released to staff. Other roles get none.
-func (s *Service) ExtractsFor(ctx context.Context, userID string) ([]ExtractView, error) {
+// ExtractsFor lists one page of the extracts a user may retrieve, newest first, with their total: a
+// requester's own (released to the requester), or, for staff, every extract released to staff. Other roles
+// get none.
+func (s *Service) ExtractsFor(ctx context.Context, userID string, p Page) (Listed[ExtractView], error) {
 	u, err := s.users.User(ctx, userID)
 	if err != nil {
-		return nil, fmt.Errorf("list extracts: %w", err)
+		return Listed[ExtractView]{}, fmt.Errorf("list extracts: %w", err)
 	}
 	q := s.extractViews(s.db.WithContext(ctx))
 	switch u.Role {
@@ -109,21 +110,22 @@ func (s *Service) ExtractsFor(ctx context.Context, userID string) ([]ExtractView
 	case RoleStaff:
 		q = q.Where("x.retriever_kind = ?", ToStaff)
 	default:
-		return nil, nil
+		return Listed[ExtractView]{}, nil
 	}
 	var rows []extractViewRow
-	if err := q.Order("x.created_at DESC, x.id").Find(&rows).Error; err != nil {
-		return nil, fmt.Errorf("list extracts: %w", err)
+	total, err := newestFirst(q, "x.created_at", "x.id", p, &rows)
+	if err != nil {
+		return Listed[ExtractView]{}, fmt.Errorf("list extracts: %w", err)
 	}
-	out := make([]ExtractView, 0, len(rows))
+	views := make([]ExtractView, 0, len(rows))
 	for _, r := range rows {
 		v, err := r.view()
 		if err != nil {
-			return nil, err
+			return Listed[ExtractView]{}, err
 		}
-		out = append(out, v)
+		views = append(views, v)
 	}
-	return out, nil
+	return pageOf(views, p, total, func(v ExtractView) cursor { return cursor{at: v.CreatedAt, id: v.ID} }), nil
 }
 
 // ExtractView returns one extract with its state, for an officer's page (ErrNotFound when unknown).

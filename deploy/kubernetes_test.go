@@ -130,23 +130,20 @@ func TestKubernetesDeployment(t *testing.T) {
 	}
 	fromSecret := false
 	for _, v := range pod.Volumes {
-		if v.Name != keyMount.Name {
+		if v.Name != keyMount.Name || v.Secret == nil {
 			continue
 		}
-		if v.Secret != nil {
-			fromSecret = true
-		}
-		if v.Projected != nil {
-			for _, s := range v.Projected.Sources {
-				fromSecret = fromSecret || s.Secret != nil
-			}
-			if m := v.Projected.DefaultMode; m == nil || *m&0o077 != 0 {
-				t.Errorf("key volume mode %v: gatewayd refuses a key readable by group or others", m)
-			}
+		fromSecret = true
+		// Root's file under the pod's fsGroup: gatewayd takes group read access in that shape only.
+		if m := v.Secret.DefaultMode; m == nil || *m != 0o440 {
+			t.Errorf("key volume mode %v: want 0440 (root and the pod's group, read-only)", m)
 		}
 	}
 	if !fromSecret {
 		t.Errorf("the key volume %s is not a Secret", keyMount.Name)
+	}
+	if sc := pod.SecurityContext; sc.FSGroup == nil || sc.RunAsGroup == nil || *sc.FSGroup != *sc.RunAsGroup {
+		t.Errorf("fsGroup %v, runAsGroup %v: the Secret files must belong to the process's own group", sc.FSGroup, sc.RunAsGroup)
 	}
 	if e := env["GATEWAY_DB"]; e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
 		t.Errorf("GATEWAY_DB should come from a Secret (it holds the password): %+v", e)

@@ -16,6 +16,8 @@ import (
 	"github.com/spf13/pflag"
 
 	"gatewayd/approvals"
+
+	"gatewayd/gateway/records"
 )
 
 // Config is every setting of every subcommand. One rule for all: flag --foo-bar is also the environment
@@ -34,6 +36,7 @@ type Config struct {
 	TLSKey           string
 	LogFormat        string
 	MaxFileSize      int64 // bytes; gatewayd import refuses a file above it
+	MaxResourceSize  int64 // bytes; gatewayd import refuses one resource (entry, NDJSON line) above it
 	// DBWait is how long serve waits for the database at start (a flag of serve only; 0: try once).
 	DBWait time.Duration
 
@@ -87,6 +90,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.SessionMax, "session-max", 8*time.Hour, "absolute lifetime of a session")
 	fs.DurationVar(&c.InvitationTTL, "invitation-ttl", 72*time.Hour, "how long an invitation link stays valid")
 	fs.Var(newSizeValue(&c.MaxFileSize, 256<<20), "max-file-size", "largest file import reads, in bytes or with KiB, MiB, GiB")
+	fs.Var(newSizeValue(&c.MaxResourceSize, records.DefaultMaxResourceSize), "max-resource-size", "largest single resource (Bundle entry, NDJSON line) import reads; import's memory is bounded by it")
 	fs.StringSliceVar(&c.TwoOfficerCategories, "two-officer-categories", nil, "categories whose release needs two different officers (e.g. documents)")
 	fs.DurationVar(&c.MaxPending, "max-pending", 168*time.Hour, "a request waiting longer than this for a decision lapses")
 	fs.DurationVar(&c.MaxExtractTTL, "max-extract-ttl", 72*time.Hour, "longest extract lifetime an officer may choose")
@@ -178,6 +182,9 @@ func (c *Config) finish() error {
 	}
 	if c.MaxFileSize <= 0 {
 		return fmt.Errorf("--max-file-size: must be above zero")
+	}
+	if c.MaxResourceSize <= 0 {
+		return fmt.Errorf("--max-resource-size: must be above zero")
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return fmt.Errorf("--log-format: %q is not text or json", c.LogFormat)

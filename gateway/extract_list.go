@@ -39,6 +39,8 @@ type extractItem struct {
 // extractList is the data of the extracts page: the items and where their retrieve forms post.
 type extractList struct {
 	Items        []extractItem `json:"items"`
+	Total        int64         `json:"total"`          // extracts in the whole list
+	Next         string        `json:"next,omitempty"` // cursor of the next page: GET ?after=<next>
 	RetrievePath string        `json:"-"`
 	// CSRF is the session's token, for tools that then POST a retrieval (X-CSRF-Token); pages carry it in
 	// their forms.
@@ -79,22 +81,23 @@ func (h *handler) listExtracts(c echo.Context) error {
 		return echo.NewHTTPError(http.StatusNotFound).SetInternal(errNoDomain)
 	}
 	ctx := c.Request().Context()
-	views, err := h.approvals.ExtractsFor(ctx, sessionOf(c).User.ID)
+	views, err := h.approvals.ExtractsFor(ctx, sessionOf(c).User.ID, pageAsked(c))
 	if err != nil {
 		return fmt.Errorf("list extracts: %w", err)
 	}
 	now := h.approvals.Now()
-	data := extractList{Items: make([]extractItem, 0, len(views)), RetrievePath: "/extracts"}
+	data := extractList{Items: make([]extractItem, 0, len(views.Items)), RetrievePath: "/extracts", Total: views.Total,
+		Next: views.Next}
 	title := "extracts.title"
 	if l, _ := c.Get(ctxListener).(string); l == Console {
 		data.RetrievePath, title = "/handover", "extracts.handover"
 	}
-	for _, v := range views {
+	for _, v := range views.Items {
 		data.Items = append(data.Items, h.toItem(ctx, v, now))
 	}
 	if wantsJSON(c) {
 		data.CSRF = h.csrfToken(c)
 		return c.JSON(http.StatusOK, data)
 	}
-	return h.render(c, http.StatusOK, "extracts", &templates.Page{Title: title, Data: data})
+	return h.render(c, http.StatusOK, "extracts", &templates.Page{Title: title, Data: data, Pager: pagerFor(c, views.Total, views.Next)})
 }

@@ -81,12 +81,12 @@ func toRequestJSON(m myRequest) requestJSON {
 // listMyRequests answers GET /requests (page) and GET /api/v1/requests (JSON).
 func (h *handler) listMyRequests(c echo.Context) error {
 	ctx := c.Request().Context()
-	reqs, err := h.approvals.MyRequests(ctx, sessionOf(c).User.ID)
+	reqs, err := h.approvals.MyRequests(ctx, sessionOf(c).User.ID, pageAsked(c))
 	if err != nil {
 		return err
 	}
-	list := make([]myRequest, 0, len(reqs))
-	for _, r := range reqs {
+	list := make([]myRequest, 0, len(reqs.Items))
+	for _, r := range reqs.Items {
 		m, err := h.decorate(ctx, r)
 		if err != nil {
 			return err
@@ -98,9 +98,10 @@ func (h *handler) listMyRequests(c echo.Context) error {
 		for i, m := range list {
 			out[i] = toRequestJSON(m)
 		}
-		return c.JSON(http.StatusOK, map[string]any{"requests": out})
+		return c.JSON(http.StatusOK, listJSON("requests", out, reqs.Total, reqs.Next))
 	}
-	return h.render(c, http.StatusOK, "requests_list", &templates.Page{Title: "requests.title", Data: list})
+	return h.render(c, http.StatusOK, "requests_list", &templates.Page{Title: "requests.title", Data: list,
+		Pager: pagerFor(c, reqs.Total, reqs.Next)})
 }
 
 // showMyRequest answers GET /requests/:id and GET /api/v1/requests/:id. Someone else's request is a 404,

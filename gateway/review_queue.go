@@ -11,7 +11,7 @@ import (
 // showQueue lists the requests waiting for an officer: urgent first, then oldest. It shows no identifier or
 // justification: those are on the review page, whose opening is audited.
 func (h *handler) showQueue(c echo.Context) error {
-	q, err := h.approvals.Queue(c.Request().Context())
+	q, err := h.approvals.Queue(c.Request().Context(), pageAsked(c))
 	if err != nil {
 		return err
 	}
@@ -19,5 +19,5 @@ func (h *handler) showQueue(c echo.Context) error {
 		Requests any
 		Signed   string
 		Outcome  string
-	}{q, c.QueryParam("signed"), c.QueryParam("outcome")}})
+	}{q.Items, c.QueryParam("signed"), c.QueryParam("outcome")}, Pager: pagerFor(c, q.Total, q.Next)})
 }

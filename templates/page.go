@@ -16,6 +16,14 @@ type Page struct {
 	Status    int    // for the error page
 	Message   string // message key, for the error page
 	Data      any
+	Pager     *Pager // lists: the total and the link to the next page, shown under the content
+}
+
+// Pager is what a paged list shows under its items.
+type Pager struct {
+	Total int64
+	Next  string // the URL of the next page; "" on the last
+	First string // the URL of the first page, when this is not it
 }
 
 // User is what a page may show of the person signed in.

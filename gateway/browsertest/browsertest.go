@@ -1,6 +1,7 @@
 // Package browsertest drives the gateway in a real headless Chromium for end-to-end tests: it starts a server
-// on loopback ports (public URLs on localhost, so WebAuthn's RP id is "localhost") and a browser tab with a
-// CDP virtual authenticator. Later issues extend the end-to-end suite with it.
+// on loopback ports (Start: plain HTTP on localhost, so WebAuthn's RP id is "localhost"; StartHTTPS: TLS on two
+// host names that only the test's Chromium resolves, as deployed) and browser tabs with a CDP virtual
+// authenticator. Later issues extend the end-to-end suite with it.
 package browsertest
 
 import (

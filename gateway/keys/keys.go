@@ -101,7 +101,7 @@ func readFile(path string) (map[int][]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("key file: %w", err)
 	}
-	if st.Mode().Perm()&0o077 != 0 {
+	if st.Mode().Perm()&0o077 != 0 && !secretMount(st) {
 		return nil, fmt.Errorf("key file %s has mode %04o: group and others must have no access (chmod 600 %s)",
 			path, st.Mode().Perm(), path)
 	}
