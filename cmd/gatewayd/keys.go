@@ -26,7 +26,10 @@ func (a *app) keysCommand() *cobra.Command {
 			return nil
 		},
 	})
-	var batch int
+	var (
+		batch   int
+		prepare bool
+	)
 	rotate := &cobra.Command{
 		Use:   "rotate",
 		Short: "Add a master key version and re-wrap every data key under it, in batches, while the gateway serves; run again to resume",
@@ -37,6 +40,14 @@ func (a *app) keysCommand() *cobra.Command {
 				return err
 			}
 			defer store.Close(db)
+			if prepare {
+				v, err := master.Prepare(cmd.Context(), db)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(a.stdout, "master key version %d written to %s, not used yet. Copy the key file to every instance, then run: gatewayd keys rotate\n", v, a.cfg.KeyFile)
+				return nil
+			}
 			res, err := master.Rotate(cmd.Context(), db, keys.RotateOptions{Batch: batch})
 			if err != nil {
 				return fmt.Errorf("%w (run keys rotate again to resume)", err)
@@ -51,6 +62,7 @@ func (a *app) keysCommand() *cobra.Command {
 		},
 	}
 	rotate.Flags().IntVar(&batch, "batch", 200, "data keys re-wrapped per transaction")
+	rotate.Flags().BoolVar(&prepare, "prepare", false, "only write the next version into the key file (several instances: copy it to each before rotating)")
 	cmd.AddCommand(rotate, &cobra.Command{
 		Use:   "retire VERSION",
 		Short: "Retire a master key version that wraps nothing any more, and remove it from the key file",

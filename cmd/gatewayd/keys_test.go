@@ -17,11 +17,19 @@ func TestKeysRotateAndRetireCommands(t *testing.T) {
 		}
 	}
 	keyFile := filepath.Join(dir, "gateway.key")
-	out, e, code := runCLI(t, "keys", "rotate", "--data-dir", dir)
+	out, e, code := runCLI(t, "keys", "rotate", "--prepare", "--data-dir", dir)
+	prepared, _ := os.ReadFile(keyFile)
+	if code != 0 || !strings.Contains(out, "version 2 written") || !strings.Contains(string(prepared), "v2 ") {
+		t.Fatalf("rotate --prepare: %d %q %q", code, out, e)
+	}
+	out, e, code = runCLI(t, "keys", "rotate", "--data-dir", dir)
 	if code != 0 || !strings.Contains(out, "master key version 2 added") {
 		t.Fatalf("rotate: %d %q %q", code, out, e)
 	}
 	before, _ := os.ReadFile(keyFile)
+	if string(before) != string(prepared) {
+		t.Fatal("rotate did not take the prepared version")
+	}
 	for _, tc := range []struct{ arg, want string }{
 		{"2", "current master key"},
 		{"zero", "not a version number"},

@@ -107,10 +107,19 @@ func (m *Master) Rotate(ctx context.Context, db *gorm.DB, opts RotateOptions) (R
 	return res, err
 }
 
-// addVersion writes a new master key version into the key file, then registers it in the database, which
-// makes it the version new data keys are wrapped under. A version left in the file by a run that stopped
-// before registering it is reused.
-func (m *Master) addVersion(ctx context.Context, db *gorm.DB, cur int) (int, error) {
+// Prepare writes the next master key version into the key file and uses it nowhere yet, so that it can be
+// copied to every instance before Rotate wraps anything under it. Rotate takes a prepared version.
+func (m *Master) Prepare(ctx context.Context, db *gorm.DB) (int, error) {
+	cur, err := currentVersion(db.WithContext(ctx))
+	if err != nil {
+		return 0, err
+	}
+	return m.prepareFile(cur)
+}
+
+// prepareFile makes sure the key file holds a version after cur, writing a new random one if not, and returns
+// it. A version left in the file by Prepare, or by a run that stopped before registering it, is reused.
+func (m *Master) prepareFile(cur int) (int, error) {
 	if m.path == "" {
 		return 0, errors.New("rotate: the master key was not loaded from a file")
 	}
@@ -135,6 +144,16 @@ func (m *Master) addVersion(ctx context.Context, db *gorm.DB, cur int) (int, err
 	m.mu.Lock()
 	m.versions[next] = versions[next]
 	m.mu.Unlock()
+	return next, nil
+}
+
+// addVersion makes sure the key file holds the next version (prepareFile), then registers it in the database,
+// which makes it the version new data keys are wrapped under.
+func (m *Master) addVersion(ctx context.Context, db *gorm.DB, cur int) (int, error) {
+	next, err := m.prepareFile(cur)
+	if err != nil {
+		return 0, err
+	}
 	check, _ := m.CheckValueOf(next)
 	err = store.Tx(ctx, db, func(tx *gorm.DB) error {
 		if err := tx.Exec("INSERT INTO master_keys (version, check_value, created_at) VALUES (?, ?, ?)", next, check, time.Now().UTC()).Error; err != nil {
