@@ -23,6 +23,10 @@ type ExtractView struct {
 	DeliveryBytes    int64
 	// ReissuedBy is the decision that released a new extract after this one's broken delivery.
 	ReissuedBy string
+	// Request is the request the extract answers (patient as typed, reference, categories asked), so that a
+	// list row says what it is; Requester is who filed it.
+	Request   Request
+	Requester User
 	// DeliveryUnknown: claimed, but what was sent was never recorded (see deliveryUnknown); a re-issue needs
 	// two officers, and ReissueSignedBy names the officer who signed first, if any.
 	DeliveryUnknown bool
@@ -119,13 +123,32 @@ func (s *Service) ExtractsFor(ctx context.Context, userID string, p Page) (Liste
 	}
 	views := make([]ExtractView, 0, len(rows))
 	for _, r := range rows {
-		v, err := r.view()
+		v, err := s.fullView(ctx, r)
 		if err != nil {
 			return Listed[ExtractView]{}, err
 		}
 		views = append(views, v)
 	}
 	return pageOf(views, p, total, func(v ExtractView) cursor { return cursor{at: v.CreatedAt, id: v.ID} }), nil
+}
+
+// fullView is an extract's view with its request and requester.
+func (s *Service) fullView(ctx context.Context, r extractViewRow) (ExtractView, error) {
+	v, err := r.view()
+	if err != nil {
+		return ExtractView{}, err
+	}
+	row, err := s.requestRow(ctx, s.db, r.RequestID)
+	if err != nil {
+		return ExtractView{}, err
+	}
+	if v.Request, err = s.toRequest(row); err != nil {
+		return ExtractView{}, err
+	}
+	if v.Requester, err = s.users.User(ctx, r.RequesterID); err != nil {
+		return ExtractView{}, fmt.Errorf("requester of %s: %w", r.ID, err)
+	}
+	return v, nil
 }
 
 // ExtractView returns one extract with its state, for an officer's page (ErrNotFound when unknown).
@@ -141,7 +164,7 @@ func (s *Service) ExtractView(ctx context.Context, officerID, extractID string) 
 	if err != nil {
 		return ExtractView{}, err
 	}
-	v, err := r.view()
+	v, err := s.fullView(ctx, r)
 	if err != nil || !v.DeliveryUnknown || v.ReissuedBy != "" {
 		return v, err
 	}

@@ -24,34 +24,7 @@ func (s *Service) MyRequests(ctx context.Context, requesterID string, p Page) (L
 		return Listed[Request]{}, err
 	}
 	out := pageOf(reqs, p, total, func(r Request) cursor { return cursor{at: r.FiledAt, id: r.ID} })
-	for i := range out.Items {
-		if err := s.fillDenyReason(ctx, &out.Items[i]); err != nil {
-			return Listed[Request]{}, err
-		}
-	}
-	return out, nil
-}
-
-// fillDenyReason reads a denied request's reason from its signed decision: the reason the requester reads is
-// the one the officer signed.
-func (s *Service) fillDenyReason(ctx context.Context, r *Request) error {
-	if r.Status != StatusDenied || r.FinalDecisionID == "" {
-		return nil
-	}
-	var d decisionRow
-	if err := s.db.WithContext(ctx).Where("id = ?", r.FinalDecisionID).Take(&d).Error; err != nil {
-		return fmt.Errorf("decision of %s: %w", r.ID, err)
-	}
-	c, err := s.sealer.open("approval_decisions", "canonical", d.ID, d.CanonicalSealed)
-	if err != nil {
-		return err
-	}
-	dec, err := ParseDecision(c)
-	if err != nil {
-		return err
-	}
-	r.DenyReason = dec.Reason
-	return nil
+	return out, s.statesOf(ctx, out.Items)
 }
 
 // MyRequest returns one of a requester's requests. Someone else's request is ErrNotFound, as an unknown id:
@@ -68,7 +41,7 @@ func (s *Service) MyRequest(ctx context.Context, requesterID, id string) (Reques
 	if err != nil {
 		return Request{}, err
 	}
-	return r, s.fillDenyReason(ctx, &r)
+	return r, s.fillState(ctx, &r)
 }
 
 // CancelRequest cancels a requester's own pending request, with its audit row.

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	_ "time/tzdata" // --time-zone works without the system's zoneinfo
 
 	"github.com/spf13/pflag"
 
@@ -56,9 +57,13 @@ type Config struct {
 	FilingLimit          int
 	JobsInterval         time.Duration
 
+	// TimeZone is the hospital's time zone: pages and printable extracts show times in it (FHIR keeps UTC).
+	TimeZone *time.Location
+
 	// Operating for years (issue 13).
 	operatingConfig
 
+	timeZone       string
 	consoleAllow   []string
 	trustedProxies []string
 }
@@ -97,8 +102,13 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.DefaultExtractTTL, "default-extract-ttl", 24*time.Hour, "extract lifetime offered by default")
 	fs.IntVar(&c.FilingLimit, "filing-limit", 30, "requests one requester may file in 24 hours")
 	fs.DurationVar(&c.JobsInterval, "jobs-interval", time.Minute, "how often the lapse and extract-expiry jobs run")
+	fs.StringVar(&c.timeZone, "time-zone", DefaultTimeZone, "the hospital's time zone (IANA name) for times on pages and printable extracts")
 	c.registerOperatingFlags(fs)
 }
+
+// DefaultTimeZone is the time zone of the pages when none is configured. The zone database is embedded
+// (time/tzdata), so it works on a machine without zoneinfo.
+const DefaultTimeZone = "Europe/Paris"
 
 // Load applies GATEWAY_* variables to the flags not given on the command line, fills derived defaults and
 // validates everything. The error names the setting and what is wrong, in one line.
@@ -182,6 +192,9 @@ func (c *Config) finish() error {
 	}
 	if c.MaxFileSize <= 0 {
 		return fmt.Errorf("--max-file-size: must be above zero")
+	}
+	if c.TimeZone, err = time.LoadLocation(c.timeZone); err != nil || c.timeZone == "" || c.timeZone == "Local" {
+		return fmt.Errorf("--time-zone: %q is not a time zone name (e.g. Europe/Paris)", c.timeZone)
 	}
 	if c.MaxResourceSize <= 0 {
 		return fmt.Errorf("--max-resource-size: must be above zero")

@@ -16,14 +16,23 @@ import (
 // state. Nothing of the content, nor the patient.
 type extractItem struct {
 	ID, RequestID, DecisionID string
-	Purpose                   string
-	RetrieverKind             string
-	Entries                   int
-	Digest                    string
-	Expires, ExpiresISO       string
-	State                     string
-	RetrievedAt, RetrievedBy  string
-	Delivered, Incomplete     bool
+	// Ref is the request's short reference; Reference the requester's own; Patient the identifier as typed.
+	Ref, Reference, Patient string
+	// Requester names who filed the request (name and professional id), for staff to know whom it is for.
+	Requester string
+	// Released counts the entries per category the signed manifest holds.
+	Released []approvals.CategoryCount
+	// ExpiresAt and RetrievedAtTime are for the page, which shows them in the hospital's time zone.
+	ExpiresAt                time.Time  `json:"-"`
+	RetrievedAtTime          *time.Time `json:"-"`
+	Purpose                  string
+	RetrieverKind            string
+	Entries                  int
+	Digest                   string
+	Expires, ExpiresISO      string
+	State                    string
+	RetrievedAt, RetrievedBy string
+	Delivered, Incomplete    bool
 	// DeliveryUnknown: claimed, but what was sent was never recorded; its re-issue needs two officers, and
 	// ReissueSignedBy is the one who signed first.
 	DeliveryUnknown bool
@@ -54,20 +63,28 @@ func (h *handler) toItem(ctx context.Context, v approvals.ExtractView, now time.
 		RetrieverKind: string(v.Retriever.Kind), Entries: len(v.Entries), Digest: v.ManifestDigest,
 		Expires: v.ExpiresAt.Format(timeShown), ExpiresISO: v.ExpiresAt.Format(time.RFC3339),
 		State: string(v.State(now)), Delivered: v.DeliveredAt != nil, Bytes: v.DeliveryBytes, SHA256: v.DeliverySHA256,
-		ReissuedBy: v.ReissuedBy}
+		ReissuedBy: v.ReissuedBy, Ref: templates.Ref(v.RequestID), Reference: v.Request.Reference,
+		Patient: v.Request.Scope.Patient.System + " | " + v.Request.Scope.Patient.Value, Requester: v.Requester.Name,
+		ExpiresAt: v.ExpiresAt, RetrievedAtTime: v.RetrievedAt}
+	if v.Requester.ProfessionalID != "" {
+		it.Requester += " (" + v.Requester.ProfessionalID + ")"
+	}
+	n := map[approvals.Category]int{}
+	for _, e := range v.Entries {
+		n[e.Category]++
+	}
+	for _, cat := range approvals.Categories {
+		if n[cat] > 0 {
+			it.Released = append(it.Released, approvals.CategoryCount{Category: cat, Entries: n[cat]})
+		}
+	}
 	if v.RetrievedAt != nil {
 		it.RetrievedAt = v.RetrievedAt.Format(timeShown)
-		it.RetrievedBy = v.RetrievedBy
-		if u, err := h.id.User(ctx, v.RetrievedBy); err == nil {
-			it.RetrievedBy = u.DisplayName
-		}
+		it.RetrievedBy = h.personName(ctx, v.RetrievedBy)
 		it.DeliveryUnknown = v.DeliveryUnknown
 		it.Incomplete = !v.DeliveryComplete && !v.DeliveryUnknown
 		if v.ReissueSignedBy != "" {
-			it.ReissueSignedBy = v.ReissueSignedBy
-			if u, err := h.id.User(ctx, v.ReissueSignedBy); err == nil {
-				it.ReissueSignedBy = u.DisplayName
-			}
+			it.ReissueSignedBy = h.personName(ctx, v.ReissueSignedBy)
 		}
 	}
 	it.Reissuable, it.InvalidatedByRestore = v.Reissuable, v.InvalidatedByRestore

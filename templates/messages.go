@@ -75,6 +75,16 @@ func T(lang, key string, args ...any) string {
 	return "[" + key + "]"
 }
 
+// Has says whether the catalog holds key (a page falls back to a general message when a specific one is missing).
+func Has(key string) bool {
+	for _, c := range catalogs {
+		if _, ok := c[key]; ok {
+			return true
+		}
+	}
+	return false
+}
+
 // Keys lists every key, sorted; tests use it to check the catalogs.
 func Keys() []string {
 	var out []string
