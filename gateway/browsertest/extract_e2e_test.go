@@ -215,6 +215,13 @@ func TestExtractRetrievalInBrowser(t *testing.T) {
 				t.Fatal(err)
 			}
 			name, body := dl.wait(t, dir)
+			// The page says at once that the download started, and offers no second try.
+			if err := browsertest.Step(tab, chromedp.WaitVisible(row+` [data-test="downloaded"]`)); err != nil {
+				t.Fatalf("after the download: %v (page: %s)", err, browsertest.Describe(tab))
+			}
+			if n, err := chromedp.Run(tab, chromedp.Evaluate[int](`document.querySelectorAll('`+row+` [data-test="retrieve"]').length`)); err != nil || n != 0 {
+				t.Fatalf("a retrieve button is still offered after the download: %d %v", n, err)
+			}
 			if !file.MatchString(name) || !strings.Contains(name, req.ID) {
 				t.Fatalf("downloaded file name %q", name)
 			}
