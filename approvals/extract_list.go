@@ -35,6 +35,8 @@ type ExtractView struct {
 	ReissueSignedBy string
 	// Reissuable says whether an officer may re-issue it (broken delivery, or invalidated by a restore).
 	Reissuable bool
+	// InvalidatedByRestore: the database was restored from a backup in which this extract was ready.
+	InvalidatedByRestore bool
 }
 
 // extractViewRow is an extract row with its delivery columns and two columns of its request. Its fields are
@@ -76,7 +78,7 @@ func (r extractViewRow) view() (ExtractView, error) {
 		return ExtractView{}, err
 	}
 	v := ExtractView{Extract: x, Purpose: Purpose(r.Purpose), RequesterID: r.RequesterID, DeliveredAt: utc(r.DeliveredAt),
-		Reissuable: r.reissuable()}
+		Reissuable: r.reissuable(), InvalidatedByRestore: r.RevokedBy != nil && *r.RevokedBy == RevokedByRestore}
 	if r.DeliverySHA256 != nil {
 		v.DeliverySHA256 = *r.DeliverySHA256
 	}
