@@ -22,8 +22,10 @@ run: build
 
 # All tests, with the race detector. PostgreSQL tests run when GATEWAY_TEST_POSTGRES is set (.ci/run sets it).
 # Fuzz targets run their seeds and their corpus (<package>/testdata/fuzz/FuzzXxx) as ordinary tests here.
+# The timeout is above go test's 10-minute default: the records package alone nears it under -race on a busy
+# 2-core machine.
 test:
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout 25m ./...
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
