@@ -18,6 +18,8 @@ import (
 const (
 	Approve = "approve"
 	Deny    = "deny"
+	// NothingRecorded answers that the signed scope holds no entry: nothing is released, no extract is made.
+	NothingRecorded = "nothing_recorded"
 )
 
 // DecisionFormat is the version of the canonical form below.
@@ -27,7 +29,7 @@ const DecisionFormat = 1
 // encoding/json for this struct — fields in exactly this order, no spaces, no trailing newline, HTML
 // characters not escaped — with:
 //
-//		{"format":1,"request_id":"<hex id>","officer_id":"<user id>","verdict":"approve"|"deny",
+//		{"format":1,"request_id":"<hex id>","officer_id":"<user id>","verdict":"approve"|"deny"|"nothing_recorded",
 //		 "scope":{"patient":{"system":"...","value":"..."},"categories":["...",...],
 //		          "period":{"from":"YYYY-MM-DD"|"","to":"YYYY-MM-DD"|""},"purpose":"<purpose code>"},
 //		 "manifest_digest":"<64 hex>"|"","retriever":{"kind":"requester"|"staff","user_id":"..."|""}|null,
@@ -38,6 +40,8 @@ const DecisionFormat = 1
 //	  - times are UTC, whole seconds, RFC 3339 with "Z";
 //	  - a denial has scope = the requested scope, manifest_digest "", retriever null, expires_at "" and a reason;
 //	    an approval has reason "";
+//	  - "nothing recorded" has the scope it answers for, the digest of the empty manifest, retriever null,
+//	    expires_at "" and reason "";
 //	  - the nonce is the same 32 bytes that open the WebAuthn challenge.
 //
 // The WebAuthn challenge is nonce || SHA-256(canonical): 64 bytes.
@@ -174,8 +178,11 @@ func (d Decision) Summary() string {
 		issued = t.Format("2006-01-02 15:04 UTC")
 	}
 	verb := "APPROVED"
-	if d.Verdict == Deny {
+	switch d.Verdict {
+	case Deny:
 		verb = "DENIED"
+	case NothingRecorded:
+		verb = "ANSWERED NOTHING RECORDED to"
 	}
 	fmt.Fprintf(&b, "Officer %s %s request %s on %s.\n", d.OfficerID, verb, d.RequestID, issued)
 	fmt.Fprintf(&b, "Patient: %s | %s\n", d.Scope.Patient.System, d.Scope.Patient.Value)
@@ -191,9 +198,12 @@ func (d Decision) Summary() string {
 		fmt.Fprintf(&b, "Care period: from %s to %s\n", orOpen(p.From), orOpen(p.To))
 	}
 	fmt.Fprintf(&b, "Purpose: %s\n", d.Scope.Purpose)
-	if d.Verdict == Deny {
+	switch d.Verdict {
+	case Deny:
 		fmt.Fprintf(&b, "Reason: %s\n", d.Reason)
-	} else {
+	case NothingRecorded:
+		fmt.Fprintf(&b, "Entries in scope: none (manifest digest %s)\n", d.ManifestDigest)
+	default:
 		who := "hospital staff (console)"
 		if d.Retriever != nil && d.Retriever.Kind == ToRequester {
 			who = "the requester, user " + d.Retriever.UserID + " (intake)"

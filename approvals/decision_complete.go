@@ -18,7 +18,7 @@ import (
 type Outcome struct {
 	DecisionID string
 	Verdict    string
-	// Status is the request's status after the decision: approved, awaiting_second or denied.
+	// Status is the request's status after the decision: approved, awaiting_second, denied or nothing_recorded.
 	Status Status
 	// ExtractID is set on final approval.
 	ExtractID string
@@ -123,6 +123,10 @@ func (s *Service) CompleteDecision(ctx context.Context, officerID, preparationID
 		case d.Verdict == Deny:
 			to = StatusDenied
 			updates["final_decision_id"] = prep.ID
+		case d.Verdict == NothingRecorded:
+			// Nothing is released, so one officer's signature answers, whatever the two-officer rule.
+			to = StatusNothingRecorded
+			updates["final_decision_id"] = prep.ID
 		case from == StatusPending && s.policy.needsTwoOfficers(d.Scope.Scope()):
 			to = StatusAwaitingSecond
 			updates["first_officer_id"] = officerID
@@ -156,8 +160,11 @@ func (s *Service) CompleteDecision(ctx context.Context, officerID, preparationID
 			details["reissue_of"] = prep.ReissueOf
 		}
 		action := "decision.approved"
-		if d.Verdict == Deny {
+		switch d.Verdict {
+		case Deny:
 			action = "decision.denied"
+		case NothingRecorded:
+			action = "decision.nothing_recorded"
 		}
 		if err := audit.Append(tx, audit.Event{At: now, Actor: "user:" + officerID, Action: action,
 			Subject: "request:" + prep.RequestID, Details: details}); err != nil {

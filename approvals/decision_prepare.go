@@ -22,8 +22,8 @@ const MaxReasonLen = 2000
 
 // DecisionInput is what an officer chose on the review page.
 type DecisionInput struct {
-	Verdict string // Approve or Deny
-	// Scope narrows the requested scope; nil approves it as requested. Ignored for a denial.
+	Verdict string // Approve, Deny or NothingRecorded
+	// Scope narrows the requested scope; nil takes it as requested. Ignored for a denial.
 	Scope *Scope
 	// Retriever is who may retrieve the extract; "" takes the delivery the requester asked for.
 	Retriever RetrieverKind
@@ -131,18 +131,23 @@ func (s *Service) PrepareDecision(ctx context.Context, officerID, requestID stri
 			return Prepared{}, fmt.Errorf("%w: reason longer than %d characters", ErrBadInput, MaxReasonLen)
 		}
 		d.Scope, d.Reason = canonicalScope(req.Scope), reason
+	case NothingRecorded:
+		scope, err := decidedScope(req, in)
+		if err != nil {
+			return Prepared{}, err
+		}
+		m, err := s.records.Select(ctx, scope.Patient, scope)
+		if err != nil {
+			return Prepared{}, fmt.Errorf("select manifest: %w", err)
+		}
+		if len(m.Entries) > 0 {
+			return Prepared{}, ErrNotEmpty
+		}
+		d.Scope, d.ManifestDigest = canonicalScope(scope), ManifestDigest(nil)
 	case Approve:
-		scope := req.Scope
-		if in.Scope != nil {
-			scope = *in.Scope
-		}
-		scope = scope.normalized()
-		if !scope.Within(req.Scope) {
-			return Prepared{}, ErrWidened
-		}
-		if pf, pt := scope.Period.From, scope.Period.To; (pf != "" && !validDate(pf)) || (pt != "" && !validDate(pt)) ||
-			(pf != "" && pt != "" && pf > pt) {
-			return Prepared{}, fmt.Errorf("%w: care period", ErrBadInput)
+		scope, err := decidedScope(req, in)
+		if err != nil {
+			return Prepared{}, err
 		}
 		retriever = RetrieverField{Kind: in.Retriever}
 		if retriever.Kind == "" {
@@ -217,6 +222,24 @@ func (s *Service) PrepareDecision(ctx context.Context, officerID, requestID stri
 		return Prepared{}, fmt.Errorf("prepare decision: %w", err)
 	}
 	return p, nil
+}
+
+// decidedScope is the scope an officer decides on: the one asked, or the officer's narrowing of it (never
+// wider, with a well-formed care period).
+func decidedScope(req Request, in DecisionInput) (Scope, error) {
+	scope := req.Scope
+	if in.Scope != nil {
+		scope = *in.Scope
+	}
+	scope = scope.normalized()
+	if !scope.Within(req.Scope) {
+		return Scope{}, ErrWidened
+	}
+	if pf, pt := scope.Period.From, scope.Period.To; (pf != "" && !validDate(pf)) || (pt != "" && !validDate(pt)) ||
+		(pf != "" && pt != "" && pf > pt) {
+		return Scope{}, fmt.Errorf("%w: care period", ErrBadInput)
+	}
+	return scope, nil
 }
 
 // selectManifest asks the records what a scope selects and checks the answer: every entry inside the scope,

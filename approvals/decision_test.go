@@ -144,7 +144,7 @@ func TestDenyIsSignedWithReason(t *testing.T) {
 	}
 	mine, err := f.svc.MyRequest(ctx, "req1", r.ID)
 	must(t, err)
-	if mine.Status != approvals.StatusDenied || mine.FinalDecisionID != out.DecisionID || mine.DenyReason != "No such patient here." {
+	if mine.Status != approvals.StatusDenied || mine.FinalDecisionID != out.DecisionID || mine.State.Reason != "No such patient here." {
 		t.Fatalf("request %+v", mine)
 	}
 	rc, err := f.svc.Receipt(ctx, out.DecisionID)

@@ -17,6 +17,7 @@ var (
 	ErrReasonRequired   = errors.New("a denial needs a reason")
 	ErrBadInput         = errors.New("invalid decision input")
 	ErrEmptyManifest    = errors.New("the scope selects no entries")
+	ErrNotEmpty         = errors.New("the scope selects entries: nothing recorded cannot be answered")
 	ErrNoAssertion      = errors.New("no signature was given")
 	ErrChallenge        = errors.New("the signature was made for another decision")
 	ErrPreparation      = errors.New("the prepared decision is unknown, used or expired")

@@ -23,6 +23,10 @@ type ExtractView struct {
 	DeliveryBytes    int64
 	// ReissuedBy is the decision that released a new extract after this one's broken delivery.
 	ReissuedBy string
+	// Request is the request the extract answers (patient as typed, reference, categories asked), so that a
+	// list row says what it is; Requester is who filed it.
+	Request   Request
+	Requester User
 	// DeliveryUnknown: claimed, but what was sent was never recorded (see deliveryUnknown); a re-issue needs
 	// two officers, and ReissueSignedBy names the officer who signed first, if any.
 	DeliveryUnknown bool
@@ -93,12 +97,13 @@ func (s *Service) extractViews(db *gorm.DB) *gorm.DB {
 		Joins("JOIN approval_requests r ON r.id = x.request_id")
 }
 
-// ExtractsFor lists the extracts a user may retrieve, newest first: a requester's own (released to the
-// requester), or, for staff, every extract released to staff. Other roles get none.
-func (s *Service) ExtractsFor(ctx context.Context, userID string) ([]ExtractView, error) {
+// ExtractsFor lists one page of the extracts a user may retrieve, newest first, with their total: a
+// requester's own (released to the requester), or, for staff, every extract released to staff. Other roles
+// get none.
+func (s *Service) ExtractsFor(ctx context.Context, userID string, p Page) (Listed[ExtractView], error) {
 	u, err := s.users.User(ctx, userID)
 	if err != nil {
-		return nil, fmt.Errorf("list extracts: %w", err)
+		return Listed[ExtractView]{}, fmt.Errorf("list extracts: %w", err)
 	}
 	q := s.extractViews(s.db.WithContext(ctx))
 	switch u.Role {
@@ -107,21 +112,41 @@ func (s *Service) ExtractsFor(ctx context.Context, userID string) ([]ExtractView
 	case RoleStaff:
 		q = q.Where("x.retriever_kind = ?", ToStaff)
 	default:
-		return nil, nil
+		return Listed[ExtractView]{}, nil
 	}
 	var rows []extractViewRow
-	if err := q.Order("x.created_at DESC, x.id").Find(&rows).Error; err != nil {
-		return nil, fmt.Errorf("list extracts: %w", err)
+	total, err := newestFirst(q, "x.created_at", "x.id", p, &rows)
+	if err != nil {
+		return Listed[ExtractView]{}, fmt.Errorf("list extracts: %w", err)
 	}
-	out := make([]ExtractView, 0, len(rows))
+	views := make([]ExtractView, 0, len(rows))
 	for _, r := range rows {
-		v, err := r.view()
+		v, err := s.fullView(ctx, r)
 		if err != nil {
-			return nil, err
+			return Listed[ExtractView]{}, err
 		}
-		out = append(out, v)
+		views = append(views, v)
 	}
-	return out, nil
+	return pageOf(views, p, total, func(v ExtractView) cursor { return cursor{at: v.CreatedAt, id: v.ID} }), nil
+}
+
+// fullView is an extract's view with its request and requester.
+func (s *Service) fullView(ctx context.Context, r extractViewRow) (ExtractView, error) {
+	v, err := r.view()
+	if err != nil {
+		return ExtractView{}, err
+	}
+	row, err := s.requestRow(ctx, s.db, r.RequestID)
+	if err != nil {
+		return ExtractView{}, err
+	}
+	if v.Request, err = s.toRequest(row); err != nil {
+		return ExtractView{}, err
+	}
+	if v.Requester, err = s.users.User(ctx, r.RequesterID); err != nil {
+		return ExtractView{}, fmt.Errorf("requester of %s: %w", r.ID, err)
+	}
+	return v, nil
 }
 
 // ExtractView returns one extract with its state, for an officer's page (ErrNotFound when unknown).
@@ -137,7 +162,7 @@ func (s *Service) ExtractView(ctx context.Context, officerID, extractID string) 
 	if err != nil {
 		return ExtractView{}, err
 	}
-	v, err := r.view()
+	v, err := s.fullView(ctx, r)
 	if err != nil || !v.DeliveryUnknown || v.ReissuedBy != "" {
 		return v, err
 	}

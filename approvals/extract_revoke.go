@@ -8,7 +8,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"gorm.io/gorm"
 
@@ -23,8 +25,10 @@ const RevocationFormat = 1
 // output of encoding/json for this struct (fields in this order, no spaces, no trailing newline):
 //
 //	{"format":1,"kind":"extract-revocation","extract_id":"...","request_id":"...","decision_id":"...",
-//	 "officer_id":"...","issued_at":"YYYY-MM-DDTHH:MM:SSZ","nonce":"<base64url of 32 bytes>"}
+//	 "officer_id":"...","issued_at":"YYYY-MM-DDTHH:MM:SSZ","nonce":"<base64url of 32 bytes>","reason":"..."}
 //
+// The reason (what the requester reads) is left out when empty, so revocations signed before it existed keep
+// their exact bytes.
 // and the WebAuthn challenge is nonce || SHA-256(canonical), as for a decision. It names ids only: the
 // canonical form is stored in clear beside the assertion, so the revocation can be re-checked offline.
 type Revocation struct {
@@ -36,6 +40,7 @@ type Revocation struct {
 	OfficerID  string `json:"officer_id"`
 	IssuedAt   string `json:"issued_at"`
 	Nonce      string `json:"nonce"`
+	Reason     string `json:"reason,omitempty"`
 }
 
 // Canonical returns the exact bytes of the revocation's canonical form.
@@ -81,11 +86,18 @@ type revocationRow struct {
 func (revocationRow) TableName() string { return "extract_revocations" }
 
 // PrepareRevocation checks that an extract is ready (not retrieved, revoked or expired), builds the canonical
-// revocation and starts the signing ceremony over nonce || SHA-256(canonical). Nothing changes until
-// CompleteRevocation.
-func (s *Service) PrepareRevocation(ctx context.Context, officerID, extractID string) (PreparedRevocation, error) {
+// revocation with its reason (signed, and shown to the requester) and starts the signing ceremony over
+// nonce || SHA-256(canonical). Nothing changes until CompleteRevocation.
+func (s *Service) PrepareRevocation(ctx context.Context, officerID, extractID, reason string) (PreparedRevocation, error) {
 	if _, err := s.officer(ctx, officerID); err != nil {
 		return PreparedRevocation{}, err
+	}
+	reason = strings.TrimSpace(reason)
+	if reason == "" {
+		return PreparedRevocation{}, ErrReasonRequired
+	}
+	if utf8.RuneCountInString(reason) > MaxReasonLen {
+		return PreparedRevocation{}, fmt.Errorf("%w: reason longer than %d characters", ErrBadInput, MaxReasonLen)
 	}
 	now := s.clock()
 	var row extractRow
@@ -114,7 +126,7 @@ func (s *Service) PrepareRevocation(ctx context.Context, officerID, extractID st
 	}
 	rv := Revocation{Format: RevocationFormat, Kind: "extract-revocation", ExtractID: x.ID, RequestID: x.RequestID,
 		DecisionID: x.DecisionID, OfficerID: officerID, IssuedAt: now.Format(TimeFormat),
-		Nonce: base64.RawURLEncoding.EncodeToString(nonce)}
+		Nonce: base64.RawURLEncoding.EncodeToString(nonce), Reason: reason}
 	canonical, err := rv.Canonical()
 	if err != nil {
 		return PreparedRevocation{}, err

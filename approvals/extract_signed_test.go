@@ -22,12 +22,12 @@ func TestSignedRevocation(t *testing.T) {
 		ctx := context.Background()
 		revoke := func(officer, xid string) (approvals.PreparedRevocation, []byte) {
 			t.Helper()
-			p, err := f.svc.PrepareRevocation(ctx, officer, xid)
+			p, err := f.svc.PrepareRevocation(ctx, officer, xid, "Sent to the wrong service.")
 			must(t, err)
 			return p, f.signer.Sign(officer, p.Options)
 		}
 		_, xid := f.approved(approvals.ToRequester, time.Hour)
-		if _, err := f.svc.PrepareRevocation(ctx, "req1", xid); !errors.Is(err, approvals.ErrForbidden) {
+		if _, err := f.svc.PrepareRevocation(ctx, "req1", xid, "Sent to the wrong service."); !errors.Is(err, approvals.ErrForbidden) {
 			t.Fatalf("a requester prepared a revocation: %v", err)
 		}
 
@@ -61,7 +61,7 @@ func TestSignedRevocation(t *testing.T) {
 		if _, err := f.svc.VerifyRevocation(ctx, p.ID); !errors.Is(err, approvals.ErrReceipt) {
 			t.Fatalf("a changed revocation verifies: %v", err)
 		}
-		if _, err := f.svc.PrepareRevocation(ctx, "off1", xid); !errors.Is(err, approvals.ErrRevoked) {
+		if _, err := f.svc.PrepareRevocation(ctx, "off1", xid, "Sent to the wrong service."); !errors.Is(err, approvals.ErrRevoked) {
 			t.Fatalf("revoke twice: %v", err)
 		}
 
@@ -77,12 +77,12 @@ func TestSignedRevocation(t *testing.T) {
 		if f.snapshot() != before {
 			t.Fatal("a refused revocation changed something")
 		}
-		if _, err := f.svc.PrepareRevocation(ctx, "off1", claimed); !errors.Is(err, approvals.ErrAlreadyRetrieved) {
+		if _, err := f.svc.PrepareRevocation(ctx, "off1", claimed, "Sent to the wrong service."); !errors.Is(err, approvals.ErrAlreadyRetrieved) {
 			t.Fatalf("prepare on a retrieved extract: %v", err)
 		}
 		_, short := f.approved(approvals.ToRequester, time.Minute)
 		f.clock.Add(time.Minute)
-		if _, err := f.svc.PrepareRevocation(ctx, "off1", short); !errors.Is(err, approvals.ErrExpired) {
+		if _, err := f.svc.PrepareRevocation(ctx, "off1", short, "Sent to the wrong service."); !errors.Is(err, approvals.ErrExpired) {
 			t.Fatalf("prepare on an expired extract: %v", err)
 		}
 		if got := f.auditCount("extract.revoked"); got != 1 {

@@ -66,6 +66,8 @@ const (
 	StatusDenied         Status = "denied"
 	StatusCancelled      Status = "cancelled"
 	StatusLapsed         Status = "lapsed"
+	// StatusNothingRecorded closes a request an officer answered, signed, that the scope holds no entry.
+	StatusNothingRecorded Status = "nothing_recorded"
 )
 
 // Open says whether a decision can still be taken on a request in this status.
@@ -186,8 +188,10 @@ type Request struct {
 	FirstOfficerID string
 	// FinalDecisionID is the decision that closed the request (approved or denied).
 	FinalDecisionID string
-	// DenyReason is the officer's signed reason, filled for a denied request by MyRequest(s).
-	DenyReason string
+	// Reference is the requester's own reference for the request (optional, no health data).
+	Reference string
+	// State is what a person reads about the request, filled by MyRequest(s) and StateOf.
+	State RequestState
 }
 
 // requestRow is the stored form of a Request.
@@ -197,6 +201,7 @@ type requestRow struct {
 	PatientSealed       []byte
 	PatientIndex        string
 	JustificationSealed []byte
+	ReferenceSealed     []byte
 	Categories          string
 	PeriodFrom          string
 	PeriodTo            string

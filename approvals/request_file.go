@@ -24,6 +24,8 @@ const (
 	MaxValueLen         = 64
 	MinJustificationLen = 10
 	MaxJustificationLen = 2000
+	// MaxReferenceLen bounds the requester's own reference: a file number, not a text.
+	MaxReferenceLen = 40
 	// EarliestDate is the earliest date a care period may start: anything before is a typo.
 	EarliestDate = "1900-01-01"
 )
@@ -45,6 +47,8 @@ type Filing struct {
 	Justification string
 	Urgency       Urgency
 	Delivery      RetrieverKind
+	// Reference is the requester's own reference (optional): what they file the answer under.
+	Reference string
 }
 
 // FieldError names one invalid field and why, as a message key the page or API translates.
@@ -87,6 +91,7 @@ func (f Filing) normalize() Filing {
 	f.Period.From = strings.TrimSpace(f.Period.From)
 	f.Period.To = strings.TrimSpace(f.Period.To)
 	f.Justification = strings.TrimSpace(f.Justification)
+	f.Reference = strings.TrimSpace(f.Reference)
 	cs := slices.Clone(f.Categories)
 	slices.Sort(cs)
 	f.Categories = slices.Compact(cs)
@@ -161,6 +166,12 @@ func (f Filing) validate(today string) FieldErrors {
 		add("justification", CodeTooLong)
 	case !utf8.ValidString(f.Justification):
 		add("justification", CodeInvalid)
+	}
+	switch r := f.Reference; {
+	case utf8.RuneCountInString(r) > MaxReferenceLen:
+		add("reference", CodeTooLong)
+	case strings.ContainsFunc(r, unicode.IsControl) || !utf8.ValidString(r):
+		add("reference", CodeInvalid)
 	}
 	switch f.Urgency {
 	case "":
@@ -245,6 +256,7 @@ func (s *Service) FileRequest(ctx context.Context, f Filing) (Request, error) {
 		PatientSealed:       s.sealer.seal("approval_requests", "patient", id, patient),
 		PatientIndex:        s.sealer.patientIndex(f.Patient),
 		JustificationSealed: s.sealer.seal("approval_requests", "justification", id, []byte(f.Justification)),
+		ReferenceSealed:     s.sealOptional("approval_requests", "reference", id, f.Reference),
 		Categories:          joinCategories(f.Categories),
 		PeriodFrom:          f.Period.From, PeriodTo: f.Period.To,
 		Purpose: string(f.Purpose), Urgency: string(f.Urgency), Delivery: string(f.Delivery),
@@ -276,7 +288,19 @@ func (s *Service) FileRequest(ctx context.Context, f Filing) (Request, error) {
 	if err != nil {
 		return Request{}, fmt.Errorf("file request: %w", err)
 	}
-	return s.toRequest(row)
+	r, err := s.toRequest(row)
+	if err != nil {
+		return Request{}, err
+	}
+	return r, s.fillState(ctx, &r)
+}
+
+// sealOptional seals a free text that may be empty: an empty one stays NULL.
+func (s *Service) sealOptional(table, column, id, text string) []byte {
+	if text == "" {
+		return nil
+	}
+	return s.sealer.seal(table, column, id, []byte(text))
 }
 
 // newID returns a random 128-bit id in hex: unguessable, so an id in a URL reveals nothing and cannot be
@@ -300,8 +324,14 @@ func (s *Service) toRequest(r requestRow) (Request, error) {
 	if err != nil {
 		return Request{}, err
 	}
+	var ref []byte
+	if len(r.ReferenceSealed) > 0 {
+		if ref, err = s.sealer.open("approval_requests", "reference", r.ID, r.ReferenceSealed); err != nil {
+			return Request{}, err
+		}
+	}
 	return Request{
-		ID: r.ID, RequesterID: r.RequesterID,
+		ID: r.ID, RequesterID: r.RequesterID, Reference: string(ref),
 		Scope: Scope{Patient: id, Categories: splitCategories(r.Categories),
 			Period: Period{From: r.PeriodFrom, To: r.PeriodTo}, Purpose: Purpose(r.Purpose)},
 		Justification: string(j), Urgency: Urgency(r.Urgency), Delivery: RetrieverKind(r.Delivery),

@@ -51,9 +51,9 @@ func TestFileRequestStoresSealedAndAudits(t *testing.T) {
 	if r := f.file(fl); r.Status != approvals.StatusPending {
 		t.Fatalf("request for an unknown patient: %s", r.Status)
 	}
-	mine, err := f.svc.MyRequests(context.Background(), "req1")
-	if err != nil || len(mine) != 2 {
-		t.Fatalf("MyRequests: %d, %v", len(mine), err)
+	mine, err := f.svc.MyRequests(context.Background(), "req1", approvals.Page{})
+	if err != nil || len(mine.Items) != 2 || mine.Total != 2 || mine.Next != "" {
+		t.Fatalf("MyRequests: %+v, %v", mine, err)
 	}
 	if _, err := f.svc.MyRequest(context.Background(), "req2", r.ID); !errors.Is(err, approvals.ErrNotFound) {
 		t.Fatalf("another requester read the request: %v", err)
@@ -191,10 +191,10 @@ func TestQueueUrgentFirstThenOldest(t *testing.T) {
 	f.clock.Add(time.Minute)
 	d := f.file(fl)
 	must(t, f.svc.CancelRequest(context.Background(), "req1", c.ID))
-	q, err := f.svc.Queue(context.Background())
+	q, err := f.svc.Queue(context.Background(), approvals.Page{})
 	must(t, err)
 	var ids []string
-	for _, r := range q {
+	for _, r := range q.Items {
 		ids = append(ids, r.ID)
 	}
 	if want := []string{b.ID, d.ID, a.ID}; !slices.Equal(ids, want) {
@@ -219,4 +219,66 @@ func TestValidINS(t *testing.T) {
 	if !approvals.ValidINS(corsican) {
 		t.Errorf("ValidINS(%q) = false", corsican)
 	}
+}
+
+// Lists are keyset-paged: walking the pages gives every item once, in the list's order (newest first for a
+// requester; urgent first then oldest for the queue), with the total on every page, ties on time included.
+func TestListsArePagedByKeyset(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
+		f := newFixture(t, db, approvals.Policy{})
+		ctx := context.Background()
+		for i := range 7 {
+			fl := validFiling()
+			if i%3 == 0 {
+				fl.Urgency = approvals.Urgent
+			}
+			f.file(fl)
+			if i%2 == 1 { // pairs share a filing time: the id breaks the tie
+				f.clock.Add(time.Minute)
+			}
+		}
+		walk := func(list func(p approvals.Page) (approvals.Listed[approvals.Request], error)) []string {
+			var ids []string
+			p := approvals.Page{Size: 3}
+			for pages := 0; ; pages++ {
+				got, err := list(p)
+				must(t, err)
+				if got.Total != 7 || pages > 3 {
+					t.Fatalf("page %d: total %d", pages, got.Total)
+				}
+				for _, r := range got.Items {
+					ids = append(ids, r.ID)
+				}
+				if got.Next == "" {
+					return ids
+				}
+				p.After = got.Next
+			}
+		}
+		all, err := f.svc.MyRequests(ctx, "req1", approvals.Page{})
+		must(t, err)
+		mine := walk(func(p approvals.Page) (approvals.Listed[approvals.Request], error) {
+			return f.svc.MyRequests(ctx, "req1", p)
+		})
+		var want []string
+		for _, r := range all.Items {
+			want = append(want, r.ID)
+		}
+		if !slices.Equal(mine, want) || len(mine) != 7 || all.Items[0].FiledAt.Before(all.Items[6].FiledAt) {
+			t.Fatalf("my requests paged %v, want %v", mine, want)
+		}
+		queueAll, err := f.svc.Queue(ctx, approvals.Page{})
+		must(t, err)
+		queue := walk(func(p approvals.Page) (approvals.Listed[approvals.Request], error) { return f.svc.Queue(ctx, p) })
+		want = want[:0]
+		for _, r := range queueAll.Items {
+			want = append(want, r.ID)
+		}
+		if !slices.Equal(queue, want) || queueAll.Items[0].Urgency != approvals.Urgent {
+			t.Fatalf("queue paged %v, want %v", queue, want)
+		}
+		if _, err := f.svc.MyRequests(ctx, "req1", approvals.Page{After: "not a cursor"}); !errors.Is(err, approvals.ErrBadInput) {
+			t.Fatalf("a bad cursor: %v", err)
+		}
+	})
 }

@@ -11,44 +11,20 @@ import (
 	"gatewayd/gateway/store"
 )
 
-// MyRequests lists a requester's requests, newest first.
-func (s *Service) MyRequests(ctx context.Context, requesterID string) ([]Request, error) {
+// MyRequests lists one page of a requester's requests, newest first, with their total.
+func (s *Service) MyRequests(ctx context.Context, requesterID string, p Page) (Listed[Request], error) {
 	var rows []requestRow
-	if err := s.db.WithContext(ctx).Where("requester_id = ?", requesterID).Order("filed_at DESC, id").Find(&rows).Error; err != nil {
-		return nil, fmt.Errorf("list requests: %w", err)
+	total, err := newestFirst(s.db.WithContext(ctx).Model(&requestRow{}).Where("requester_id = ?", requesterID),
+		"filed_at", "id", p, &rows)
+	if err != nil {
+		return Listed[Request]{}, fmt.Errorf("list requests: %w", err)
 	}
 	reqs, err := s.toRequests(rows)
 	if err != nil {
-		return nil, err
+		return Listed[Request]{}, err
 	}
-	for i := range reqs {
-		if err := s.fillDenyReason(ctx, &reqs[i]); err != nil {
-			return nil, err
-		}
-	}
-	return reqs, nil
-}
-
-// fillDenyReason reads a denied request's reason from its signed decision: the reason the requester reads is
-// the one the officer signed.
-func (s *Service) fillDenyReason(ctx context.Context, r *Request) error {
-	if r.Status != StatusDenied || r.FinalDecisionID == "" {
-		return nil
-	}
-	var d decisionRow
-	if err := s.db.WithContext(ctx).Where("id = ?", r.FinalDecisionID).Take(&d).Error; err != nil {
-		return fmt.Errorf("decision of %s: %w", r.ID, err)
-	}
-	c, err := s.sealer.open("approval_decisions", "canonical", d.ID, d.CanonicalSealed)
-	if err != nil {
-		return err
-	}
-	dec, err := ParseDecision(c)
-	if err != nil {
-		return err
-	}
-	r.DenyReason = dec.Reason
-	return nil
+	out := pageOf(reqs, p, total, func(r Request) cursor { return cursor{at: r.FiledAt, id: r.ID} })
+	return out, s.statesOf(ctx, out.Items)
 }
 
 // MyRequest returns one of a requester's requests. Someone else's request is ErrNotFound, as an unknown id:
@@ -65,7 +41,7 @@ func (s *Service) MyRequest(ctx context.Context, requesterID, id string) (Reques
 	if err != nil {
 		return Request{}, err
 	}
-	return r, s.fillDenyReason(ctx, &r)
+	return r, s.fillState(ctx, &r)
 }
 
 // CancelRequest cancels a requester's own pending request, with its audit row.
@@ -92,15 +68,41 @@ func (s *Service) CancelRequest(ctx context.Context, requesterID, id string) err
 	})
 }
 
-// Queue lists the requests waiting for an officer: urgent first, then oldest.
-func (s *Service) Queue(ctx context.Context) ([]Request, error) {
-	var rows []requestRow
-	err := s.db.WithContext(ctx).Where("status IN ?", []Status{StatusPending, StatusAwaitingSecond}).
-		Order("CASE WHEN urgency = 'urgent' THEN 0 ELSE 1 END, filed_at, id").Find(&rows).Error
-	if err != nil {
-		return nil, fmt.Errorf("queue: %w", err)
+// queueRank puts urgent requests first in the queue.
+const queueRank = "CASE WHEN urgency = 'urgent' THEN 0 ELSE 1 END"
+
+// Queue lists one page of the requests waiting for an officer, urgent first, then oldest (keyset-paged on
+// rank, filing time and id), with their total.
+func (s *Service) Queue(ctx context.Context, p Page) (Listed[Request], error) {
+	q := s.db.WithContext(ctx).Model(&requestRow{}).Where("status IN ?", []Status{StatusPending, StatusAwaitingSecond})
+	var total int64
+	if err := q.Session(&gorm.Session{}).Select("COUNT(*)").Scan(&total).Error; err != nil {
+		return Listed[Request]{}, fmt.Errorf("queue: %w", err)
 	}
-	return s.toRequests(rows)
+	page := q.Session(&gorm.Session{}).Order(queueRank + ", filed_at, id").Limit(p.size() + 1)
+	if p.After != "" {
+		c, err := parseCursor(p.After)
+		if err != nil {
+			return Listed[Request]{}, err
+		}
+		page = page.Where("("+queueRank+" > ? OR ("+queueRank+" = ? AND (filed_at > ? OR (filed_at = ? AND id > ?))))",
+			c.rank, c.rank, c.at, c.at, c.id)
+	}
+	var rows []requestRow
+	if err := page.Find(&rows).Error; err != nil {
+		return Listed[Request]{}, fmt.Errorf("queue: %w", err)
+	}
+	reqs, err := s.toRequests(rows)
+	if err != nil {
+		return Listed[Request]{}, err
+	}
+	return pageOf(reqs, p, total, func(r Request) cursor {
+		rank := 1
+		if r.Urgency == Urgent {
+			rank = 0
+		}
+		return cursor{rank: rank, at: r.FiledAt, id: r.ID}
+	}), nil
 }
 
 // RequesterStats counts a requester's requests by status, for the review page.

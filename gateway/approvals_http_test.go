@@ -325,7 +325,7 @@ func testSigningOverHTTP(t *testing.T, db *gorm.DB) {
 	}
 	mine := f.requester.do("GET", "/api/v1/requests/"+a, nil)
 	var got requestJSON
-	if json.Unmarshal(mine.Body.Bytes(), &got) != nil || got.Status != approvals.StatusApproved || got.ExtractExpiresAt == nil {
+	if json.Unmarshal(mine.Body.Bytes(), &got) != nil || got.Status != approvals.StatusApproved || got.State.Code != approvals.StateReady || got.State.ExpiresAt == nil {
 		t.Fatalf("requester sees %d %s", mine.Code, mine.Body)
 	}
 	var viewed int64

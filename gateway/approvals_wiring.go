@@ -18,14 +18,21 @@ import (
 // requests without the signing pages.
 func WireApprovals(db *gorm.DB, master *keys.Master, rec *records.Service, id *identity.Service, signer approvals.Signer,
 	now func() time.Time) (*approvals.Service, error) {
-	return approvals.New(approvals.Deps{DB: db, Records: recordsAdapter{rec}, Renderer: recordsRenderer{rec}, Signer: signer,
+	zone, err := time.LoadLocation(DefaultTimeZone)
+	if err != nil {
+		return nil, err
+	}
+	return approvals.New(approvals.Deps{DB: db, Records: recordsAdapter{rec}, Renderer: recordsRenderer{rec, zone}, Signer: signer,
 		Users: usersAdapter{id}, SealKey: master.Derive(keys.PurposeApprovals), Now: now})
 }
 
 // recordsRenderer adapts records' rendering to approvals.Renderer. It rebuilds the records manifest from the
 // signed entry references first (every entry stored, the patient's, with the signed hash), so that a mismatch
 // is refused before the first byte.
-type recordsRenderer struct{ r *records.Service }
+type recordsRenderer struct {
+	r    *records.Service
+	zone *time.Location // the hospital's, for the printable page's times
+}
 
 func (a recordsRenderer) Render(ctx context.Context, w io.Writer, job approvals.RenderJob) error {
 	refs := make([]records.EntryRef, len(job.Entries))
@@ -39,7 +46,7 @@ func (a recordsRenderer) Render(ctx context.Context, w io.Writer, job approvals.
 	}
 	wm := records.Watermark{RequestID: job.Watermark.RequestID, DecisionID: job.Watermark.DecisionID,
 		Requester: job.Watermark.Requester, Purpose: job.Watermark.Purpose, Recipient: job.Watermark.Retriever,
-		Expiry: job.Watermark.Expiry, ManifestDigest: job.Watermark.ManifestDigest}
+		Expiry: job.Watermark.Expiry, ManifestDigest: job.Watermark.ManifestDigest, Zone: a.zone}
 	if job.Format == approvals.FormatHTML {
 		return a.r.RenderHTML(ctx, w, m, id, wm, job.Lang)
 	}

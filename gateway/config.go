@@ -12,10 +12,13 @@ import (
 	"slices"
 	"strings"
 	"time"
+	_ "time/tzdata" // --time-zone works without the system's zoneinfo
 
 	"github.com/spf13/pflag"
 
 	"gatewayd/approvals"
+
+	"gatewayd/gateway/records"
 )
 
 // Config is every setting of every subcommand. One rule for all: flag --foo-bar is also the environment
@@ -34,6 +37,7 @@ type Config struct {
 	TLSKey           string
 	LogFormat        string
 	MaxFileSize      int64 // bytes; gatewayd import refuses a file above it
+	MaxResourceSize  int64 // bytes; gatewayd import refuses one resource (entry, NDJSON line) above it
 	// DBWait is how long serve waits for the database at start (a flag of serve only; 0: try once).
 	DBWait time.Duration
 
@@ -53,9 +57,13 @@ type Config struct {
 	FilingLimit          int
 	JobsInterval         time.Duration
 
+	// TimeZone is the hospital's time zone: pages and printable extracts show times in it (FHIR keeps UTC).
+	TimeZone *time.Location
+
 	// Operating for years (issue 13).
 	operatingConfig
 
+	timeZone       string
 	consoleAllow   []string
 	trustedProxies []string
 }
@@ -87,14 +95,20 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.SessionMax, "session-max", 8*time.Hour, "absolute lifetime of a session")
 	fs.DurationVar(&c.InvitationTTL, "invitation-ttl", 72*time.Hour, "how long an invitation link stays valid")
 	fs.Var(newSizeValue(&c.MaxFileSize, 256<<20), "max-file-size", "largest file import reads, in bytes or with KiB, MiB, GiB")
+	fs.Var(newSizeValue(&c.MaxResourceSize, records.DefaultMaxResourceSize), "max-resource-size", "largest single resource (Bundle entry, NDJSON line) import reads; import's memory is bounded by it")
 	fs.StringSliceVar(&c.TwoOfficerCategories, "two-officer-categories", nil, "categories whose release needs two different officers (e.g. documents)")
 	fs.DurationVar(&c.MaxPending, "max-pending", 168*time.Hour, "a request waiting longer than this for a decision lapses")
 	fs.DurationVar(&c.MaxExtractTTL, "max-extract-ttl", 72*time.Hour, "longest extract lifetime an officer may choose")
 	fs.DurationVar(&c.DefaultExtractTTL, "default-extract-ttl", 24*time.Hour, "extract lifetime offered by default")
 	fs.IntVar(&c.FilingLimit, "filing-limit", 30, "requests one requester may file in 24 hours")
 	fs.DurationVar(&c.JobsInterval, "jobs-interval", time.Minute, "how often the lapse and extract-expiry jobs run")
+	fs.StringVar(&c.timeZone, "time-zone", DefaultTimeZone, "the hospital's time zone (IANA name) for times on pages and printable extracts")
 	c.registerOperatingFlags(fs)
 }
+
+// DefaultTimeZone is the time zone of the pages when none is configured. The zone database is embedded
+// (time/tzdata), so it works on a machine without zoneinfo.
+const DefaultTimeZone = "Europe/Paris"
 
 // Load applies GATEWAY_* variables to the flags not given on the command line, fills derived defaults and
 // validates everything. The error names the setting and what is wrong, in one line.
@@ -178,6 +192,12 @@ func (c *Config) finish() error {
 	}
 	if c.MaxFileSize <= 0 {
 		return fmt.Errorf("--max-file-size: must be above zero")
+	}
+	if c.TimeZone, err = time.LoadLocation(c.timeZone); err != nil || c.timeZone == "" || c.timeZone == "Local" {
+		return fmt.Errorf("--time-zone: %q is not a time zone name (e.g. Europe/Paris)", c.timeZone)
+	}
+	if c.MaxResourceSize <= 0 {
+		return fmt.Errorf("--max-resource-size: must be above zero")
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return fmt.Errorf("--log-format: %q is not text or json", c.LogFormat)

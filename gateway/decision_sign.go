@@ -58,9 +58,12 @@ func (h *handler) prepareDecision(c echo.Context) error {
 		return err
 	}
 	lang, _ := c.Get(ctxLang).(string)
+	names := func(id string) string { return h.personName(ctx, id) }
 	di := approvals.DecisionInput{Verdict: in.Verdict, Reason: in.Reason, WordingVersion: wordingVersion + "/" + lang,
 		Retriever: approvals.RetrieverKind(in.Retriever),
-		Describe:  func(d approvals.Decision, m approvals.Manifest) string { return describeDecision(lang, d, m) }}
+		Describe: func(d approvals.Decision, m approvals.Manifest) string {
+			return describeDecision(lang, h.cfg.TimeZone, d, m, names)
+		}}
 	if in.Verdict == approvals.Approve {
 		narrowed := scope
 		narrowed.Categories = nil
@@ -108,9 +111,12 @@ func (h *handler) refuseDecision(c echo.Context, in reviewInput, err error) erro
 	if rerr != nil {
 		return rerr
 	}
-	if in.Verdict == approvals.Deny {
+	switch in.Verdict {
+	case approvals.Deny:
 		p.DenyErr = key
-	} else {
+	case approvals.NothingRecorded:
+		p.NothingErr = key
+	default:
 		p.ApproveErr = key
 	}
 	return h.render(c, status, "review", &templates.Page{Title: "review.title", Data: p})
@@ -134,19 +140,23 @@ func (h *handler) signDecision(c echo.Context) error {
 }
 
 // describeDecision says in plain words, in the page's language, what the officer is about to sign. It is
-// written from the decision as built, so it is exactly what the signature covers (plus the entry count).
-func describeDecision(lang string, d approvals.Decision, m approvals.Manifest) string {
+// written from the decision as built, so it is exactly what the signature covers (plus the entry count and
+// the people's names beside their ids, and local times beside UTC).
+func describeDecision(lang string, zone *time.Location, d approvals.Decision, m approvals.Manifest, name func(string) string) string {
 	t := func(key string, args ...any) string { return templates.T(lang, key, args...) }
 	var b strings.Builder
 	sep := t("sign.sep")
 	line := func(label, value string) { fmt.Fprintf(&b, "%s%s%s\n", t(label), sep, value) }
-	verdict := t("sign.verdict.approve")
-	if d.Verdict == approvals.Deny {
-		verdict = t("sign.verdict.deny")
+	at := func(utc string) string {
+		tm, err := time.Parse(approvals.TimeFormat, utc)
+		if err != nil {
+			return utc
+		}
+		return templates.FormatTime(lang, zone, tm) + " (" + utc + ")"
 	}
-	line("sign.line.decision", verdict)
-	line("sign.line.request", d.RequestID)
-	line("sign.line.officer", d.OfficerID)
+	line("sign.line.decision", t("sign.verdict."+d.Verdict))
+	line("sign.line.request", templates.Ref(d.RequestID)+" ("+d.RequestID+")")
+	line("sign.line.officer", name(d.OfficerID))
 	line("sign.line.patient", d.Scope.Patient.System+" | "+d.Scope.Patient.Value)
 	cats := make([]string, len(d.Scope.Categories))
 	for i, c := range d.Scope.Categories {
@@ -159,19 +169,23 @@ func describeDecision(lang string, d approvals.Decision, m approvals.Manifest) s
 		line("sign.line.period", t("sign.period.range", orDash(d.Scope.Period.From), orDash(d.Scope.Period.To)))
 	}
 	line("sign.line.purpose", t("purpose."+string(d.Scope.Purpose)))
-	if d.Verdict == approvals.Deny {
+	switch d.Verdict {
+	case approvals.Deny:
 		line("sign.line.reason", d.Reason)
-	} else {
+	case approvals.NothingRecorded:
+		line("sign.line.entries", "0")
+		line("sign.line.digest", d.ManifestDigest)
+	default:
 		who := t("sign.retriever.staff")
 		if d.Retriever != nil && d.Retriever.Kind == approvals.ToRequester {
-			who = t("sign.retriever.requester", d.Retriever.UserID)
+			who = t("sign.retriever.requester", name(d.Retriever.UserID))
 		}
 		line("sign.line.retriever", who)
-		line("sign.line.expires", d.ExpiresAt)
+		line("sign.line.expires", at(d.ExpiresAt))
 		line("sign.line.entries", strconv.Itoa(len(m.Entries)))
 		line("sign.line.digest", d.ManifestDigest)
 	}
-	line("sign.line.issued", d.IssuedAt)
+	line("sign.line.issued", at(d.IssuedAt))
 	return b.String()
 }
 

@@ -1,11 +1,13 @@
 package gateway
 
 import (
+	"encoding/json"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
 
 	"gatewayd/approvals"
+	"gatewayd/gateway/strictjson"
 	"gatewayd/templates"
 )
 
@@ -50,7 +52,20 @@ func (h *handler) beginRevoke(c echo.Context) error {
 	if h.approvals == nil {
 		return echo.NewHTTPError(http.StatusNotFound).SetInternal(errNoDomain)
 	}
-	p, err := h.approvals.PrepareRevocation(c.Request().Context(), sessionOf(c).User.ID, c.Param("id"))
+	var in struct {
+		Reason string `json:"reason"`
+	}
+	body, err := readJSONBody(c, maxAssertion, strictjson.Names(in)...)
+	if err != nil {
+		return err
+	}
+	if len(body) > 0 {
+		if err := json.Unmarshal(body, &in); err != nil {
+			return echo.NewHTTPError(http.StatusBadRequest).SetInternal(err)
+		}
+	}
+	// A missing reason is refused as reason_required (the refusal table), which the page says in words.
+	p, err := h.approvals.PrepareRevocation(c.Request().Context(), sessionOf(c).User.ID, c.Param("id"), in.Reason)
 	if err != nil {
 		return err
 	}

@@ -35,7 +35,7 @@ func TestSignedRevocation(t *testing.T) {
 		}
 		begin := func() (json.RawMessage, string) {
 			t.Helper()
-			w := f.post("officer", "/extracts/"+xid+"/revoke/begin", []byte("{}"))
+			w := f.post("officer", "/extracts/"+xid+"/revoke/begin", []byte(`{"reason":"Sent to the wrong service."}`))
 			var b struct {
 				Options  json.RawMessage `json:"options"`
 				Ceremony string          `json:"ceremony"`
@@ -47,6 +47,18 @@ func TestSignedRevocation(t *testing.T) {
 		}
 		key := f.users["officer"].key
 
+		// A revocation needs a reason the requester will read: without one, nothing is prepared.
+		before := f.extractState(xid)
+		if w := f.post("officer", "/extracts/"+xid+"/revoke/begin", []byte("{}")); w.Code != http.StatusUnprocessableEntity ||
+			!strings.Contains(w.Body.String(), "reason_required") {
+			t.Fatalf("revocation without a reason: %d %s", w.Code, w.Body.String())
+		}
+		var prepared int64
+		db.Raw("SELECT COUNT(*) FROM extract_revocations WHERE extract_id = ?", xid).Scan(&prepared)
+		if prepared != 0 || f.extractState(xid) != before {
+			t.Fatal("a revocation without a reason prepared or changed something")
+		}
+
 		// A signature over another challenge is refused; the extract stays ready.
 		_, c1 := begin()
 		other, _ := begin()
@@ -54,7 +66,6 @@ func TestSignedRevocation(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		before := f.extractState(xid)
 		if w := f.post("officer", "/extracts/"+xid+"/revoke/finish?ceremony="+c1, forged); w.Code < 400 {
 			t.Fatalf("a signature for another revocation was accepted: %d", w.Code)
 		}
@@ -85,7 +96,7 @@ func TestSignedRevocation(t *testing.T) {
 			t.Fatalf("retrieval after revocation: %d", w.Code)
 		}
 		// One refusal, one status (the refusal table): a revoked extract is gone, whoever asks for it.
-		if w := f.post("officer", "/extracts/"+xid+"/revoke/begin", []byte("{}")); w.Code != http.StatusGone {
+		if w := f.post("officer", "/extracts/"+xid+"/revoke/begin", []byte(`{"reason":"Again."}`)); w.Code != http.StatusGone {
 			t.Fatalf("revoking again: %d", w.Code)
 		}
 		if w := f.get("officer", "/extracts/"+xid); !strings.Contains(w.Body.String(), `data-state="revoked"`) {

@@ -45,7 +45,7 @@ func TestEveryActionFailsClosed(t *testing.T) {
 		_, toRetrieve := f.approve(approvals.ToRequester, time.Hour)
 		_, toRevoke := f.approve(approvals.ToRequester, time.Hour)
 		_, toFinishRevoke := f.approve(approvals.ToRequester, time.Hour)
-		revocation, err := f.domain.PrepareRevocation(ctx, officer, toFinishRevoke)
+		revocation, err := f.domain.PrepareRevocation(ctx, officer, toFinishRevoke, "Sent to the wrong service.")
 		must(err)
 		_, broken := f.approve(approvals.ToRequester, time.Hour)
 		x, err := f.domain.ClaimExtract(ctx, broken, requester)
@@ -72,7 +72,10 @@ func TestEveryActionFailsClosed(t *testing.T) {
 				return err
 			}},
 			{"retrieve", func() error { _, err := f.domain.ClaimExtract(ctx, toRetrieve, requester); return err }},
-			{"revoke begin", func() error { _, err := f.domain.PrepareRevocation(ctx, officer, toRevoke); return err }},
+			{"revoke begin", func() error {
+				_, err := f.domain.PrepareRevocation(ctx, officer, toRevoke, "Sent to the wrong service.")
+				return err
+			}},
 			{"revoke finish", func() error {
 				return f.domain.CompleteRevocation(ctx, officer, revocation.ID, f.signer.Sign(officer, revocation.Options))
 			}},

@@ -23,6 +23,7 @@ func (h *handler) render(c echo.Context, status int, page string, p *templates.P
 	p.Path = c.Request().URL.Path
 	p.CSRF = h.csrfToken(c)
 	p.DevBanner = p.Listener == Console && h.cfg.DevAllowSoftwareKeys
+	p.Zone = h.cfg.TimeZone
 	if sess := sessionOf(c); sess != nil {
 		p.User = &templates.User{ID: sess.User.ID, Name: sess.User.DisplayName, Role: sess.User.Role, Home: homePath(sess.User.Role)}
 	}

@@ -81,3 +81,34 @@ func TestDatabaseUnreachableAnswers503(t *testing.T) {
 		t.Errorf("/readyz with the database down: %d", w.Code)
 	}
 }
+
+// Lists carry their total and the cursor of the next page, on the page and in JSON; a forged cursor is refused.
+func TestListsShowTotalAndPages(t *testing.T) {
+	f := newXFix(t, storetest.NewSQLite(t))
+	for range 3 {
+		f.approve(approvals.ToRequester, time.Hour)
+	}
+	u := f.users["requester"]
+	get := func(path string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest(http.MethodGet, path, nil)
+		r.Header.Set("Cookie", u.cookie)
+		return f.srv.call(Intake, r)
+	}
+	var list struct {
+		Requests []json.RawMessage
+		Total    int64
+		Next     string
+	}
+	w := get("/api/v1/requests")
+	if err := json.Unmarshal(w.Body.Bytes(), &list); err != nil || len(list.Requests) != 3 || list.Total != 3 || list.Next != "" {
+		t.Fatalf("JSON list: %d %s", w.Code, w.Body)
+	}
+	for _, path := range []string{"/requests", "/extracts"} {
+		if w := get(path); !strings.Contains(w.Body.String(), `data-test="total">`+templates.T("fr", "list.total", 3)) {
+			t.Errorf("%s does not show the total", path)
+		}
+	}
+	if w := get("/api/v1/requests?after=forged"); w.Code != http.StatusUnprocessableEntity {
+		t.Errorf("a forged cursor: %d", w.Code)
+	}
+}

@@ -68,6 +68,7 @@ var refusals = []struct {
 	{approvals.ErrExpiryOutOfRange, refusal{"expiry_out_of_range", http.StatusUnprocessableEntity, "decision.err.expiry_out_of_range"}},
 	{approvals.ErrReasonRequired, refusal{"reason_required", http.StatusUnprocessableEntity, "decision.err.reason_required"}},
 	{approvals.ErrEmptyManifest, refusal{"empty_manifest", http.StatusUnprocessableEntity, "decision.err.empty_manifest"}},
+	{approvals.ErrNotEmpty, refusal{"not_empty", http.StatusUnprocessableEntity, "decision.err.not_empty"}},
 	{approvals.ErrOwnRequest, refusal{"own_request", http.StatusUnprocessableEntity, "decision.err.own_request"}},
 	{approvals.ErrSameOfficer, refusal{"same_officer", http.StatusUnprocessableEntity, "decision.err.same_officer"}},
 	{approvals.ErrNotOpen, refusal{"not_open", http.StatusConflict, "decision.err.not_open"}},

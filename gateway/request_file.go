@@ -30,13 +30,15 @@ type filingInput struct {
 	Justification string   `json:"justification"`
 	Urgency       string   `json:"urgency"`
 	Delivery      string   `json:"delivery"`
+	Reference     string   `json:"reference"`
 }
 
 func (in filingInput) filing(requesterID string) approvals.Filing {
 	f := approvals.Filing{RequesterID: requesterID,
 		Patient: approvals.Identifier{System: in.PatientSystem, Value: in.PatientValue},
 		Period:  approvals.Period{From: in.PeriodFrom, To: in.PeriodTo}, Purpose: approvals.Purpose(in.Purpose),
-		Justification: in.Justification, Urgency: approvals.Urgency(in.Urgency), Delivery: approvals.RetrieverKind(in.Delivery)}
+		Justification: in.Justification, Urgency: approvals.Urgency(in.Urgency), Delivery: approvals.RetrieverKind(in.Delivery),
+		Reference: in.Reference}
 	for _, c := range in.Categories {
 		f.Categories = append(f.Categories, approvals.Category(c))
 	}
@@ -76,7 +78,7 @@ func parseFiling(c echo.Context) (filingInput, error) {
 	in = filingInput{PatientSystem: form.Get("patient_system"), PatientValue: form.Get("patient_value"),
 		Categories: form["categories"], PeriodFrom: form.Get("period_from"), PeriodTo: form.Get("period_to"),
 		Purpose: form.Get("purpose"), Justification: form.Get("justification"), Urgency: form.Get("urgency"),
-		Delivery: form.Get("delivery")}
+		Delivery: form.Get("delivery"), Reference: form.Get("reference")}
 	return in, nil
 }
 
@@ -103,14 +105,36 @@ type filingForm struct {
 	MaxJust    int
 }
 
-// Error gives the message key of a field's first error, "" if the field is fine.
+// Error gives the message key of a field's first error, "" if the field is fine: the field's own message
+// (what to do about this field) when the catalog has one, the general one for the code otherwise.
 func (f filingForm) Error(field string) string {
 	for _, e := range f.Errors {
 		if e.Field == field {
-			return "filing.err." + e.Code
+			return errorKey(e)
 		}
 	}
 	return ""
+}
+
+func errorKey(e approvals.FieldError) string {
+	if k := "filing.err." + e.Field + "." + e.Code; templates.Has(k) {
+		return k
+	}
+	return "filing.err." + e.Code
+}
+
+// Anchor is the id of the element an error summary links to for a field: its input, or the first box of a
+// group.
+func (f filingForm) Anchor(field string) string {
+	switch field {
+	case "categories":
+		return "cat-" + string(approvals.Categories[0])
+	case "urgency":
+		return "urgency-routine"
+	case "delivery":
+		return "delivery-requester"
+	}
+	return field
 }
 
 // Checked says whether a category was ticked.
@@ -150,7 +174,7 @@ func (h *handler) fileRequest(c echo.Context) error {
 			out := make([]fieldErrorJSON, len(fe))
 			for i, e := range fe {
 				out[i] = fieldErrorJSON{Field: e.Field, Code: e.Code, Message: templates.T(lang, "filing.field."+e.Field) +
-					" : " + templates.T(lang, "filing.err."+e.Code)}
+					templates.T(lang, "sign.sep") + templates.T(lang, errorKey(e))}
 			}
 			return c.JSON(http.StatusUnprocessableEntity, fieldErrorsJSON{errorJSON: errorJSON{Error: "bad_input",
 				Message: templates.T(lang, "error.422"), RequestID: requestID(c)}, Fields: out})
@@ -167,7 +191,7 @@ func (h *handler) fileRequest(c echo.Context) error {
 	h.log.Info("request filed", "request_id", requestID(c), "approval_request", req.ID, "user_id", req.RequesterID)
 	if api {
 		c.Response().Header().Set("Location", "/api/v1/requests/"+req.ID)
-		return c.JSON(http.StatusCreated, h.requestJSON(c, req))
+		return c.JSON(http.StatusCreated, toRequestJSON(req))
 	}
 	return c.Redirect(http.StatusSeeOther, "/requests/"+req.ID+"?filed=1")
 }

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"time"
@@ -14,8 +13,12 @@ import (
 
 // requestJSON is a request as the intake API shows it to its requester.
 type requestJSON struct {
-	ID            string                  `json:"id"`
+	ID string `json:"id"`
+	// Ref is the short reference pages show (R-XXXX-XX), derived from the id.
+	Ref           string                  `json:"ref"`
+	Reference     string                  `json:"reference,omitempty"`
 	Status        approvals.Status        `json:"status"`
+	State         stateJSON               `json:"state"`
 	Patient       approvals.Identifier    `json:"patient"`
 	Categories    []approvals.Category    `json:"categories"`
 	Period        approvals.Period        `json:"period"`
@@ -25,82 +28,54 @@ type requestJSON struct {
 	Delivery      approvals.RetrieverKind `json:"delivery"`
 	FiledAt       time.Time               `json:"filed_at"`
 	UpdatedAt     time.Time               `json:"updated_at"`
-	// LapsesAt is when an open request lapses without a decision.
-	LapsesAt *time.Time `json:"lapses_at,omitempty"`
-	// DenyReason is the officer's signed reason, for a denied request.
-	DenyReason string `json:"deny_reason,omitempty"`
-	// ExtractExpiresAt is when the released extract stops being retrievable, for an approved request.
-	ExtractExpiresAt *time.Time `json:"extract_expires_at,omitempty"`
 }
 
-// myRequest is a requester's request with what the list and the page show beside it.
-type myRequest struct {
-	approvals.Request
-	LapsesAt         *time.Time
-	ExtractExpiresAt *time.Time
-	ExtractState     approvals.ExtractState
+// stateJSON is approvals.RequestState as the API shows it: the same state the pages read.
+type stateJSON struct {
+	Code              approvals.StateCode     `json:"code"`
+	Narrowed          bool                    `json:"narrowed"`
+	RemovedCategories []approvals.Category    `json:"removed_categories,omitempty"`
+	ApprovedPeriod    *approvals.Period       `json:"approved_period,omitempty"`
+	Reason            string                  `json:"reason,omitempty"`
+	ExtractID         string                  `json:"extract_id,omitempty"`
+	Retriever         approvals.RetrieverKind `json:"retriever,omitempty"`
+	ExpiresAt         *time.Time              `json:"expires_at,omitempty"`
+	RetrievedAt       *time.Time              `json:"retrieved_at,omitempty"`
+	RetrievedBy       string                  `json:"retrieved_by,omitempty"`
+	LapsesAt          *time.Time              `json:"lapses_at,omitempty"`
+	DecidedAt         *time.Time              `json:"decided_at,omitempty"`
 }
 
-func (h *handler) decorate(ctx context.Context, r approvals.Request) (myRequest, error) {
-	m := myRequest{Request: r}
-	if r.Status.Open() {
-		t := r.FiledAt.Add(h.approvals.Policy().MaxPending)
-		m.LapsesAt = &t
-	}
-	if r.Status == approvals.StatusApproved {
-		x, err := h.approvals.ExtractOf(ctx, r.ID)
-		if err != nil && !errors.Is(err, approvals.ErrNotFound) {
-			return m, err
-		}
-		if err == nil {
-			m.ExtractExpiresAt, m.ExtractState = &x.ExpiresAt, x.State(h.now())
-		}
-	}
-	return m, nil
-}
-
-func (h *handler) requestJSON(c echo.Context, r approvals.Request) requestJSON {
-	m, err := h.decorate(c.Request().Context(), r)
-	if err != nil {
-		h.log.Warn("request details", "request_id", requestID(c), "approval_request", r.ID, "error", err)
-	}
-	return toRequestJSON(m)
-}
-
-func toRequestJSON(m myRequest) requestJSON {
-	cats := m.Scope.Categories
+func toRequestJSON(r approvals.Request) requestJSON {
+	cats := r.Scope.Categories
 	if cats == nil {
 		cats = []approvals.Category{}
 	}
-	return requestJSON{ID: m.ID, Status: m.Status, Patient: m.Scope.Patient, Categories: cats, Period: m.Scope.Period,
-		Purpose: m.Scope.Purpose, Justification: m.Justification, Urgency: m.Urgency, Delivery: m.Delivery,
-		FiledAt: m.FiledAt, UpdatedAt: m.UpdatedAt, LapsesAt: m.LapsesAt, DenyReason: m.DenyReason,
-		ExtractExpiresAt: m.ExtractExpiresAt}
+	st := r.State
+	return requestJSON{ID: r.ID, Ref: templates.Ref(r.ID), Reference: r.Reference, Status: r.Status,
+		State: stateJSON{Code: st.Code, Narrowed: st.Narrowed, RemovedCategories: st.Removed, ApprovedPeriod: st.Period,
+			Reason: st.Reason, ExtractID: st.ExtractID, Retriever: st.Retriever, ExpiresAt: st.ExpiresAt,
+			RetrievedAt: st.RetrievedAt, RetrievedBy: st.RetrievedBy, LapsesAt: st.LapsesAt, DecidedAt: st.DecidedAt},
+		Patient: r.Scope.Patient, Categories: cats, Period: r.Scope.Period, Purpose: r.Scope.Purpose,
+		Justification: r.Justification, Urgency: r.Urgency, Delivery: r.Delivery, FiledAt: r.FiledAt, UpdatedAt: r.UpdatedAt}
 }
 
 // listMyRequests answers GET /requests (page) and GET /api/v1/requests (JSON).
 func (h *handler) listMyRequests(c echo.Context) error {
 	ctx := c.Request().Context()
-	reqs, err := h.approvals.MyRequests(ctx, sessionOf(c).User.ID)
+	reqs, err := h.approvals.MyRequests(ctx, sessionOf(c).User.ID, pageAsked(c))
 	if err != nil {
 		return err
 	}
-	list := make([]myRequest, 0, len(reqs))
-	for _, r := range reqs {
-		m, err := h.decorate(ctx, r)
-		if err != nil {
-			return err
-		}
-		list = append(list, m)
-	}
 	if wantsJSON(c) {
-		out := make([]requestJSON, len(list))
-		for i, m := range list {
-			out[i] = toRequestJSON(m)
+		out := make([]requestJSON, len(reqs.Items))
+		for i, r := range reqs.Items {
+			out[i] = toRequestJSON(r)
 		}
-		return c.JSON(http.StatusOK, map[string]any{"requests": out})
+		return c.JSON(http.StatusOK, listJSON("requests", out, reqs.Total, reqs.Next))
 	}
-	return h.render(c, http.StatusOK, "requests_list", &templates.Page{Title: "requests.title", Data: list})
+	return h.render(c, http.StatusOK, "requests_list", &templates.Page{Title: "requests.title", Data: reqs.Items,
+		Pager: pagerFor(c, reqs.Total, reqs.Next)})
 }
 
 // showMyRequest answers GET /requests/:id and GET /api/v1/requests/:id. Someone else's request is a 404,
@@ -114,19 +89,15 @@ func (h *handler) showMyRequest(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	m, err := h.decorate(ctx, r)
-	if err != nil {
-		return err
-	}
 	if wantsJSON(c) {
-		return c.JSON(http.StatusOK, toRequestJSON(m))
+		return c.JSON(http.StatusOK, toRequestJSON(r))
 	}
 	return h.render(c, http.StatusOK, "request_show", &templates.Page{Title: "request.title",
 		Data: struct {
-			myRequest
+			approvals.Request
 			Filed     bool
 			Cancelled bool
-		}{m, c.QueryParam("filed") == "1", c.QueryParam("cancelled") == "1"}})
+		}{r, c.QueryParam("filed") == "1", c.QueryParam("cancelled") == "1"}})
 }
 
 // cancelMyRequest answers POST /requests/:id/cancel and POST /api/v1/requests/:id/cancel.
@@ -142,7 +113,7 @@ func (h *handler) cancelMyRequest(c echo.Context) error {
 		if err != nil {
 			return err
 		}
-		return c.JSON(http.StatusOK, h.requestJSON(c, r))
+		return c.JSON(http.StatusOK, toRequestJSON(r))
 	}
 	return c.Redirect(http.StatusSeeOther, "/requests/"+id+"?cancelled=1")
 }

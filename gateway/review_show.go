@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"time"
@@ -23,6 +24,13 @@ type reviewPage struct {
 	DefaultTTL       time.Duration
 	ApproveErr       string // message key of a refused approval
 	DenyErr          string
+	NothingErr       string
+	// State is the request's state as the requester reads it; Signed what its final decision signed (nil
+	// while no decision closed it).
+	State  approvals.RequestState
+	Signed *approvals.SignedView
+	// Names are the requesters of the patient's history, by user id.
+	Names map[string]string
 	// In is what the officer chose, kept when the form comes back with an error.
 	In reviewInput
 }
@@ -75,6 +83,9 @@ func (p reviewPage) Retriever() string {
 	return string(p.Request.Delivery)
 }
 
+// Empty says whether the requested scope selects nothing today: "nothing recorded" can then be answered.
+func (p reviewPage) Empty() bool { return !p.NoPatient && len(p.Manifest.Entries) == 0 }
+
 // Count of a status in the requester's history.
 func (p reviewPage) Count(s string) int { return p.Stats.ByStatus[approvals.Status(s)] }
 
@@ -104,6 +115,24 @@ func (h *handler) reviewData(c echo.Context, in reviewInput) (reviewPage, error)
 	if p.History, p.HistoryTruncated, err = h.approvals.PatientHistory(ctx, id); err != nil {
 		return reviewPage{}, err
 	}
+	p.Names = map[string]string{}
+	for _, a := range p.History {
+		if _, ok := p.Names[a.RequesterID]; !ok {
+			p.Names[a.RequesterID] = h.personName(ctx, a.RequesterID)
+		}
+	}
+	if p.State, err = h.approvals.StateOf(ctx, rv.Request); err != nil {
+		return reviewPage{}, err
+	}
+	if !rv.Request.Status.Open() {
+		sv, err := h.approvals.Signed(ctx, sessionOf(c).User.ID, id)
+		switch {
+		case err == nil:
+			p.Signed = &sv
+		case !errors.Is(err, approvals.ErrNotFound):
+			return reviewPage{}, err
+		}
+	}
 	n := map[approvals.Category]int{}
 	for _, e := range rv.Manifest.Entries {
 		n[e.Category]++
@@ -120,4 +149,17 @@ func (h *handler) reviewData(c echo.Context, in reviewInput) (reviewPage, error)
 		}
 	}
 	return p, nil
+}
+
+// personName is how pages name a user: display name and professional id; the id itself only when the user is
+// unknown (an account removed since).
+func (h *handler) personName(ctx context.Context, userID string) string {
+	u, err := h.id.User(ctx, userID)
+	if err != nil {
+		return userID
+	}
+	if u.ProfessionalID == "" {
+		return u.DisplayName
+	}
+	return u.DisplayName + " (" + u.ProfessionalID + ")"
 }

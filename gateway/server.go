@@ -98,7 +98,7 @@ func New(d Deps) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("records: %w", err)
 	}
-	appr, err := approvals.New(approvals.Deps{DB: d.DB, Records: recordsAdapter{rec}, Renderer: recordsRenderer{rec}, Signer: signerAdapter{id},
+	appr, err := approvals.New(approvals.Deps{DB: d.DB, Records: recordsAdapter{rec}, Renderer: recordsRenderer{rec, d.Config.TimeZone}, Signer: signerAdapter{id},
 		Users: usersAdapter{id}, Policy: d.Config.Policy(), SealKey: master.Derive(keys.PurposeApprovals), Now: now})
 	if err != nil {
 		return nil, err

@@ -41,6 +41,10 @@ var coreMessages = map[string]Msg{
 	"error.413":       {"La demande est trop volumineuse.", "The request is too large."},
 	"error.429":       {"Trop de tentatives. Réessayez dans quelques minutes.", "Too many attempts. Try again in a few minutes."},
 	"error.500":       {"Erreur interne. Rien n'a été modifié.", "Internal error. Nothing was changed."},
+	"list.pages":      {"Pages de la liste", "List pages"},
+	"list.total":      {"%d en tout", "%d in all"},
+	"list.next":       {"Page suivante", "Next page"},
+	"list.first":      {"Première page", "First page"},
 	"error.bad_json":  {"JSON refusé :", "JSON refused:"},
 	"error.503":       {"Service momentanément indisponible : rien n'a été modifié. Réessayez dans quelques instants.", "Service temporarily unavailable: nothing was changed. Try again in a moment."},
 	"error.requestid": {"Référence à communiquer au support", "Reference to give to support"},
@@ -69,6 +73,16 @@ func T(lang, key string, args ...any) string {
 		}
 	}
 	return "[" + key + "]"
+}
+
+// Has says whether the catalog holds key (a page falls back to a general message when a specific one is missing).
+func Has(key string) bool {
+	for _, c := range catalogs {
+		if _, ok := c[key]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // Keys lists every key, sorted; tests use it to check the catalogs.

@@ -54,7 +54,7 @@ func New() (*Renderer, error) {
 		r.byURL[url] = StaticFile{Name: e.Name(), ContentType: contentType(ext), Body: body}
 	}
 	funcs := template.FuncMap{"static": r.StaticURL}
-	layout, err := template.New("base.html").Funcs(funcs).ParseFS(files, "base.html")
+	layout, err := template.New("base.html").Funcs(funcs).ParseFS(files, "base.html", "blocks.html")
 	if err != nil {
 		return nil, fmt.Errorf("parse layout: %w", err)
 	}
@@ -64,7 +64,7 @@ func New() (*Renderer, error) {
 		return nil, err
 	}
 	for _, p := range pages {
-		if p == "base.html" || standalone[p] {
+		if p == "base.html" || p == "blocks.html" || standalone[p] {
 			continue
 		}
 		t, err := template.Must(layout.Clone()).ParseFS(files, p)

@@ -69,3 +69,15 @@ func TestPagesRender(t *testing.T) {
 		}
 	}
 }
+
+// Ref is deterministic, short, and spelled in Crockford's alphabet.
+func TestRef(t *testing.T) {
+	id := "3f2a9c1b0d4e5f60718293a4b5c6d7e8"
+	a, b := templates.Ref(id), templates.Ref(id)
+	if a != b || !regexp.MustCompile(`^R-[0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{2}$`).MatchString(a) {
+		t.Fatalf("Ref(%s) = %s, %s", id, a, b)
+	}
+	if templates.Ref(id+"0") == a {
+		t.Fatal("two ids, one reference")
+	}
+}

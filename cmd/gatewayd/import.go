@@ -42,7 +42,8 @@ Refused files are named by their position in the run and the start of their SHA-
 				return err
 			}
 			progress := a.importProgress()
-			rep, err := svc.Import(ctx, paths, records.ImportOptions{MaxFileSize: a.cfg.MaxFileSize, Actor: "cli", Progress: progress.update})
+			rep, err := svc.Import(ctx, paths, records.ImportOptions{MaxFileSize: a.cfg.MaxFileSize,
+				MaxResourceSize: a.cfg.MaxResourceSize, Actor: "cli", Progress: progress.update})
 			progress.finish()
 			if err != nil {
 				return err

@@ -33,7 +33,7 @@ func testdataBundle(t *testing.T) string {
 }
 
 // fileRequest fills the filing form in the requester's tab and sends it.
-func fileRequest(t *testing.T, tab context.Context, srv *browsertest.Server, urgency string, shot string) {
+func fileRequest(t *testing.T, tab context.Context, srv *browsertest.Server, urgency string) {
 	t.Helper()
 	form := `[data-test="filing-form"] `
 	browsertest.Run(t, tab, "open the filing form",
@@ -49,9 +49,6 @@ func fileRequest(t *testing.T, tab context.Context, srv *browsertest.Server, urg
 		chromedp.SendKeys(form+`#justification`, "Admitted tonight; previous care needed."),
 		chromedp.Click(form+`input[name="urgency"][value="`+urgency+`"]`),
 	)
-	if shot != "" {
-		t.Logf("filing form: %s", browsertest.Screenshot(t, tab, shot))
-	}
 	browsertest.Run(t, tab, "file the request",
 		chromedp.Click(`[data-test="file"]`),
 		chromedp.WaitVisible(`[data-test="filed"]`))
@@ -73,8 +70,8 @@ func TestApprovalEndToEnd(t *testing.T) {
 	browsertest.SignUp(t, srv, doctor, identity.RoleRequester, "Dr Requester")
 	browsertest.SignUp(t, srv, officer, identity.RoleOfficer, "Officer One")
 
-	fileRequest(t, doctor, srv, "urgent", "filing-form")
-	fileRequest(t, doctor, srv, "routine", "")
+	fileRequest(t, doctor, srv, "urgent")
+	fileRequest(t, doctor, srv, "routine")
 	var ids []string
 	srv.DB.Raw("SELECT id FROM approval_requests ORDER BY filed_at").Scan(&ids)
 	if len(ids) != 2 {
@@ -94,7 +91,6 @@ func TestApprovalEndToEnd(t *testing.T) {
 	browsertest.Run(t, officer, "review",
 		chromedp.Click(`[data-request="`+approved+`"] [data-test="review"]`),
 		chromedp.WaitVisible(`[data-test="manifest"]`))
-	t.Logf("review page: %s", browsertest.Screenshot(t, officer, "review-page"))
 	counts, err := chromedp.Run(officer, chromedp.Text(`[data-test="counts"]`))
 	if err != nil || !strings.Contains(counts, "4") {
 		t.Fatalf("counts per category: %q %v", counts, err)
@@ -124,12 +120,16 @@ func TestApprovalEndToEnd(t *testing.T) {
 	// The requester sees both outcomes.
 	browsertest.Run(t, doctor, "my requests",
 		chromedp.Navigate(srv.IntakeURL+"/requests"),
-		chromedp.WaitVisible(`[data-request="`+approved+`"] [data-status="approved"]`),
+		chromedp.WaitVisible(`[data-request="`+approved+`"] [data-status="ready"]`),
 		chromedp.WaitVisible(`[data-request="`+denied+`"] [data-status="denied"]`))
-	t.Logf("requester's list: %s", browsertest.Screenshot(t, doctor, "my-requests"))
-	reason, err := chromedp.Run(doctor, chromedp.Text(`[data-request="`+denied+`"] [data-test="deny-reason"]`))
+	reason, err := chromedp.Run(doctor, chromedp.Text(`[data-request="`+denied+`"] [data-test="state-reason"]`))
 	if err != nil || !strings.Contains(reason, denyReason) {
 		t.Fatalf("deny reason shown: %q %v", reason, err)
+	}
+	// The approval was narrowed (procedures taken out): the list says so.
+	narrowed, err := chromedp.Run(doctor, chromedp.Text(`[data-request="`+approved+`"] [data-test="state-narrowed"]`))
+	if err != nil || !strings.Contains(narrowed, "Procedures") {
+		t.Fatalf("narrowing shown: %q %v", narrowed, err)
 	}
 
 	// The approval's receipt, exported as `gatewayd receipt export` writes it.

@@ -176,10 +176,11 @@ func BrowserHTTPS(t testing.TB, cert tlstest.Server) context.Context {
 
 // Tab opens a new tab with its own virtual authenticator: CTAP 2.1 over USB, resident keys, user
 // verification that succeeds, and automatic presence (without it create() waits forever). Run actions on it
-// with Step, which gives each a deadline.
-func Tab(t testing.TB, browser context.Context) context.Context {
+// with Step, which gives each a deadline. Tabs share cookies unless opened with
+// chromedp.WithNewBrowserContext() (one person per tab on the same listener).
+func Tab(t testing.TB, browser context.Context, opts ...chromedp.ContextOption) context.Context {
 	t.Helper()
-	ctx, cancel := chromedp.NewContext(browser)
+	ctx, cancel := chromedp.NewContext(browser, opts...)
 	t.Cleanup(cancel)
 	if _, err := chromedp.Call(ctx, webauthn.Enable, webauthn.EnableParams{}); err != nil {
 		t.Fatalf("WebAuthn.enable: %v", err)

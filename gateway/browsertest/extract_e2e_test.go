@@ -34,26 +34,6 @@ func repoRoot() string {
 	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
-// screenshot saves a small PNG of the tab's viewport under $GATEWAY_SCREENSHOTS (relative to the repository
-// root), for the README's walk-through; without the variable it does nothing.
-func screenshot(t *testing.T, tab context.Context, name string) {
-	t.Helper()
-	dir := browsertest.ScreenshotDir()
-	if dir == "" {
-		return
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	buf, err := chromedp.Run(tab, chromedp.CaptureScreenshot())
-	if err != nil {
-		t.Fatalf("screenshot: %v", err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, name+".png"), buf, 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // downloads collects the browser's download events: the suggested file name and the end of each download.
 type downloads struct {
 	mu    sync.Mutex
@@ -134,7 +114,20 @@ func digestOf(t *testing.T, body []byte) (string, int) {
 		if err != nil {
 			t.Fatalf("entry reference %q", e.Extension[0].ValueString)
 		}
-		sum := sha256.Sum256(e.Resource)
+		// A rewritten reference is recorded beside the entry: put the originals back before hashing.
+		res, originals := []byte(e.Resource), []string(nil)
+		for _, x := range e.Extension[1:] {
+			if x.URL == records.OriginalReference {
+				originals = append(originals, x.ValueString)
+			}
+		}
+		if len(originals) > 0 {
+			var err error
+			if res, err = records.RestoreResource(res, originals); err != nil {
+				t.Fatal(err)
+			}
+		}
+		sum := sha256.Sum256(res)
 		es = append(es, approvals.ManifestEntry{ID: id, Version: version, ContentHash: hex.EncodeToString(sum[:])})
 	}
 	return approvals.ManifestDigest(es), len(es)
@@ -164,11 +157,11 @@ func TestExtractRetrievalInBrowser(t *testing.T) {
 	file := regexp.MustCompile(`^extract-[0-9a-f]+-[0-9a-f]{8}\.json$`)
 
 	for _, tc := range []struct {
-		role, listPath, shot string
-		to                   approvals.RetrieverKind
+		role, listPath string
+		to             approvals.RetrieverKind
 	}{
-		{identity.RoleRequester, "/extracts", "extract-requester", approvals.ToRequester},
-		{identity.RoleStaff, "/handover", "extract-staff", approvals.ToStaff},
+		{identity.RoleRequester, "/extracts", approvals.ToRequester},
+		{identity.RoleStaff, "/handover", approvals.ToStaff},
 	} {
 		t.Run(tc.role, func(t *testing.T) {
 			// The retriever registers in the browser; the requester of record is a requester either way.
@@ -218,11 +211,17 @@ func TestExtractRetrievalInBrowser(t *testing.T) {
 			if err := browsertest.Step(tab, chromedp.WaitVisible(row+`[data-state="ready"] [data-test="retrieve"]`)); err != nil {
 				t.Fatalf("list: %v (page: %s)", err, browsertest.Describe(tab))
 			}
-			screenshot(t, tab, tc.shot+"-list")
 			if err := browsertest.Step(tab, chromedp.Click(row+` [data-test="retrieve"]`, chromedp.NodeVisible)); err != nil {
 				t.Fatal(err)
 			}
 			name, body := dl.wait(t, dir)
+			// The page says at once that the download started, and offers no second try.
+			if err := browsertest.Step(tab, chromedp.WaitVisible(row+` [data-test="downloaded"]`)); err != nil {
+				t.Fatalf("after the download: %v (page: %s)", err, browsertest.Describe(tab))
+			}
+			if n, err := chromedp.Run(tab, chromedp.Evaluate[int](`document.querySelectorAll('`+row+` [data-test="retrieve"]').length`)); err != nil || n != 0 {
+				t.Fatalf("a retrieve button is still offered after the download: %d %v", n, err)
+			}
 			if !file.MatchString(name) || !strings.Contains(name, req.ID) {
 				t.Fatalf("downloaded file name %q", name)
 			}
@@ -245,7 +244,6 @@ func TestExtractRetrievalInBrowser(t *testing.T) {
 			if err := browsertest.Step(tab, chromedp.WaitVisible(row+`[data-state="retrieved"]`)); err != nil {
 				t.Fatalf("state after retrieval: %v (page: %s)", err, browsertest.Describe(tab))
 			}
-			screenshot(t, tab, tc.shot+"-retrieved")
 			status, err := chromedp.Run(tab, chromedp.Evaluate[int](`fetch("`+tc.listPath+`/`+out.ExtractID+`/retrieve", {method: "POST",
 				headers: {"Content-Type": "application/x-www-form-urlencoded", "X-CSRF-Token": document.querySelector('meta[name="csrf-token"]').content},
 				body: "format=fhir"}).then(r => r.status)`, chromedp.EvalAwaitPromise))
@@ -318,11 +316,13 @@ func TestExtractRevokeInBrowser(t *testing.T) {
 			t.Fatalf("%s: %v (page: %s)", s.name, err, browsertest.Describe(tab))
 		}
 	}
-	screenshot(t, tab, "extract-officer")
 	for _, s := range []struct {
 		name string
 		act  chromedp.Action[chromedp.Void]
 	}{
+		{"reason", chromedp.SendKeys(`[data-test="revoke-reason"]`, "Sent to the wrong service.")},
+		// The page asks for confirmation first; the test answers yes.
+		{"confirm", chromedp.Evaluate[chromedp.Void](`window.confirm = function () { return true; }`)},
 		{"revoke and sign", chromedp.Click(`[data-test="revoke"]`, chromedp.NodeVisible)},
 		{"revoked", chromedp.WaitVisible(facts + `[data-state="revoked"]`)},
 	} {

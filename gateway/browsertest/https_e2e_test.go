@@ -45,7 +45,7 @@ func TestHTTPSEndToEnd(t *testing.T) {
 		chromedp.Click(`[data-webauthn="signin"] `+start, chromedp.NodeVisible),
 		chromedp.WaitVisible(`[data-home="requester"]`))
 	browsertest.SignUp(t, srv, officer, identity.RoleOfficer, "Officer One")
-	fileRequest(t, doctor, srv, "urgent", "")
+	fileRequest(t, doctor, srv, "urgent")
 	var id string
 	srv.DB.Raw("SELECT id FROM approval_requests").Scan(&id)
 	browsertest.Run(t, officer, "review and sign",

@@ -44,7 +44,6 @@ func TestPasskeyEndToEnd(t *testing.T) {
 					t.Fatalf("%s: %v (page: %s)", s.name, err, browsertest.Describe(tab))
 				}
 			}
-			t.Logf("home page screenshot: %s", browsertest.Screenshot(t, tab, role+"-home"))
 			if role == identity.RoleOfficer {
 				banner, err := chromedp.Run(tab, chromedp.Text(`.dev-banner`))
 				if err != nil || banner == "" {

@@ -73,7 +73,15 @@ func (s *Service) Authenticate(ctx context.Context, listener, token string) (Ses
 		return Session{}, fmt.Errorf("read session: %w", err)
 	}
 	if !now.Before(row.ExpiresAt) || now.Sub(row.LastSeenAt) >= s.IdleTimeout(listener) {
-		db.Model(&sessionRow{}).Where("id = ? AND ended_at IS NULL", row.ID).Update("ended_at", now)
+		// Ended with its audit row, like every change; the session is refused whether or not that commits.
+		store.Tx(ctx, s.db, func(tx *gorm.DB) error {
+			res := tx.Model(&sessionRow{}).Where("id = ? AND ended_at IS NULL", row.ID).Update("ended_at", now)
+			if res.Error != nil || res.RowsAffected != 1 {
+				return res.Error
+			}
+			return audit.Append(tx, audit.Event{At: now, Actor: "system", Action: "session.expired",
+				Subject: "session:" + row.ID, Details: map[string]any{"listener": listener}})
+		})
 		return Session{}, ErrNoSession
 	}
 	// The user, active, and the session's passkey, not revoked, in one statement: either missing ends it here.

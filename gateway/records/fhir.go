@@ -249,12 +249,10 @@ func (p *patientResource) demographics() (demographics, error) {
 // is refused rather than ignored, as are duplicate names and invalid UTF-8 (see strictjson).
 var resourceNames = append(strictjson.Names(resourceHead{}), strictjson.Names(patientResource{})...)
 
-// decodeHead checks a resource strictly and reads its head. A field of another shape than expected refuses a
-// kept resource, but not one of a type that is skipped anyway (PractitionerRole.code is a list, for instance).
+// decodeHead reads a resource's head; the caller has checked the resource strictly (the bundle's entry, or
+// the NDJSON line, with strictjson.Check: each byte is walked once). A field of another shape than expected
+// refuses a kept resource, but not one of a type that is skipped anyway (PractitionerRole.code is a list).
 func decodeHead(raw []byte, h *resourceHead) error {
-	if err := strictjson.Check(raw, resourceNames...); err != nil {
-		return err
-	}
 	// Most exports write resourceType first: a skipped type (a large Claim or ExplanationOfBenefit) is then
 	// recognised without decoding it.
 	if rt, ok := sniffType(raw); ok && rt != "Patient" {

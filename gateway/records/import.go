@@ -26,14 +26,21 @@ import (
 // DefaultMaxFileSize is the default limit on one imported file (256 MiB).
 const DefaultMaxFileSize = 256 << 20
 
+// DefaultMaxResourceSize is the default limit on one resource (one Bundle entry, one NDJSON line): 8 MiB,
+// far above any resource of Synthea or of usual EHR exports (a DocumentReference with an embedded PDF runs to
+// a few MiB). A larger one is refused, read past without being held, so memory stays bounded by it.
+const DefaultMaxResourceSize = 8 << 20
+
 // ndjsonBatch is how many NDJSON lines go in one transaction.
 const ndjsonBatch = 500
 
 // ImportOptions tune an import run.
 type ImportOptions struct {
-	MaxFileSize int64          // files above it are refused whole; 0 means DefaultMaxFileSize
-	Actor       string         // the audit actor, "cli" by default
-	Progress    func(Progress) // called as bytes are read and as files end; may be nil
+	MaxFileSize int64 // files above it are refused whole; 0 means DefaultMaxFileSize
+	// MaxResourceSize bounds one resource (a Bundle entry, an NDJSON line); 0 means DefaultMaxResourceSize.
+	MaxResourceSize int64
+	Actor           string         // the audit actor, "cli" by default
+	Progress        func(Progress) // called as bytes are read and as files end; may be nil
 }
 
 // Progress tells how far a run is.
@@ -136,6 +143,9 @@ func reject(entry int, format string, args ...any) error {
 func (s *Service) Import(ctx context.Context, paths []string, opts ImportOptions) (*Report, error) {
 	if opts.MaxFileSize <= 0 {
 		opts.MaxFileSize = DefaultMaxFileSize
+	}
+	if opts.MaxResourceSize <= 0 {
+		opts.MaxResourceSize = DefaultMaxResourceSize
 	}
 	if opts.Actor == "" {
 		opts.Actor = "cli"
@@ -339,7 +349,31 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-var errTooLarge = errors.New("file above the size limit")
+var (
+	errTooLarge         = errors.New("file above the size limit")
+	errResourceTooLarge = errors.New("resource above the size limit")
+)
+
+// windowReader fails once the reader above it (a JSON decoder and its read-ahead) asks for bytes past limit:
+// the import moves limit to the start of each resource plus the largest size allowed, so that one huge
+// resource is refused after at most that many bytes were buffered, instead of being held whole.
+type windowReader struct {
+	r     io.Reader
+	read  int64 // bytes handed out so far
+	limit int64
+}
+
+func (w *windowReader) Read(p []byte) (int, error) {
+	if w.read >= w.limit {
+		return 0, errResourceTooLarge
+	}
+	if int64(len(p)) > w.limit-w.read {
+		p = p[:w.limit-w.read]
+	}
+	n, err := w.r.Read(p)
+	w.read += int64(n)
+	return n, err
+}
 
 // limitedReader fails, rather than truncating, when a file turns out larger than the limit while read.
 type limitedReader struct {

@@ -3,6 +3,7 @@ package records
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"strings"
 
@@ -23,14 +24,23 @@ var (
 	entryNames  = append([]string{"fullUrl", "resource", "request", "response", "search", "link"}, resourceNames...)
 )
 
-// importBundle reads one Bundle, element by element of Bundle.entry, then stores it in one transaction. The
-// entries of one bundle are held in memory until it is stored (the Patient may come last), which the file size
-// limit bounds; a Synthea bundle is well under 1 MB.
+// readAhead is what the decoder may read past a resource's end before knowing it ended (its refill size).
+const readAhead = 64 << 10
+
+// importBundle reads one Bundle, element by element of Bundle.entry, then stores it in one transaction. Each
+// entry is bounded by MaxResourceSize (a larger one is refused after that many bytes, never held whole); the
+// entries of one bundle are held in memory until it is stored (the Patient may come last), which the file
+// size limit bounds; a Synthea bundle is well under 1 MB.
 func (r *importRun) importBundle(ctx context.Context, in io.Reader) error {
 	var rt, btype string
 	var entries []bundleEntry
+	// Each resource may take at most MaxResourceSize bytes past where it starts (plus the decoder's
+	// read-ahead): a larger one fails the read and refuses the bundle, never held whole.
+	window := &windowReader{r: in}
+	max := r.opts.MaxResourceSize
 	err := func() error {
-		dec := json.NewDecoder(in)
+		dec := json.NewDecoder(window)
+		window.limit = max + readAhead
 		tok, err := dec.Token()
 		if err != nil {
 			return rejectRead(-1, err, "not a FHIR Bundle: %s", jsonProblem(err))
@@ -40,6 +50,7 @@ func (r *importRun) importBundle(ctx context.Context, in io.Reader) error {
 		}
 		seen := map[string]string{}
 		for dec.More() {
+			window.limit = dec.InputOffset() + max + readAhead
 			tok, err := dec.Token()
 			if err != nil {
 				return rejectRead(-1, err, "%s", jsonProblem(err))
@@ -64,8 +75,11 @@ func (r *importRun) importBundle(ctx context.Context, in io.Reader) error {
 					return reject(-1, "JSON but not FHIR: Bundle.entry is not a list")
 				}
 				for i := 0; dec.More(); i++ {
+					window.limit = dec.InputOffset() + max + readAhead
 					var raw json.RawMessage
-					if err := dec.Decode(&raw); err != nil {
+					if err := dec.Decode(&raw); errors.Is(err, errResourceTooLarge) || int64(len(raw)) > max {
+						return reject(i, "entry %d: larger than %d bytes, the limit for one resource (--max-resource-size): refused unread", i, max)
+					} else if err != nil {
 						return rejectRead(i, err, "entry %d: %s", i, jsonProblem(err))
 					}
 					var e bundleEntry
@@ -77,12 +91,15 @@ func (r *importRun) importBundle(ctx context.Context, in io.Reader) error {
 					}
 					entries = append(entries, e)
 				}
+				window.limit = dec.InputOffset() + max + readAhead
 				if _, err := dec.Token(); err != nil {
 					return rejectRead(len(entries), err, "Bundle.entry: %s", jsonProblem(err))
 				}
 			default:
 				var skip json.RawMessage
-				if err := dec.Decode(&skip); err != nil {
+				if err := dec.Decode(&skip); errors.Is(err, errResourceTooLarge) {
+					return reject(-1, "Bundle.%s: larger than %d bytes, the limit for one resource (--max-resource-size)", shortName(key), max)
+				} else if err != nil {
 					return rejectRead(-1, err, "%s", jsonProblem(err))
 				}
 				if err := strictjson.Check(skip); err != nil {
@@ -90,6 +107,7 @@ func (r *importRun) importBundle(ctx context.Context, in io.Reader) error {
 				}
 			}
 		}
+		window.limit = dec.InputOffset() + max + readAhead
 		if _, err := dec.Token(); err != nil {
 			return rejectRead(-1, err, "%s", jsonProblem(err))
 		}

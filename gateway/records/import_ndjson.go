@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"gorm.io/gorm"
+
+	"gatewayd/gateway/strictjson"
 )
 
 // importNDJSON reads a Bulk Data file line by line and stores it in batches of ndjsonBatch lines, one
@@ -21,9 +23,20 @@ func (r *importRun) importNDJSON(ctx context.Context, in io.Reader) error {
 	var batch []ndjsonLine
 	line := 0
 	for {
-		raw, err := br.ReadBytes('\n')
-		if len(raw) > 0 {
+		raw, err := readLine(br, r.opts.MaxResourceSize)
+		if len(raw) > 0 || errors.Is(err, errResourceTooLarge) {
 			line++
+		}
+		if errors.Is(err, errResourceTooLarge) {
+			// The batch this line belongs to is refused; the file goes on after the line.
+			if err := r.storeErr(ctx, reject(line, "line %d: larger than %d bytes, the limit for one resource (--max-resource-size): refused unread",
+				line, r.opts.MaxResourceSize)); err != nil {
+				return err
+			}
+			batch = batch[:0]
+			continue
+		}
+		if len(raw) > 0 {
 			if trimmed := bytes.TrimSpace(raw); len(trimmed) > 0 {
 				batch = append(batch, ndjsonLine{number: line, raw: trimmed})
 			}
@@ -58,6 +71,9 @@ func (r *importRun) storeNDJSONBatch(ctx context.Context, lines []ndjsonLine) er
 	var entries []*pendingEntry
 	for _, l := range lines {
 		var h resourceHead
+		if err := strictjson.Check(l.raw, resourceNames...); err != nil {
+			return reject(l.number, "line %d: %s", l.number, jsonProblem(err))
+		}
 		if err := decodeHead(l.raw, &h); err != nil {
 			return reject(l.number, "line %d: %s", l.number, jsonProblem(err))
 		}
@@ -146,4 +162,26 @@ func keysOf(m map[string][]*pendingEntry) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// readLine reads one line (with its newline, if any) of at most max bytes. A longer line is read past to its
+// end without being held, and answered with errResourceTooLarge.
+func readLine(br *bufio.Reader, max int64) ([]byte, error) {
+	var line []byte
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if int64(len(line)+len(chunk)) > max {
+			for errors.Is(err, bufio.ErrBufferFull) {
+				_, err = br.ReadSlice('\n')
+			}
+			if err != nil && !errors.Is(err, io.EOF) {
+				return nil, err
+			}
+			return nil, errResourceTooLarge
+		}
+		line = append(line, chunk...)
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			return line, err
+		}
+	}
 }

@@ -218,3 +218,37 @@ func TestImportFailsClosed(t *testing.T) {
 		}
 	})
 }
+
+// --max-resource-size decides: the same 2 MB resource is refused (file, entry, reason; nothing stored) under
+// a 1 MiB limit and imported under a 4 MiB one, in a bundle and in NDJSON.
+func TestImportMaxResourceSize(t *testing.T) {
+	db := storetest.NewSQLite(t)
+	s := newService(t, db)
+	ctx := context.Background()
+	dir := t.TempDir()
+	path, _ := syntheticBundle(t, dir, "big", 1, 2<<20)
+	rep, err := s.Import(ctx, []string{path}, records.ImportOptions{MaxResourceSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Failed) != 1 || rep.Failed[0].Entry != 1 || rep.Failed[0].Position != 1 ||
+		!strings.Contains(rep.Failed[0].Reason, "entry 1: larger than 1048576 bytes, the limit for one resource") {
+		t.Fatalf("under 1 MiB: %+v", rep.Failed)
+	}
+	var n int64
+	db.Table("record_entries").Count(&n)
+	if n != 0 {
+		t.Fatalf("%d entries stored from a refused bundle", n)
+	}
+	rep, err = s.Import(ctx, []string{path}, records.ImportOptions{MaxResourceSize: 4 << 20})
+	if err != nil || len(rep.Failed) != 0 || rep.Totals().Imported != 1 {
+		t.Fatalf("under 4 MiB: %v %+v %+v", err, rep.Failed, rep.Totals())
+	}
+	line := `{"resourceType":"Observation","id":"big-line","status":"final","subject":{"reference":"Patient/x"},"note":[{"text":"` +
+		strings.Repeat("x", 2<<20) + `"}]}`
+	nd := writeFile(t, dir, "Observation.000.ndjson", `{"resourceType":"Organization","id":"o"}`+"\n"+line+"\n")
+	rep, err = s.Import(ctx, []string{nd}, records.ImportOptions{MaxResourceSize: 1 << 20})
+	if err != nil || len(rep.Failed) != 1 || rep.Failed[0].Entry != 2 || !strings.Contains(rep.Failed[0].Reason, "line 2: larger than") {
+		t.Fatalf("NDJSON under 1 MiB: %v %+v", err, rep.Failed)
+	}
+}

@@ -18,6 +18,9 @@ type Watermark struct {
 	Recipient      string
 	Expiry         time.Time
 	ManifestDigest string
+	// Zone is the hospital's time zone, in which the printable page shows times (nil: UTC). The Bundle keeps
+	// UTC.
+	Zone *time.Location
 }
 
 // renderChunk is how many entries are loaded at a time: rendering memory depends on it, not on the manifest.

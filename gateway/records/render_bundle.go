@@ -21,7 +21,8 @@ type fhirCoding struct {
 
 // RenderBundle writes the manifest as a FHIR R4 Bundle of type collection: first a minimal Patient (name,
 // birth date, gender and the identifier asked for, nothing else), then each entry's resource, exactly the
-// bytes whose SHA-256 is the entry's content hash. The watermark is in Bundle.meta: meta.security holds the
+// bytes whose SHA-256 is the entry's content hash, except that references are made to resolve inside the
+// Bundle or removed (see render_refs.go; the entry then records the originals). The watermark is in Bundle.meta: meta.security holds the
 // confidentiality label R (restricted), meta.tag one coding per watermark field (system
 // urn:gatewayd:watermark, code = field name, display = value); Bundle.identifier is the request id. Nothing in
 // the output depends on the time of rendering: the same manifest renders to the same bytes.
@@ -59,10 +60,18 @@ func (s *Service) RenderBundle(ctx context.Context, w io.Writer, m Manifest, id 
 		return err
 	}
 	writeEntry(bw, fullURL("Patient", d.FHIRID), pb)
+	targets, err := s.targetsOf(ctx, m, d.FHIRID)
+	if err != nil {
+		return err
+	}
 	err = s.eachEntry(ctx, m, false, func(e *loadedEntry) error {
+		res, originals, err := targets.selfContained(e.resource)
+		if err != nil {
+			return fmt.Errorf("entry %s: %w", e.ID, err)
+		}
 		bw.WriteByte(',')
 		// bufio keeps the first write error: stop rendering as soon as the reader has gone.
-		if err := writeEntryRef(bw, fullURL(e.ResourceType, e.fhirID), e.ID, e.Version, e.resource); err != nil {
+		if err := writeEntryRef(bw, fullURL(e.ResourceType, e.fhirID), e.ID, e.Version, res, originals); err != nil {
 			return fmt.Errorf("write bundle: %w", err)
 		}
 		return nil
@@ -92,10 +101,15 @@ func writeEntry(bw *bufio.Writer, url string, resource []byte) error {
 // nothing about the patient.
 const EntryExtension = "urn:gatewayd:manifest-entry"
 
-func writeEntryRef(bw *bufio.Writer, url, id string, version int, resource []byte) error {
+func writeEntryRef(bw *bufio.Writer, url, id string, version int, resource []byte, originals []string) error {
 	bw.WriteString(`{"extension":[{"url":"` + EntryExtension + `","valueString":`)
 	ref, _ := json.Marshal(id + "/" + strconv.Itoa(version))
 	bw.Write(ref)
+	for _, o := range originals {
+		bw.WriteString(`},{"url":"` + OriginalReference + `","valueString":`)
+		v, _ := json.Marshal(o)
+		bw.Write(v)
+	}
 	bw.WriteString(`}],"fullUrl":`)
 	u, _ := json.Marshal(url)
 	bw.Write(u)
@@ -151,4 +165,16 @@ func minimalPatient(d demographics, id Identifier) fhirPatient {
 		}{d.Family, d.Given})
 	}
 	return p
+}
+
+// targetsOf indexes what the Bundle of m holds: the Patient and every entry. It reads the manifest once
+// before rendering, so that any entry may refer to one written after it.
+func (s *Service) targetsOf(ctx context.Context, m Manifest, patientFHIRID string) (bundleTargets, error) {
+	t := bundleTargets{}
+	t.add("Patient", patientFHIRID)
+	err := s.eachEntry(ctx, m, false, func(e *loadedEntry) error {
+		t.add(e.ResourceType, e.fhirID)
+		return nil
+	})
+	return t, err
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"gatewayd/templates"
 )
@@ -26,6 +27,8 @@ type htmlPage struct {
 	Gender     string
 	Identifier string
 	Count      int
+	Zone       string
+	Ref        string // the request's short reference
 }
 
 func (p *htmlPage) T(key string, args ...any) string { return templates.T(p.Lang, key, args...) }
@@ -68,9 +71,17 @@ func (s *Service) RenderHTML(ctx context.Context, w io.Writer, m Manifest, id Id
 	}
 	bw := bufio.NewWriterSize(w, 64<<10)
 	page := &htmlPage{Lang: lang, Watermark: wm, Name: strings.TrimSpace(strings.Join(d.Given, " ") + " " + d.Family),
-		BirthDate: d.BirthDate, Identifier: id.System + "|" + id.Value, Count: len(m.Entries)}
+		BirthDate: templates.FormatDate(lang, d.BirthDate), Identifier: id.System + "|" + id.Value, Count: len(m.Entries)}
 	if !wm.Expiry.IsZero() {
-		page.Expiry = wm.Expiry.UTC().Format("2006-01-02 15:04 UTC")
+		page.Expiry = templates.FormatTime(lang, wm.Zone, wm.Expiry)
+	}
+	if k := "purpose." + wm.Purpose; templates.Has(k) {
+		page.Watermark.Purpose = templates.T(lang, k)
+	}
+	page.Ref = templates.Ref(wm.RequestID)
+	page.Zone = "UTC"
+	if wm.Zone != nil {
+		page.Zone = wm.Zone.String()
 	}
 	if d.Gender != "" {
 		page.Gender = templates.T(lang, "records.extract.gender."+d.Gender)
@@ -95,9 +106,9 @@ func (s *Service) RenderHTML(ctx context.Context, w io.Writer, m Manifest, id Id
 		}
 		*row = htmlEntry{Lang: lang, Display: e.Display}
 		if e.Date != nil {
-			row.Date = e.Date.UTC().Format("2006-01-02")
+			row.Date = templates.FormatDate(lang, e.Date.UTC().Format(time.DateOnly))
 		}
-		describe(e.ResourceType, e.resource, row)
+		describe(lang, e.ResourceType, e.resource, row)
 		return t.ExecuteTemplate(bw, "extract-entry", row)
 	})
 	if err != nil {
@@ -121,7 +132,9 @@ type quantity struct {
 	Code       string       `json:"code"`
 }
 
-func (q *quantity) String() string {
+// text writes the quantity for a reader: rounded value with the language's decimal separator, and the
+// unit's printed symbol.
+func (q *quantity) text(lang string) string {
 	if q == nil || q.Value == nil {
 		return ""
 	}
@@ -130,11 +143,11 @@ func (q *quantity) String() string {
 		// Generated values carry 15 decimals: two are what a reader needs; the FHIR Bundle keeps them all.
 		v = strconv.FormatFloat(math.Round(f*100)/100, 'f', -1, 64)
 	}
-	unit := q.Unit
+	unit := q.Code
 	if unit == "" {
-		unit = q.Code
+		unit = q.Unit
 	}
-	return strings.TrimSpace(q.Comparator + v + " " + unit)
+	return strings.TrimSpace(q.Comparator + decimal(lang, v) + " " + unitDisplay(unit))
 }
 
 // details is what the page shows beyond the display, read from the resource itself.
@@ -163,27 +176,9 @@ type details struct {
 	ClinicalStatus concept `json:"clinicalStatus"`
 }
 
-func conceptText(c *concept) string {
-	if c == nil {
-		return ""
-	}
-	if c.Text != "" {
-		return c.Text
-	}
-	for _, cd := range c.Coding {
-		if cd.Display != "" {
-			return cd.Display
-		}
-		if cd.Code != "" {
-			return cd.Code
-		}
-	}
-	return ""
-}
-
 // describe fills the value, details and text of a row from the resource. A resource it cannot read is shown
 // with its display only: the Bundle form has it whole.
-func describe(resourceType string, resource []byte, row *htmlEntry) {
+func describe(lang, resourceType string, resource []byte, row *htmlEntry) {
 	var d details
 	if json.Unmarshal(resource, &d) != nil {
 		return
@@ -192,23 +187,23 @@ func describe(resourceType string, resource []byte, row *htmlEntry) {
 	case "Observation":
 		switch {
 		case d.ValueQuantity != nil:
-			row.Value = d.ValueQuantity.String()
+			row.Value = d.ValueQuantity.text(lang)
 		case d.ValueCodeableConcept != nil:
-			row.Value = conceptText(d.ValueCodeableConcept)
+			row.Value = conceptWord(lang, d.ValueCodeableConcept)
 		case d.ValueString != nil:
 			row.Value = *d.ValueString
 		case d.ValueBoolean != nil:
-			row.Value = strconv.FormatBool(*d.ValueBoolean)
+			row.Value = codeWord(lang, strconv.FormatBool(*d.ValueBoolean))
 		case d.ValueInteger != nil:
 			row.Value = d.ValueInteger.String()
 		}
 		var parts []string
 		for _, c := range d.Component {
-			v := c.ValueQuantity.String()
+			v := c.ValueQuantity.text(lang)
 			if v == "" {
-				v = conceptText(c.ValueCodeableConcept)
+				v = conceptWord(lang, c.ValueCodeableConcept)
 			}
-			parts = append(parts, conceptText(&c.Code)+": "+v)
+			parts = append(parts, conceptWord(lang, &c.Code)+templates.T(lang, "sign.sep")+v)
 		}
 		if len(parts) > 0 {
 			row.Value = strings.Join(parts, "; ")
@@ -223,12 +218,12 @@ func describe(resourceType string, resource []byte, row *htmlEntry) {
 		row.Details = strings.Join(parts, "; ")
 		row.Value = d.Conclusion
 	case "AllergyIntolerance":
-		row.Value = d.Criticality
-		row.Details = conceptText(&d.ClinicalStatus)
+		row.Value = codeWord(lang, d.Criticality)
+		row.Details = conceptWord(lang, &d.ClinicalStatus)
 	case "Condition":
-		row.Details = conceptText(&d.ClinicalStatus)
+		row.Details = conceptWord(lang, &d.ClinicalStatus)
 	case "MedicationRequest", "MedicationStatement", "MedicationAdministration", "Procedure", "Immunization":
-		row.Details = d.Status
+		row.Details = codeWord(lang, d.Status)
 	case "DocumentReference":
 		var texts []string
 		for _, c := range d.Content {

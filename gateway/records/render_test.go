@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -21,6 +23,37 @@ import (
 func testWatermark(digest string) records.Watermark {
 	return records.Watermark{RequestID: "req-42", DecisionID: "dec-7", Requester: "user:12", Purpose: "continuité <des> soins",
 		Recipient: "user:12", Expiry: time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC), ManifestDigest: digest}
+}
+
+// bundleEntry is an entry of a rendered Bundle.
+type bundleEntry struct {
+	Extension []struct {
+		URL         string `json:"url"`
+		ValueString string `json:"valueString"`
+	} `json:"extension"`
+	FullURL  string          `json:"fullUrl"`
+	Resource json.RawMessage `json:"resource"`
+}
+
+// contentHash recomputes an entry's content hash as a recipient does: the original references put back
+// (records.RestoreResource), then SHA-256 of the canonical form.
+func contentHash(t *testing.T, e bundleEntry) string {
+	t.Helper()
+	var originals []string
+	for _, x := range e.Extension {
+		if x.URL == records.OriginalReference {
+			originals = append(originals, x.ValueString)
+		}
+	}
+	res := []byte(e.Resource)
+	if len(originals) > 0 {
+		var err error
+		if res, err = records.RestoreResource(res, originals); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sum := sha256.Sum256(res)
+	return hex.EncodeToString(sum[:])
 }
 
 func TestRenderBundle(t *testing.T) {
@@ -42,10 +75,7 @@ func TestRenderBundle(t *testing.T) {
 				Security, Tag []struct{ System, Code, Display string }
 			}
 			Identifier struct{ System, Value string }
-			Entry      []struct {
-				FullURL  string          `json:"fullUrl"`
-				Resource json.RawMessage `json:"resource"`
-			}
+			Entry      []bundleEntry
 		}
 		if err := json.Unmarshal(out.Bytes(), &b); err != nil {
 			t.Fatalf("not JSON: %v", err)
@@ -53,10 +83,9 @@ func TestRenderBundle(t *testing.T) {
 		if b.ResourceType != "Bundle" || b.Type != "collection" || len(b.Entry) != len(m.Entries)+1 {
 			t.Fatalf("bundle %s/%s with %d entries, want collection with %d", b.ResourceType, b.Type, len(b.Entry), len(m.Entries)+1)
 		}
-		// Each resource hashes to its entry's content hash, in manifest order.
+		// Each resource, its original references put back, hashes to its entry's content hash, in manifest order.
 		for i, e := range m.Entries {
-			sum := sha256.Sum256(b.Entry[i+1].Resource)
-			if hex.EncodeToString(sum[:]) != e.ContentHash {
+			if contentHash(t, b.Entry[i+1]) != e.ContentHash {
 				t.Fatalf("entry %d: resource hash differs from the manifest", i)
 			}
 			if !strings.HasPrefix(b.Entry[i+1].FullURL, "urn:uuid:") {
@@ -181,9 +210,13 @@ func TestRenderHTML(t *testing.T) {
 				results, immunizations = "Exam results", "Immunizations"
 			}
 			results = strings.ReplaceAll(results, "'", "&#39;")
-			for _, want := range []string{`<html lang="` + lang + `">`, "req-42", "dec-7", m.Digest, "2026-12-01 10:00 UTC",
-				"continuité &lt;des&gt; soins", "Buster Hoeger", "1988-03-16", "999-59-2277", "Body Height", "185.83 cm",
-				"Systolic Blood Pressure: ", "mm[Hg]", "Influenza, seasonal, injectable, preservative free", "2013-12-11"} {
+			expiry, birth, height, systolic, vaccinated := "2026-12-01 10:00 UTC", "1988-03-16", "185.83 cm", "Systolic Blood Pressure: ", "2013-12-11"
+			if lang == "fr" {
+				expiry, birth, height, systolic, vaccinated = "01/12/2026 10:00 UTC", "16/03/1988", "185,83 cm", "Systolic Blood Pressure : ", "11/12/2013"
+			}
+			for _, want := range []string{`<html lang="` + lang + `">`, "req-42", "dec-7", m.Digest, expiry,
+				"continuité &lt;des&gt; soins", "Buster Hoeger", birth, "999-59-2277", "Body Height", height,
+				systolic, "mmHg", "Influenza, seasonal, injectable, preservative free", vaccinated} {
 				if !strings.Contains(page, want) {
 					t.Errorf("%s: page lacks %q", lang, want)
 				}
@@ -217,3 +250,43 @@ func TestRenderHTML(t *testing.T) {
 
 // ndjsonMRN is the medical record number of the patient of the first note of the NDJSON test data.
 func ndjsonMRN(*testing.T) string { return "129c6ac7-8d06-89de-ad63-0204a93e76c3" }
+
+// TestPrintableExtractInFrench renders a Synthea patient's whole record as a French printable extract: no raw
+// FHIR or UCUM code, nor the purpose code, reaches the reader; times are in the hospital's zone.
+func TestPrintableExtractInFrench(t *testing.T) {
+	db := storetest.NewSQLite(t)
+	ctx := context.Background()
+	s := newService(t, db)
+	importFiles(t, s, filepath.Join(repoRoot(t), "testdata", "sample", "Antonio_Castellanos_6d2eba67-5b4a-403f-a29f-e6da3f1ea963.json"))
+	id := records.Identifier{System: "https://github.com/synthetichealth/synthea", Value: "6d2eba67-5b4a-403f-a29f-e6da3f1ea963"}
+	m, err := s.Select(ctx, id, records.Scope{Categories: records.Categories})
+	if err != nil || len(m.Entries) == 0 {
+		t.Fatalf("select: %d entries, %v", len(m.Entries), err)
+	}
+	paris, err := time.LoadLocation("Europe/Paris")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wm := records.Watermark{RequestID: "req-42", DecisionID: "dec-7", Requester: "Dr Martin (10000000001)",
+		Purpose: "care_continuity", Recipient: "Dr Martin (10000000001)", Expiry: time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC),
+		ManifestDigest: m.Digest, Zone: paris}
+	var out bytes.Buffer
+	if err := s.RenderHTML(ctx, &out, m, id, wm, "fr"); err != nil {
+		t.Fatal(err)
+	}
+	page := out.String()
+	// What a reader sees: the body's text (the style sheet holds numbers like 1.4).
+	text := regexp.MustCompile(`<[^>]*>`).ReplaceAllString(page[strings.Index(page, "</head>"):], " ")
+	for _, raw := range []string{`care_continuity`, `\bresolved\b`, `\bcompleted\b`, `\bstopped\b`, `\bfinal\b`,
+		`\bactive\b`, `\bCel\b`, `\{score\}`, `mm\[Hg\]`, `10\*3`, `/uL`, `kg/m2`, `\d\.\d`} {
+		if loc := regexp.MustCompile(raw).FindStringIndex(text); loc != nil {
+			t.Errorf("the French page shows %q: …%s…", raw, text[max(0, loc[0]-60):min(len(text), loc[1]+40)])
+		}
+	}
+	for _, want := range []string{"Continuité des soins", "01/12/2026 11:00 CET", "Europe/Paris", "°C", "mmHg", "10³/µL",
+		"kg/m²", "résolu", "terminé"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the French page lacks %q", want)
+		}
+	}
+}

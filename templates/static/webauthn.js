@@ -99,6 +99,9 @@
       return;
     }
     button.addEventListener('click', function () {
+      // A block that undoes something (revoking an extract) asks first, in the page's language.
+      var ask = box.getAttribute('data-confirm');
+      if (ask && !window.confirm(ask)) { return; }
       button.disabled = true;
       say('working');
       if (action === 'sign') {
@@ -115,7 +118,12 @@
       var base = action === 'register' ? '/auth/register' : '/auth/signin';
       var beginURL = box.getAttribute('data-begin') || base + '/begin';
       var finishURL = box.getAttribute('data-finish') || base + '/finish';
-      var begin = post(beginURL, action === 'register' ? { token: box.getAttribute('data-token') } : {});
+      // The block's own fields (a revocation's reason) go with the begin step, which signs them.
+      var fields = {};
+      var inputs = box.querySelectorAll('[name]');
+      for (var i = 0; i < inputs.length; i++) { fields[inputs[i].name] = inputs[i].value; }
+      if (action === 'register') { fields = { token: box.getAttribute('data-token') }; }
+      var begin = post(beginURL, fields);
       begin.then(function (b) {
         var call = action === 'register'
           ? navigator.credentials.create({ publicKey: creationOptions(b.options.publicKey) })
