@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"gorm.io/gorm"
+
+	"gatewayd/gateway/store"
 )
 
 // ExtractView is an extract as a list or a state page shows it: its state and, once retrieved, when, by whom
@@ -33,6 +35,8 @@ type ExtractView struct {
 	ReissueSignedBy string
 	// Reissuable says whether an officer may re-issue it (broken delivery, or invalidated by a restore).
 	Reissuable bool
+	// InvalidatedByRestore: the database was restored from a backup in which this extract was ready.
+	InvalidatedByRestore bool
 }
 
 // extractViewRow is an extract row with its delivery columns and two columns of its request. Its fields are
@@ -74,7 +78,7 @@ func (r extractViewRow) view() (ExtractView, error) {
 		return ExtractView{}, err
 	}
 	v := ExtractView{Extract: x, Purpose: Purpose(r.Purpose), RequesterID: r.RequesterID, DeliveredAt: utc(r.DeliveredAt),
-		Reissuable: r.reissuable()}
+		Reissuable: r.reissuable(), InvalidatedByRestore: r.RevokedBy != nil && *r.RevokedBy == RevokedByRestore}
 	if r.DeliverySHA256 != nil {
 		v.DeliverySHA256 = *r.DeliverySHA256
 	}
@@ -100,10 +104,10 @@ func (s *Service) extractViews(db *gorm.DB) *gorm.DB {
 // ExtractsFor lists one page of the extracts a user may retrieve, newest first, with their total: a
 // requester's own (released to the requester), or, for staff, every extract released to staff. Other roles
 // get none.
-func (s *Service) ExtractsFor(ctx context.Context, userID string, p Page) (Listed[ExtractView], error) {
+func (s *Service) ExtractsFor(ctx context.Context, userID string, p store.Page) (store.Listed[ExtractView], error) {
 	u, err := s.users.User(ctx, userID)
 	if err != nil {
-		return Listed[ExtractView]{}, fmt.Errorf("list extracts: %w", err)
+		return store.Listed[ExtractView]{}, fmt.Errorf("list extracts: %w", err)
 	}
 	q := s.extractViews(s.db.WithContext(ctx))
 	switch u.Role {
@@ -112,22 +116,22 @@ func (s *Service) ExtractsFor(ctx context.Context, userID string, p Page) (Liste
 	case RoleStaff:
 		q = q.Where("x.retriever_kind = ?", ToStaff)
 	default:
-		return Listed[ExtractView]{}, nil
+		return store.Listed[ExtractView]{}, nil
 	}
 	var rows []extractViewRow
-	total, err := newestFirst(q, "x.created_at", "x.id", p, &rows)
+	total, err := store.NewestFirst(q, "x.created_at", "x.id", p, &rows)
 	if err != nil {
-		return Listed[ExtractView]{}, fmt.Errorf("list extracts: %w", err)
+		return store.Listed[ExtractView]{}, fmt.Errorf("list extracts: %w", err)
 	}
 	views := make([]ExtractView, 0, len(rows))
 	for _, r := range rows {
 		v, err := s.fullView(ctx, r)
 		if err != nil {
-			return Listed[ExtractView]{}, err
+			return store.Listed[ExtractView]{}, err
 		}
 		views = append(views, v)
 	}
-	return pageOf(views, p, total, func(v ExtractView) cursor { return cursor{at: v.CreatedAt, id: v.ID} }), nil
+	return store.PageOf(views, p, total, func(v ExtractView) store.Cursor { return store.Cursor{At: v.CreatedAt, ID: v.ID} }), nil
 }
 
 // fullView is an extract's view with its request and requester.

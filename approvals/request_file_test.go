@@ -11,6 +11,7 @@ import (
 	"gorm.io/gorm"
 
 	"gatewayd/approvals"
+	"gatewayd/gateway/store"
 	"gatewayd/gateway/store/storetest"
 )
 
@@ -51,7 +52,7 @@ func TestFileRequestStoresSealedAndAudits(t *testing.T) {
 	if r := f.file(fl); r.Status != approvals.StatusPending {
 		t.Fatalf("request for an unknown patient: %s", r.Status)
 	}
-	mine, err := f.svc.MyRequests(context.Background(), "req1", approvals.Page{})
+	mine, err := f.svc.MyRequests(context.Background(), "req1", store.Page{})
 	if err != nil || len(mine.Items) != 2 || mine.Total != 2 || mine.Next != "" {
 		t.Fatalf("MyRequests: %+v, %v", mine, err)
 	}
@@ -191,7 +192,7 @@ func TestQueueUrgentFirstThenOldest(t *testing.T) {
 	f.clock.Add(time.Minute)
 	d := f.file(fl)
 	must(t, f.svc.CancelRequest(context.Background(), "req1", c.ID))
-	q, err := f.svc.Queue(context.Background(), approvals.Page{})
+	q, err := f.svc.Queue(context.Background(), store.Page{})
 	must(t, err)
 	var ids []string
 	for _, r := range q.Items {
@@ -237,9 +238,9 @@ func TestListsArePagedByKeyset(t *testing.T) {
 				f.clock.Add(time.Minute)
 			}
 		}
-		walk := func(list func(p approvals.Page) (approvals.Listed[approvals.Request], error)) []string {
+		walk := func(list func(p store.Page) (store.Listed[approvals.Request], error)) []string {
 			var ids []string
-			p := approvals.Page{Size: 3}
+			p := store.Page{Size: 3}
 			for pages := 0; ; pages++ {
 				got, err := list(p)
 				must(t, err)
@@ -255,9 +256,9 @@ func TestListsArePagedByKeyset(t *testing.T) {
 				p.After = got.Next
 			}
 		}
-		all, err := f.svc.MyRequests(ctx, "req1", approvals.Page{})
+		all, err := f.svc.MyRequests(ctx, "req1", store.Page{})
 		must(t, err)
-		mine := walk(func(p approvals.Page) (approvals.Listed[approvals.Request], error) {
+		mine := walk(func(p store.Page) (store.Listed[approvals.Request], error) {
 			return f.svc.MyRequests(ctx, "req1", p)
 		})
 		var want []string
@@ -267,9 +268,9 @@ func TestListsArePagedByKeyset(t *testing.T) {
 		if !slices.Equal(mine, want) || len(mine) != 7 || all.Items[0].FiledAt.Before(all.Items[6].FiledAt) {
 			t.Fatalf("my requests paged %v, want %v", mine, want)
 		}
-		queueAll, err := f.svc.Queue(ctx, approvals.Page{})
+		queueAll, err := f.svc.Queue(ctx, store.Page{})
 		must(t, err)
-		queue := walk(func(p approvals.Page) (approvals.Listed[approvals.Request], error) { return f.svc.Queue(ctx, p) })
+		queue := walk(func(p store.Page) (store.Listed[approvals.Request], error) { return f.svc.Queue(ctx, p) })
 		want = want[:0]
 		for _, r := range queueAll.Items {
 			want = append(want, r.ID)
@@ -277,7 +278,7 @@ func TestListsArePagedByKeyset(t *testing.T) {
 		if !slices.Equal(queue, want) || queueAll.Items[0].Urgency != approvals.Urgent {
 			t.Fatalf("queue paged %v, want %v", queue, want)
 		}
-		if _, err := f.svc.MyRequests(ctx, "req1", approvals.Page{After: "not a cursor"}); !errors.Is(err, approvals.ErrBadInput) {
+		if _, err := f.svc.MyRequests(ctx, "req1", store.Page{After: "not a cursor"}); !errors.Is(err, store.ErrBadCursor) {
 			t.Fatalf("a bad cursor: %v", err)
 		}
 	})

@@ -12,18 +12,18 @@ import (
 )
 
 // MyRequests lists one page of a requester's requests, newest first, with their total.
-func (s *Service) MyRequests(ctx context.Context, requesterID string, p Page) (Listed[Request], error) {
+func (s *Service) MyRequests(ctx context.Context, requesterID string, p store.Page) (store.Listed[Request], error) {
 	var rows []requestRow
-	total, err := newestFirst(s.db.WithContext(ctx).Model(&requestRow{}).Where("requester_id = ?", requesterID),
+	total, err := store.NewestFirst(s.db.WithContext(ctx).Model(&requestRow{}).Where("requester_id = ?", requesterID),
 		"filed_at", "id", p, &rows)
 	if err != nil {
-		return Listed[Request]{}, fmt.Errorf("list requests: %w", err)
+		return store.Listed[Request]{}, fmt.Errorf("list requests: %w", err)
 	}
 	reqs, err := s.toRequests(rows)
 	if err != nil {
-		return Listed[Request]{}, err
+		return store.Listed[Request]{}, err
 	}
-	out := pageOf(reqs, p, total, func(r Request) cursor { return cursor{at: r.FiledAt, id: r.ID} })
+	out := store.PageOf(reqs, p, total, func(r Request) store.Cursor { return store.Cursor{At: r.FiledAt, ID: r.ID} })
 	return out, s.statesOf(ctx, out.Items)
 }
 
@@ -73,35 +73,35 @@ const queueRank = "CASE WHEN urgency = 'urgent' THEN 0 ELSE 1 END"
 
 // Queue lists one page of the requests waiting for an officer, urgent first, then oldest (keyset-paged on
 // rank, filing time and id), with their total.
-func (s *Service) Queue(ctx context.Context, p Page) (Listed[Request], error) {
+func (s *Service) Queue(ctx context.Context, p store.Page) (store.Listed[Request], error) {
 	q := s.db.WithContext(ctx).Model(&requestRow{}).Where("status IN ?", []Status{StatusPending, StatusAwaitingSecond})
 	var total int64
 	if err := q.Session(&gorm.Session{}).Select("COUNT(*)").Scan(&total).Error; err != nil {
-		return Listed[Request]{}, fmt.Errorf("queue: %w", err)
+		return store.Listed[Request]{}, fmt.Errorf("queue: %w", err)
 	}
-	page := q.Session(&gorm.Session{}).Order(queueRank + ", filed_at, id").Limit(p.size() + 1)
+	page := q.Session(&gorm.Session{}).Order(queueRank + ", filed_at, id").Limit(p.Limit() + 1)
 	if p.After != "" {
-		c, err := parseCursor(p.After)
+		c, err := store.ParseCursor(p.After)
 		if err != nil {
-			return Listed[Request]{}, err
+			return store.Listed[Request]{}, err
 		}
 		page = page.Where("("+queueRank+" > ? OR ("+queueRank+" = ? AND (filed_at > ? OR (filed_at = ? AND id > ?))))",
-			c.rank, c.rank, c.at, c.at, c.id)
+			c.Rank, c.Rank, c.At, c.At, c.ID)
 	}
 	var rows []requestRow
 	if err := page.Find(&rows).Error; err != nil {
-		return Listed[Request]{}, fmt.Errorf("queue: %w", err)
+		return store.Listed[Request]{}, fmt.Errorf("queue: %w", err)
 	}
 	reqs, err := s.toRequests(rows)
 	if err != nil {
-		return Listed[Request]{}, err
+		return store.Listed[Request]{}, err
 	}
-	return pageOf(reqs, p, total, func(r Request) cursor {
+	return store.PageOf(reqs, p, total, func(r Request) store.Cursor {
 		rank := 1
 		if r.Urgency == Urgent {
 			rank = 0
 		}
-		return cursor{rank: rank, at: r.FiledAt, id: r.ID}
+		return store.Cursor{Rank: rank, At: r.FiledAt, ID: r.ID}
 	}), nil
 }
 

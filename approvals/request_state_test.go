@@ -10,6 +10,7 @@ import (
 	"gorm.io/gorm"
 
 	"gatewayd/approvals"
+	"gatewayd/gateway/store"
 	"gatewayd/gateway/store/storetest"
 )
 
@@ -22,7 +23,7 @@ func TestRequestStates(t *testing.T) {
 			t.Helper()
 			r, err := f.svc.MyRequest(ctx, "req1", id)
 			must(t, err)
-			list, err := f.svc.MyRequests(ctx, "req1", approvals.Page{})
+			list, err := f.svc.MyRequests(ctx, "req1", store.Page{})
 			must(t, err)
 			i := slices.IndexFunc(list.Items, func(x approvals.Request) bool { return x.ID == id })
 			if i < 0 || list.Items[i].State.Code != r.State.Code || list.Items[i].State.Reason != r.State.Reason {

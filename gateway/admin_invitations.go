@@ -23,12 +23,13 @@ func (h *handler) adminInvitations(c echo.Context) error {
 }
 
 func (h *handler) showInvitations(c echo.Context, status int, v invitationsView) error {
-	pending, err := h.id.PendingInvitations(c.Request().Context())
+	pending, err := h.id.PendingInvitations(c.Request().Context(), pageAsked(c))
 	if err != nil {
 		return err
 	}
-	v.Pending, v.Roles = pending, identity.Roles
-	return h.render(c, status, "admin_invitations", &templates.Page{Title: "admin.invitations.title", Data: v})
+	v.Pending, v.Roles = pending.Items, identity.Roles
+	return h.render(c, status, "admin_invitations", &templates.Page{Title: "admin.invitations.title", Data: v,
+		Pager: pagerFor(c, pending.Total, pending.Next)})
 }
 
 // createInvitation makes an invitation and shows its link once: only its hash is kept.

@@ -9,11 +9,12 @@ import (
 )
 
 func (h *handler) adminUsers(c echo.Context) error {
-	users, err := h.id.Users(c.Request().Context())
+	users, err := h.id.Users(c.Request().Context(), pageAsked(c))
 	if err != nil {
 		return err
 	}
-	return h.render(c, http.StatusOK, "admin_users", &templates.Page{Title: "admin.users.title", Data: users})
+	return h.render(c, http.StatusOK, "admin_users", &templates.Page{Title: "admin.users.title", Data: users.Items,
+		Pager: pagerFor(c, users.Total, users.Next)})
 }
 
 func (h *handler) suspendUser(c echo.Context) error {

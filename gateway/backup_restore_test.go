@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -102,6 +103,11 @@ func TestRestoreKeepsOneTime(t *testing.T) {
 				t.Fatalf("audit chain across the restore: %v", err)
 			}
 
+			// The officer's page of the invalidated extract says why, and offers the re-issue.
+			page := f.get("officer", "/extracts/"+retrievedLater).Body.String()
+			if !strings.Contains(page, `data-test="reissue"`) || !(strings.Contains(page, "backup") || strings.Contains(page, "sauvegarde")) {
+				t.Fatalf("the officer's page of an invalidated extract: %s", page)
+			}
 			// An officer re-issues the invalidated extract with a new signed decision; the requester gets it once.
 			f.domain, err = WireApprovals(restored, f.srv.h.keys, f.srv.h.records, f.srv.Identity(), f.signer, f.clock.Now)
 			if err != nil {

@@ -108,6 +108,13 @@ func newXFix(t testing.TB, db *gorm.DB) *xfix {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newXFixKeyed(t, db, master)
+}
+
+// newXFixKeyed is newXFix with a given master key (a key file, for rotation tests).
+func newXFixKeyed(t testing.TB, db *gorm.DB, master *keys.Master) *xfix {
+	t.Helper()
+	var err error
 	f := &xfix{t: t, db: db, clock: &testClock{t: time.Now().UTC().Truncate(time.Second)}, users: map[string]testUser{},
 		logs: &syncBuffer{}}
 	cfg := xConfig(t, "--dev-allow-software-keys")

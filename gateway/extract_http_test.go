@@ -21,6 +21,7 @@ import (
 
 	"gatewayd/approvals"
 	"gatewayd/gateway/records"
+	"gatewayd/gateway/records/fhircheck"
 	"gatewayd/gateway/store/storetest"
 	"gatewayd/templates"
 )
@@ -446,4 +447,45 @@ func TestDeliveryFailsBeforeAnyByte(t *testing.T) {
 	if f.count("SELECT COUNT(*) FROM extracts WHERE id = ? AND retrieved_at IS NOT NULL", xid) != 1 {
 		t.Fatal("the claim did not stand")
 	}
+}
+
+// TestDownloadedBundleIsSelfContained downloads FHIR extracts of a patient with encounters and
+// practitioners, over HTTP as a receiving system gets them: every reference left in the Bundle resolves to
+// one of its entries (the others were removed with a display), and the Bundle is valid FHIR R4.
+func TestDownloadedBundleIsSelfContained(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
+		f := newXFix(t, db)
+		for _, tc := range []struct {
+			name string
+			cats []approvals.Category
+		}{
+			{"without encounters", []approvals.Category{approvals.Results, approvals.Immunizations, approvals.Treatments}},
+			{"with encounters", []approvals.Category{approvals.Encounters, approvals.Conditions, approvals.Procedures}},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				_, xid := f.approve(approvals.ToRequester, time.Hour, tc.cats...)
+				w := f.retrieve("requester", xid, formatFHIR)
+				if w.Code != http.StatusOK {
+					t.Fatalf("retrieve: %d %s", w.Code, w.Body.String())
+				}
+				body := w.Body.Bytes()
+				unresolved, resolved, err := fhircheck.Unresolved(body)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i, refs := range unresolved {
+					t.Errorf("entry %d: references %q resolve to nothing in the downloaded Bundle", i, refs)
+				}
+				if resolved == 0 {
+					t.Fatal("no reference resolves: the patient's references were all dropped")
+				}
+				if !bytes.Contains(body, []byte(records.NotIncluded)) {
+					t.Fatal("no reference was removed: the test data should refer outside the released scope")
+				}
+				if err := fhircheck.Validate(body); err != nil {
+					t.Fatalf("the downloaded Bundle is not valid FHIR R4: %v", err)
+				}
+			})
+		}
+	})
 }

@@ -41,6 +41,8 @@ type extractItem struct {
 	SHA256          string
 	ReissuedBy      string
 	Reissuable      bool
+	// InvalidatedByRestore: a restore invalidated it (one time stays one time); the re-issue text says so.
+	InvalidatedByRestore bool
 }
 
 // extractList is the data of the extracts page: the items and where their retrieve forms post.
@@ -85,7 +87,7 @@ func (h *handler) toItem(ctx context.Context, v approvals.ExtractView, now time.
 			it.ReissueSignedBy = h.personName(ctx, v.ReissueSignedBy)
 		}
 	}
-	it.Reissuable = v.Reissuable
+	it.Reissuable, it.InvalidatedByRestore = v.Reissuable, v.InvalidatedByRestore
 	return it
 }
 

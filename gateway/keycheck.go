@@ -27,8 +27,13 @@ type setting struct {
 func (setting) TableName() string { return "settings" }
 
 // CheckKey compares the key file's check value with the one the database stored at its first start (storing
-// it on that first start). Both outcomes are audited.
+// it on that first start), both outcomes audited, then binds the key file to the database (keys.Bind: every
+// master key version checked, the root of the sub-keys unwrapped). A key file whose version 1 was retired
+// after a rotation has no first check value to compare: Bind checks its versions.
 func CheckKey(ctx context.Context, db *gorm.DB, master *keys.Master, keyFile string) error {
+	if _, hasV1 := master.CheckValueOf(1); !hasV1 {
+		return bindKey(ctx, db, master, keyFile)
+	}
 	want := master.CheckValue()
 	var mismatch bool
 	err := store.Tx(ctx, db, func(tx *gorm.DB) error {
@@ -57,5 +62,13 @@ func CheckKey(ctx context.Context, db *gorm.DB, master *keys.Master, keyFile str
 	if mismatch {
 		return fmt.Errorf("%s: %w (was it made for another data directory?)", keyFile, ErrWrongKey)
 	}
-	return nil
+	return bindKey(ctx, db, master, keyFile)
+}
+
+func bindKey(ctx context.Context, db *gorm.DB, master *keys.Master, keyFile string) error {
+	err := master.Bind(ctx, db)
+	if errors.Is(err, keys.ErrWrongKey) {
+		return fmt.Errorf("%s: %w (%v)", keyFile, ErrWrongKey, err)
+	}
+	return err
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -54,6 +55,9 @@ func BenchmarkFileAndListUnderLoad(b *testing.B) {
 				client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: len(hdrs)}}
 				defer client.CloseIdleConnections()
 				body := asJSON(validFiling(busterID))
+				// A 503 (the database server, shared on this machine, out of connections) is counted, not
+				// fatal: the benchmark reports how many answers were "try again later".
+				var unavailable atomic.Int64
 				call := func(h http.Header, method, path string) error {
 					var rd io.Reader
 					if method == http.MethodPost {
@@ -67,6 +71,10 @@ func BenchmarkFileAndListUnderLoad(b *testing.B) {
 					}
 					io.Copy(io.Discard, res.Body)
 					res.Body.Close()
+					if res.StatusCode == http.StatusServiceUnavailable {
+						unavailable.Add(1)
+						return nil
+					}
 					if res.StatusCode != http.StatusOK && res.StatusCode != http.StatusCreated {
 						return fmt.Errorf("%s %s: status %d", method, path, res.StatusCode)
 					}
@@ -111,6 +119,7 @@ func BenchmarkFileAndListUnderLoad(b *testing.B) {
 				b.ReportMetric(float64(len(files)+len(lists))/elapsed.Seconds(), "req/s")
 				b.ReportMetric(p99(files), "file-p99-ms")
 				b.ReportMetric(p99(lists), "list-p99-ms")
+				b.ReportMetric(float64(unavailable.Load()), "503s")
 			})
 		}
 	}

@@ -5,13 +5,13 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"gatewayd/approvals"
+	"gatewayd/gateway/store"
 	"gatewayd/templates"
 )
 
 // pageAsked reads a list's page from ?after= (the cursor of the previous page's "next").
-func pageAsked(c echo.Context) approvals.Page {
-	return approvals.Page{After: c.QueryParam("after")}
+func pageAsked(c echo.Context) store.Page {
+	return store.Page{After: c.QueryParam("after")}
 }
 
 // pagerFor is what a list page shows under its items: the total and the links to the next and first pages.

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 
 	"gorm.io/gorm"
 
+	"gatewayd/gateway/keys"
 	"gatewayd/gateway/store"
 	"gatewayd/gateway/store/storetest"
 )
@@ -21,8 +23,13 @@ import (
 func twoInstances(t *testing.T, db *gorm.DB, clock *testClock, args ...string) [2]*Server {
 	t.Helper()
 	var out [2]*Server
+	// Instances share the key file, as in production: the database refuses another key.
+	master, err := keys.FromBytes(bytes.Repeat([]byte{3}, keys.Size))
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i := range out {
-		s, err := New(Deps{Config: testConfig(t, args...), DB: db, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: clock.Now})
+		s, err := New(Deps{Config: testConfig(t, args...), DB: db, Keys: master, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: clock.Now})
 		if err != nil {
 			t.Fatal(err)
 		}

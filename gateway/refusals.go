@@ -75,6 +75,7 @@ var refusals = []struct {
 	{approvals.ErrSecondMismatch, refusal{"second_mismatch", http.StatusUnprocessableEntity, "decision.err.second_mismatch"}},
 	{approvals.ErrNoPatient, refusal{"no_patient", http.StatusUnprocessableEntity, "decision.err.no_patient"}},
 	{approvals.ErrBadInput, refusal{"bad_input", http.StatusUnprocessableEntity, "decision.err.bad_input"}},
+	{store.ErrBadCursor, refusal{"bad_input", http.StatusUnprocessableEntity, "error.422"}},
 	{identity.ErrUnknownCredential, refusal{"no_key", http.StatusUnauthorized, "decision.err.no_key"}},
 
 	{approvals.ErrNoAssertion, refusal{"no_assertion", http.StatusBadRequest, "sign.js.refused"}},

@@ -93,6 +93,10 @@ func New(d Deps) (*Server, error) {
 			return nil, err
 		}
 	}
+	// Start bound the key file already; tests that build a server directly get it bound here (idempotent).
+	if err := master.Bind(context.Background(), d.DB); err != nil {
+		return nil, err
+	}
 	csrfKey := master.Derive(keys.PurposeSessions)
 	rec, err := records.New(d.DB, master)
 	if err != nil {

@@ -83,6 +83,10 @@ var extractsMessages = map[string]Msg{
 		"La remise a été interrompue. Une nouvelle décision signée libère un nouvel extrait, identique, à usage unique.",
 		"The delivery was interrupted. A new signed decision releases a new, identical, one-time extract.",
 	},
+	"extracts.reissue.lead_restore": {
+		"La base a été restaurée depuis une sauvegarde où cet extrait était prêt : il a été invalidé (il a pu être retiré depuis). Une nouvelle décision signée libère un nouvel extrait, identique, à usage unique.",
+		"The database was restored from a backup in which this extract was ready: it was invalidated (it may have been retrieved since). A new signed decision releases a new, identical, one-time extract.",
+	},
 	"extracts.reissue":         {"Ré-émettre et signer", "Re-issue and sign"},
 	"extracts.sign.working":    {"Touchez votre clé de sécurité…", "Touch your security key…"},
 	"extracts.sign.cancelled":  {"Signature annulée. Rien n'a changé.", "Signature cancelled. Nothing changed."},

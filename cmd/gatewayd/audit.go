@@ -73,6 +73,11 @@ func (a *app) auditExportCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// Who took the chain out, and how much of it, is itself in the chain.
+			if err := audit.Record(cmd.Context(), db, audit.Event{Actor: "cli", Action: "audit.exported", Subject: "audit",
+				Details: map[string]any{"rows": n, "since": from.UTC().Format(audit.TimeLayout)}}); err != nil {
+				return err
+			}
 			fmt.Fprintf(a.stderr, "exported %d rows\n", n)
 			return nil
 		},

@@ -38,6 +38,9 @@ func (a *app) receiptCommand() *cobra.Command {
 				return err
 			}
 			defer store.Close(db)
+			if err := master.Bind(cmd.Context(), db); err != nil {
+				return err
+			}
 			rc, err := approvals.LoadReceipt(cmd.Context(), db, master.Derive(keys.PurposeApprovals), args[0])
 			if err != nil {
 				return err

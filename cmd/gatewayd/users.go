@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"gatewayd/gateway/identity"
+	"gatewayd/gateway/store"
 )
 
 func (a *app) usersCommand() *cobra.Command {
@@ -22,9 +23,18 @@ func (a *app) usersCommand() *cobra.Command {
 				return err
 			}
 			defer closeDB()
-			users, err := svc.Users(cmd.Context())
-			if err != nil {
-				return err
+			// Every user, page by page (newest first).
+			var users []identity.UserWithCredentials
+			for p := (store.Page{}); ; {
+				page, err := svc.Users(cmd.Context(), p)
+				if err != nil {
+					return err
+				}
+				users = append(users, page.Items...)
+				if page.Next == "" {
+					break
+				}
+				p.After = page.Next
 			}
 			w := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "ID\tROLE\tSTATUS\tNAME\tKEYS")

@@ -79,15 +79,15 @@ func (s *Service) InvitationLink(role, token string) string {
 	return s.orig[ListenerFor(role)] + "/invite/" + token
 }
 
-// PendingInvitations lists invitations neither used nor expired, newest first.
-func (s *Service) PendingInvitations(ctx context.Context) ([]Invitation, error) {
-	var out []Invitation
-	err := s.db.WithContext(ctx).Where("used_at IS NULL AND expires_at > ?", s.now().UTC()).
-		Order("created_at DESC, id").Find(&out).Error
+// PendingInvitations lists one page of the invitations neither used nor expired, newest first, and the total.
+func (s *Service) PendingInvitations(ctx context.Context, p store.Page) (store.Listed[Invitation], error) {
+	var rows []Invitation
+	total, err := store.NewestFirst(s.db.WithContext(ctx).Model(&Invitation{}).
+		Where("used_at IS NULL AND expires_at > ?", s.now().UTC()), "created_at", "id", p, &rows)
 	if err != nil {
-		return nil, fmt.Errorf("list invitations: %w", err)
+		return store.Listed[Invitation]{}, fmt.Errorf("list invitations: %w", err)
 	}
-	return out, nil
+	return store.PageOf(rows, p, total, func(i Invitation) store.Cursor { return store.Cursor{At: i.CreatedAt, ID: i.ID} }), nil
 }
 
 // OpenInvitation finds a usable invitation by its token for a listener. Unknown, used, expired and

@@ -83,23 +83,29 @@ type UserWithCredentials struct {
 	Credentials []Credential
 }
 
-// Users lists every user with their credentials, oldest first.
-func (s *Service) Users(ctx context.Context) ([]UserWithCredentials, error) {
+// Users lists one page of the users, newest first, each with their credentials, and the total.
+func (s *Service) Users(ctx context.Context, p store.Page) (store.Listed[UserWithCredentials], error) {
 	var users []User
-	if err := s.db.WithContext(ctx).Order("created_at, id").Find(&users).Error; err != nil {
-		return nil, fmt.Errorf("list users: %w", err)
+	total, err := store.NewestFirst(s.db.WithContext(ctx).Model(&User{}), "created_at", "id", p, &users)
+	if err != nil {
+		return store.Listed[UserWithCredentials]{}, fmt.Errorf("list users: %w", err)
+	}
+	page := store.PageOf(users, p, total, func(u User) store.Cursor { return store.Cursor{At: u.CreatedAt, ID: u.ID} })
+	ids := make([]string, len(page.Items))
+	for i, u := range page.Items {
+		ids[i] = u.ID
 	}
 	var creds []Credential
-	if err := s.db.WithContext(ctx).Order("created_at, id").Find(&creds).Error; err != nil {
-		return nil, fmt.Errorf("list credentials: %w", err)
+	if err := s.db.WithContext(ctx).Where("user_id IN ?", ids).Order("created_at, id").Find(&creds).Error; err != nil {
+		return store.Listed[UserWithCredentials]{}, fmt.Errorf("list credentials: %w", err)
 	}
 	byUser := map[string][]Credential{}
 	for _, c := range creds {
 		byUser[c.UserID] = append(byUser[c.UserID], c)
 	}
-	out := make([]UserWithCredentials, len(users))
-	for i, u := range users {
-		out[i] = UserWithCredentials{User: u, Credentials: byUser[u.ID]}
+	out := store.Listed[UserWithCredentials]{Items: make([]UserWithCredentials, len(page.Items)), Total: page.Total, Next: page.Next}
+	for i, u := range page.Items {
+		out.Items[i] = UserWithCredentials{User: u, Credentials: byUser[u.ID]}
 	}
 	return out, nil
 }

@@ -1,6 +1,7 @@
 package records_test
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -50,7 +51,11 @@ func testMaster(t testing.TB) *keys.Master {
 
 func newService(t testing.TB, db *gorm.DB) *records.Service {
 	t.Helper()
-	s, err := records.New(db, testMaster(t))
+	m := testMaster(t)
+	if err := m.Bind(context.Background(), db); err != nil {
+		t.Fatal(err)
+	}
+	s, err := records.New(db, m)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -98,16 +98,21 @@ type Identifier struct {
 
 // Service is the records store over one database and the master key.
 type Service struct {
-	db    *gorm.DB
-	seal  sealer
-	blind []byte
+	db *gorm.DB
+	// legacy seals the patients stored before envelope encryption (no data key of their own).
+	legacy  sealer
+	blind   []byte
+	keys    *keys.Master
+	sealers sealerCache
 }
 
-// New builds the service. The sub-keys come from the master key: one for sealing, one for the blind index.
+// New builds the service. The blind index key and the sealer of patients stored before envelope encryption
+// come from the master key's root; every other patient has a data key of its own (sealers.go).
 func New(db *gorm.DB, master *keys.Master) (*Service, error) {
 	s, err := newSealer(master.Derive(keys.PurposeRecords))
 	if err != nil {
 		return nil, err
 	}
-	return &Service{db: db, seal: s, blind: master.Derive(keys.PurposeBlindIndex)}, nil
+	return &Service{db: db, legacy: s, blind: master.Derive(keys.PurposeBlindIndex), keys: master,
+		sealers: sealerCache{m: map[string]sealer{}}}, nil
 }

@@ -94,14 +94,18 @@ func (s *Service) eachEntry(ctx context.Context, m Manifest, withDisplay bool, f
 			if !ok || r.patientID != m.PatientID || r.contentHash != e.ContentHash {
 				return fmt.Errorf("entry %s: %w", rid, ErrManifest)
 			}
-			res, err := s.seal.open("record_entries", "resource", rid, r.resource)
+			sl, err := s.sealerOf(db, r.patientID)
+			if err != nil {
+				return err
+			}
+			res, err := sl.open("record_entries", "resource", rid, r.resource)
 			if err != nil {
 				return err
 			}
 			if sum := sha256.Sum256(res); hex.EncodeToString(sum[:]) != e.ContentHash {
 				return fmt.Errorf("entry %s: content hash: %w", rid, ErrManifest)
 			}
-			fid, err := s.seal.open("record_entries", "fhir_id", rid, r.fhirID)
+			fid, err := sl.open("record_entries", "fhir_id", rid, r.fhirID)
 			if err != nil {
 				return err
 			}
@@ -115,7 +119,7 @@ func (s *Service) eachEntry(ctx context.Context, m Manifest, withDisplay bool, f
 				le.Date = &t
 			}
 			if withDisplay {
-				d, err := s.seal.open("record_entries", "display", rid, r.display)
+				d, err := sl.open("record_entries", "display", rid, r.display)
 				if err != nil {
 					return err
 				}
@@ -139,7 +143,11 @@ func (s *Service) patientFor(ctx context.Context, m Manifest, id Identifier) (de
 	if err := db.Where("id = ?", pid).Take(&row).Error; err != nil {
 		return demographics{}, fmt.Errorf("load patient: %w", err)
 	}
-	plain, err := s.seal.open("record_patients", "demographics", pid, row.Demographics)
+	sl, err := s.sealerOf(db, pid)
+	if err != nil {
+		return demographics{}, err
+	}
+	plain, err := sl.open("record_patients", "demographics", pid, row.Demographics)
 	if err != nil {
 		return demographics{}, err
 	}

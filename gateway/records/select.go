@@ -87,8 +87,12 @@ func (s *Service) Select(ctx context.Context, id Identifier, scope Scope) (Manif
 		return Manifest{}, fmt.Errorf("select entries: %w", err)
 	}
 	m := Manifest{PatientID: pid, Entries: make([]ManifestEntry, 0, len(rows))}
+	sl, err := s.sealerOf(db, pid)
+	if err != nil {
+		return Manifest{}, err
+	}
 	for _, r := range rows {
-		display, err := s.seal.open("record_entries", "display", entryRowID(r.ID, r.Version), r.Display)
+		display, err := sl.open("record_entries", "display", entryRowID(r.ID, r.Version), r.Display)
 		if err != nil {
 			return Manifest{}, err
 		}

@@ -95,7 +95,11 @@ func (s *Service) resolvePatient(tx *gorm.DB, p *patientResource) (string, error
 	now := time.Now().UTC()
 	if pid == "" {
 		pid = newID()
-		row := patientRow{ID: pid, Demographics: s.seal.seal("record_patients", "demographics", pid, plain), CreatedAt: now, UpdatedAt: now}
+		sl, err := s.newPatientSealer(tx, pid)
+		if err != nil {
+			return "", err
+		}
+		row := patientRow{ID: pid, Demographics: sl.seal("record_patients", "demographics", pid, plain), CreatedAt: now, UpdatedAt: now}
 		if err := tx.Create(&row).Error; err != nil {
 			return "", fmt.Errorf("store patient: %w", err)
 		}
@@ -104,7 +108,11 @@ func (s *Service) resolvePatient(tx *gorm.DB, p *patientResource) (string, error
 		if err := tx.Where("id = ?", pid).Take(&row).Error; err != nil {
 			return "", fmt.Errorf("load patient: %w", err)
 		}
-		old, err := s.seal.open("record_patients", "demographics", pid, row.Demographics)
+		sl, err := s.sealerOf(tx, pid)
+		if err != nil {
+			return "", err
+		}
+		old, err := sl.open("record_patients", "demographics", pid, row.Demographics)
 		if err != nil {
 			return "", err
 		}
@@ -121,7 +129,7 @@ func (s *Service) resolvePatient(tx *gorm.DB, p *patientResource) (string, error
 				}
 			}
 			if !bytes.Equal(old, plain) {
-				sealed := s.seal.seal("record_patients", "demographics", pid, plain)
+				sealed := sl.seal("record_patients", "demographics", pid, plain)
 				if err := tx.Model(&patientRow{}).Where("id = ?", pid).
 					Updates(map[string]any{"demographics": sealed, "updated_at": now}).Error; err != nil {
 					return "", fmt.Errorf("update patient: %w", err)
@@ -209,13 +217,17 @@ func (s *Service) storeEntries(tx *gorm.DB, sourceFile string, entries []*pendin
 		}
 		have[id] = latest{version, e.hash}
 		rid := entryRowID(id, version)
+		sl, err := s.sealerOf(tx, e.patientRef)
+		if err != nil {
+			return err
+		}
 		row := entryRow{ID: id, Version: version, PatientID: e.patientRef, Category: string(e.category),
 			ResourceType: e.resourceType, ContentHash: e.hash, ImportedAt: now,
-			FHIRID:     s.seal.seal("record_entries", "fhir_id", rid, []byte(e.resourceID)),
-			Code:       s.seal.seal("record_entries", "code", rid, []byte(e.code)),
-			Display:    s.seal.seal("record_entries", "display", rid, []byte(e.display)),
-			Resource:   s.seal.seal("record_entries", "resource", rid, e.resource),
-			SourceFile: s.seal.seal("record_entries", "source_file", rid, []byte(sourceFile)),
+			FHIRID:     sl.seal("record_entries", "fhir_id", rid, []byte(e.resourceID)),
+			Code:       sl.seal("record_entries", "code", rid, []byte(e.code)),
+			Display:    sl.seal("record_entries", "display", rid, []byte(e.display)),
+			Resource:   sl.seal("record_entries", "resource", rid, e.resource),
+			SourceFile: sl.seal("record_entries", "source_file", rid, []byte(sourceFile)),
 		}
 		if e.date != nil {
 			d := e.date.UTC().Format(DateLayout)

@@ -43,7 +43,10 @@ func CheckReader(r io.Reader, known ...string) error {
 		canon[strings.ToLower(k)] = k
 	}
 	dec := jsontext.NewDecoder(r)
-	var names []map[string]string // per open object: lower-cased name → name as written
+	// Per open object: lower-cased name → name as written. The maps of closed objects are kept and cleared
+	// for the next object at their depth: a FHIR resource holds thousands of small objects.
+	var names []map[string]string
+	var spare []map[string]string
 	for {
 		tok, err := dec.ReadToken()
 		if errors.Is(err, io.EOF) {
@@ -57,9 +60,15 @@ func CheckReader(r io.Reader, known ...string) error {
 		}
 		switch tok.Kind() {
 		case '{':
-			names = append(names, map[string]string{})
+			if n := len(spare); n > 0 {
+				names, spare = append(names, spare[n-1]), spare[:n-1]
+			} else {
+				names = append(names, map[string]string{})
+			}
 		case '}':
-			names = names[:len(names)-1]
+			m := names[len(names)-1]
+			clear(m)
+			names, spare = names[:len(names)-1], append(spare, m)
 		case '"':
 			depth := dec.StackDepth()
 			kind, n := dec.StackIndex(depth)

@@ -1,4 +1,4 @@
--- Operating for years (issue 13): audit retention.
+-- Operating for years (issue 13): audit retention, envelope encryption with master key versions.
 
 -- Where the held audit chain starts: the last purged row's sequence number and hash, how many rows were purged
 -- in all, and when the last purge ran. audit verify walks from here instead of from the genesis; each purge
@@ -23,3 +23,24 @@ CREATE TABLE audit_summaries (
 );
 CREATE INDEX audit_summaries_subject ON audit_summaries (subject);
 CREATE INDEX audit_events_at ON audit_events (at);
+
+-- Master key versions the key file holds (gateway/keys): the check value of each, so that a wrong key file is
+-- refused; a retired version wraps nothing any more and is gone from the key file.
+CREATE TABLE master_keys (
+	version INTEGER PRIMARY KEY,
+	check_value TEXT NOT NULL,
+	created_at TIMESTAMPTZ NOT NULL,
+	retired_at TIMESTAMPTZ
+);
+
+-- Data keys, each wrapped (AES-256-GCM, authenticated data "data_keys|id|vN") by one master key version:
+-- "system:root" (what the sub-keys are derived from) and "patient:<id>" (what a patient's rows are sealed
+-- with). Rotating the master key re-wraps these rows and nothing else. The data step that wraps the root of a
+-- database from before this migration runs at the first start (keys.Bind): it needs the key file.
+CREATE TABLE data_keys (
+	id TEXT PRIMARY KEY,
+	master_version INTEGER NOT NULL REFERENCES master_keys (version),
+	wrapped BYTEA NOT NULL,
+	created_at TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX data_keys_master_version ON data_keys (master_version);
