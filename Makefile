@@ -21,8 +21,10 @@ run: build
 	./$(BIN) serve --data-dir $(DATA_DIR) --dev-allow-software-keys
 
 # All tests, with the race detector. PostgreSQL tests run when GATEWAY_TEST_POSTGRES is set (.ci/run sets it).
+# The timeout is above go test's 10-minute default: the records package alone nears it under -race on a busy
+# 2-core machine.
 test:
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout 25m ./...
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

@@ -80,21 +80,28 @@ func buildGatewayd(t *testing.T) string {
 	return bin
 }
 
-func freePort(t *testing.T) string {
+// freePorts returns n distinct free ports: all n are held open together, so the kernel cannot hand the
+// same one out twice.
+func freePorts(t *testing.T, n int) []string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	ports := make([]string, n)
+	for i := range ports {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		ports[i] = strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 	}
-	defer ln.Close()
-	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	return ports
 }
 
 // startInstance starts `gatewayd serve` on two fresh ports and waits until its console says ready.
 func startInstance(t *testing.T, bin string, env []string) *instance {
 	t.Helper()
 	in := &instance{out: &lockedBuffer{}, exited: make(chan error, 1)}
-	ip, cp := freePort(t), freePort(t)
+	ports := freePorts(t, 2)
+	ip, cp := ports[0], ports[1]
 	in.intake, in.console = "http://127.0.0.1:"+ip, "http://127.0.0.1:"+cp
 	in.cmd = exec.Command(bin, "serve", "--intake-listen", "127.0.0.1:"+ip, "--console-listen", "127.0.0.1:"+cp)
 	in.cmd.Env = append(os.Environ(), env...)
