@@ -36,6 +36,9 @@ type Extract struct {
 	RetrievedAt    *time.Time
 	RetrievedBy    string
 	RevokedAt      *time.Time
+	// claimer is the user whose claim returned this extract (ClaimExtract read them to check the claim), so
+	// that DeliveryOf need not read them again.
+	claimer *User
 }
 
 // State says where the extract is at time now.
@@ -136,22 +139,22 @@ func (s *Service) ClaimExtract(ctx context.Context, extractID, userID string) (E
 		default:
 			q += " AND 1 = 0"
 		}
-		res := tx.Exec(q, args...)
+		// RETURNING (both databases have it) gives the claimed row without a second round trip.
+		var row extractRow
+		res := tx.Raw(q+" RETURNING *", args...).Scan(&row)
 		if res.Error != nil {
 			return fmt.Errorf("claim extract: %w", res.Error)
 		}
-		var row extractRow
-		err := tx.Where("id = ?", extractID).Take(&row).Error
 		if res.RowsAffected == 1 {
-			if err != nil {
-				return err
-			}
+			var err error
 			if claimed, err = row.extract(); err != nil {
 				return err
 			}
+			claimed.claimer = &u
 			return audit.Append(tx, audit.Event{At: now, Actor: "user:" + userID, Action: "extract.retrieved",
 				Subject: "extract:" + extractID, Details: map[string]any{"request": row.RequestID, "entries": len(claimed.Entries)}})
 		}
+		err := tx.Where("id = ?", extractID).Take(&row).Error
 		switch {
 		case errors.Is(err, gorm.ErrRecordNotFound):
 			refused = ErrNotFound

@@ -153,7 +153,7 @@ func (s *Service) DeliveryOf(ctx context.Context, x Extract, retrieverID string)
 	if err != nil {
 		return Delivery{}, fmt.Errorf("requester of %s: %w", x.RequestID, err)
 	}
-	retriever, err := s.users.User(ctx, retrieverID)
+	retriever, err := x.claimerOr(ctx, s.users, retrieverID)
 	if err != nil {
 		return Delivery{}, fmt.Errorf("retriever of %s: %w", x.ID, err)
 	}
@@ -206,4 +206,13 @@ func deliveryUnknown(r extractViewRow) bool {
 func (r extractViewRow) reissuable() bool {
 	restored := r.RevokedBy != nil && *r.RevokedBy == RevokedByRestore
 	return (deliveryBroken(r) || restored) && r.ReissuedBy == nil
+}
+
+// claimerOr is the user who claimed x as the claim read them, or, for an extract that did not come from
+// ClaimExtract, userID read now.
+func (x Extract) claimerOr(ctx context.Context, users Users, userID string) (User, error) {
+	if x.claimer != nil && x.claimer.ID == userID {
+		return *x.claimer, nil
+	}
+	return users.User(ctx, userID)
 }

@@ -84,22 +84,31 @@ func (s *Service) Authenticate(ctx context.Context, listener, token string) (Ses
 		})
 		return Session{}, ErrNoSession
 	}
+	// The user, active, and the session's passkey, not revoked, in one statement: either missing ends it here.
 	var u User
-	if err := db.Where("id = ?", row.UserID).Take(&u).Error; err != nil {
-		return Session{}, fmt.Errorf("read session user: %w", err)
-	}
-	var live int64
-	if err := db.Model(&Credential{}).Where("id = ? AND revoked_at IS NULL", row.CredentialID).Count(&live).Error; err != nil {
-		return Session{}, fmt.Errorf("read session credential: %w", err)
-	}
-	if u.Status != StatusActive || live != 1 {
+	err = db.Where("id = ? AND status = ? AND EXISTS (SELECT 1 FROM credentials WHERE id = ? AND revoked_at IS NULL)",
+		row.UserID, StatusActive, row.CredentialID).Take(&u).Error
+	if err == gorm.ErrRecordNotFound {
 		return Session{}, ErrNoSession
 	}
-	if err := db.Model(&sessionRow{}).Where("id = ?", row.ID).Update("last_seen_at", now).Error; err != nil {
-		return Session{}, fmt.Errorf("touch session: %w", err)
+	if err != nil {
+		return Session{}, fmt.Errorf("read session user: %w", err)
+	}
+	// Last seen is written at most once per touchEvery: a page's many requests cost one write, not one each. The
+	// session may so end up to that much before its idle timeout, never after it.
+	if now.Sub(row.LastSeenAt) >= s.touchEvery(listener) {
+		if err := db.Model(&sessionRow{}).Where("id = ?", row.ID).Update("last_seen_at", now).Error; err != nil {
+			return Session{}, fmt.Errorf("touch session: %w", err)
+		}
 	}
 	return Session{ID: row.ID, Listener: row.Listener, CredentialID: row.CredentialID, CreatedAt: row.CreatedAt,
 		ExpiresAt: row.ExpiresAt, User: u}, nil
+}
+
+// touchEvery is how stale a session's last-seen time may be: a minute, or a tenth of the idle timeout when
+// that is shorter.
+func (s *Service) touchEvery(listener string) time.Duration {
+	return min(time.Minute, s.IdleTimeout(listener)/10)
 }
 
 // SignOut ends a session on the server: its cookie is worthless afterwards.

@@ -196,7 +196,21 @@ func (s *Service) Import(ctx context.Context, paths []string, opts ImportOptions
 	if err := audit.Record(actx, s.db, audit.Event{Actor: opts.Actor, Action: "import.run", Subject: subject, Details: details}); err != nil {
 		return rep, errors.Join(runErr, fmt.Errorf("import: %w", err))
 	}
+	if rep.Stored > 0 {
+		s.analyze(actx)
+	}
 	return rep, runErr
+}
+
+// analyze refreshes PostgreSQL's statistics of the tables an import fills. Without them (autovacuum off, or
+// not yet run) the planner scanned the whole entries table per rendered chunk: a 10,000-entry extract took
+// 7.8 s instead of 2.1 s. A failure only costs speed, so it is not the import's error. SQLite plans by index
+// without statistics.
+func (s *Service) analyze(ctx context.Context) {
+	if s.db.Dialector.Name() != "postgres" {
+		return
+	}
+	s.db.WithContext(ctx).Exec("ANALYZE record_entries, record_patient_keys, record_patients")
 }
 
 // auditStored appends, inside the transaction that stores a bundle or batch, its audit row: the patients it

@@ -35,16 +35,22 @@ type loadedEntry struct {
 
 // eachEntry loads the manifest's entries BY (id, version), in manifest order, a chunk at a time, and calls fn
 // for each. It never re-selects: an entry missing, belonging to another patient, or whose content no longer
-// hashes to the manifest's hash fails with ErrManifest.
+// hashes to the manifest's hash fails with ErrManifest. This is the only read of the entries a rendering
+// makes (one pass): each entry's type, category and date come from its stored row here, so the manifest
+// needs no more than the signed (id, version, hash) of each entry. An entry that fails stops the stream
+// where it is; rendering buffers its first 64 KB, so a mismatch early in the extract still leaves the
+// response uncommitted.
 func (s *Service) eachEntry(ctx context.Context, m Manifest, withDisplay bool, fn func(e *loadedEntry) error) error {
 	db := s.db.WithContext(ctx)
 	type row struct {
 		patientID, contentHash    string
+		category, resourceType    string
+		effectiveAt               *string
 		fhirID, display, resource []byte
 	}
-	cols := "id, version, patient_id, content_hash, fhir_id, resource, display"
+	cols := "id, version, patient_id, content_hash, category, resource_type, effective_at, fhir_id, resource, display"
 	if !withDisplay {
-		cols = "id, version, patient_id, content_hash, fhir_id, resource, NULL"
+		cols = "id, version, patient_id, content_hash, category, resource_type, effective_at, fhir_id, resource, NULL"
 	}
 	byKey := make(map[string]*row, renderChunk)
 	for start := 0; start < len(m.Entries); start += renderChunk {
@@ -69,7 +75,7 @@ func (s *Service) eachEntry(ctx context.Context, m Manifest, withDisplay bool, f
 			var id string
 			var version int
 			r := &row{}
-			if err := rs.Scan(&id, &version, &r.patientID, &r.contentHash, &r.fhirID, &r.resource, &r.display); err != nil {
+			if err := rs.Scan(&id, &version, &r.patientID, &r.contentHash, &r.category, &r.resourceType, &r.effectiveAt, &r.fhirID, &r.resource, &r.display); err != nil {
 				rs.Close()
 				return fmt.Errorf("load entries: %w", err)
 			}
@@ -104,6 +110,14 @@ func (s *Service) eachEntry(ctx context.Context, m Manifest, withDisplay bool, f
 				return err
 			}
 			le := &loadedEntry{ManifestEntry: e, resource: res, fhirID: string(fid)}
+			le.Category, le.ResourceType, le.Date = Category(r.category), r.resourceType, nil
+			if r.effectiveAt != nil {
+				t, err := time.Parse(DateLayout, *r.effectiveAt)
+				if err != nil {
+					return fmt.Errorf("entry %s: stored date: %w", rid, err)
+				}
+				le.Date = &t
+			}
 			if withDisplay {
 				d, err := sl.open("record_entries", "display", rid, r.display)
 				if err != nil {
@@ -120,16 +134,11 @@ func (s *Service) eachEntry(ctx context.Context, m Manifest, withDisplay bool, f
 }
 
 // patientFor loads the demographics of the manifest's patient and checks that the identifier asked for is
-// one of theirs.
+// one of theirs: among the identifiers their record holds, which are the ones the blind index was built from
+// (so no second index look-up).
 func (s *Service) patientFor(ctx context.Context, m Manifest, id Identifier) (demographics, error) {
 	db := s.db.WithContext(ctx)
-	pid, err := s.patientOf(db, id)
-	if err != nil {
-		return demographics{}, err
-	}
-	if pid != m.PatientID {
-		return demographics{}, fmt.Errorf("the identifier is not the manifest's patient: %w", ErrManifest)
-	}
+	pid := m.PatientID
 	var row patientRow
 	if err := db.Where("id = ?", pid).Take(&row).Error; err != nil {
 		return demographics{}, fmt.Errorf("load patient: %w", err)
@@ -146,7 +155,13 @@ func (s *Service) patientFor(ctx context.Context, m Manifest, id Identifier) (de
 	if err := json.Unmarshal(plain, &d); err != nil {
 		return demographics{}, fmt.Errorf("patient demographics: %w", err)
 	}
-	return d, nil
+	want := NormalizeIdentifier(id)
+	for _, x := range d.Identifiers {
+		if NormalizeIdentifier(x) == want {
+			return d, nil
+		}
+	}
+	return demographics{}, fmt.Errorf("the identifier is not the manifest's patient: %w", ErrManifest)
 }
 
 // fullURL gives a resource's Bundle.entry.fullUrl: urn:uuid:<id> when the id is a UUID (as in Synthea bundles,

@@ -1,0 +1,101 @@
+package gateway
+
+import (
+	"context"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+
+	"gatewayd/approvals"
+	"gatewayd/gateway/identity/identitytest"
+	"gatewayd/gateway/store/storetest"
+)
+
+// statementCounter is a gorm logger that counts the SQL statements run (every statement gorm executes is
+// traced once; BEGIN and COMMIT are not statements gorm traces, so transactions are not counted).
+type statementCounter struct {
+	logger.Interface
+	n atomic.Int64
+}
+
+func (c *statementCounter) Trace(ctx context.Context, begin time.Time, fc func() (string, int64), err error) {
+	c.n.Add(1)
+	c.Interface.Trace(ctx, begin, fc, err)
+}
+
+// count runs fn and returns how many statements it ran.
+func (c *statementCounter) count(fn func()) int64 {
+	before := c.n.Load()
+	fn()
+	return c.n.Load() - before
+}
+
+// The statements each hot path runs, so that round trips cannot creep back: filing, prepare + sign of an
+// approval, a passkey sign-in, and one retrieval over HTTP (session check included). A change that needs one
+// more statement changes the number here, in the same commit, with the reason.
+func TestStatementCounts(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
+		// Filing on PostgreSQL takes an advisory lock on the requester (the daily limit): one statement more.
+		// Retrieval: session 2 (session; user with live passkey), claim 5 (user; UPDATE … RETURNING; audit 3),
+		// rendering 4 (request; requester; patient key; patient) + 2 per 100 entries (the Bundle's reference
+		// targets, then the entries), delivery 4 (UPDATE; audit 3).
+		want := map[string]int64{"file": 6, "approve": 20, "sign-in": 11, "retrieve": 17, "retrieve-again-within-a-minute": 8}
+		if db.Dialector.Name() == "postgres" {
+			want["file"] = 7
+		}
+		f := newXFix(t, db)
+		c := &statementCounter{Interface: db.Logger}
+		db.Logger = c
+		ctx := context.Background()
+		got := map[string]int64{}
+		var req approvals.Request
+		got["file"] = c.count(func() {
+			var err error
+			req, err = f.domain.FileRequest(ctx, approvals.Filing{RequesterID: f.users["requester"].id, Patient: samplePatient,
+				Categories: []approvals.Category{approvals.Results}, Purpose: approvals.PurposeCareContinuity,
+				Justification: "Follow-up after transfer to our ward.", Urgency: approvals.Routine, Delivery: approvals.ToRequester})
+			if err != nil {
+				t.Fatal(err)
+			}
+		})
+		officer := f.users["officer"].id
+		var xid string
+		got["approve"] = c.count(func() {
+			p, err := f.domain.PrepareDecision(ctx, officer, req.ID, approvals.DecisionInput{Verdict: approvals.Approve,
+				Retriever: approvals.ToRequester, ExpiresIn: time.Hour, WordingVersion: "review-v1"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := f.domain.CompleteDecision(ctx, officer, p.ID, f.signer.Sign(officer, p.Options))
+			if err != nil {
+				t.Fatal(err)
+			}
+			xid = out.ExtractID
+		})
+		got["sign-in"] = c.count(func() {
+			if _, err := identitytest.SignIn(t, f.srv.Identity(), Intake, f.users["requester"].key); err != nil {
+				t.Fatal(err)
+			}
+		})
+		got["retrieve"] = c.count(func() {
+			if w := f.retrieve("requester", xid, formatFHIR); w.Code != http.StatusOK {
+				t.Fatalf("retrieve: %d", w.Code)
+			}
+		})
+		// The second request of a session within a minute does not write its last-seen time again.
+		got["retrieve-again-within-a-minute"] = c.count(func() {
+			if w := f.retrieve("requester", xid, formatFHIR); w.Code == http.StatusOK {
+				t.Fatal("retrieved twice")
+			}
+		})
+		for k, n := range got {
+			if n != want[k] {
+				t.Errorf("%s: %d statements, want %d", k, n, want[k])
+			}
+		}
+	})
+}
