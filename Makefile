@@ -3,7 +3,7 @@ GO        ?= go
 BIN       := bin/gatewayd
 DATA_DIR  ?= ./var
 
-.PHONY: build run test lint bench fuzz clean airgap-test
+.PHONY: build run test lint bench bench-peer fuzz clean airgap-test
 
 build:
 	$(GO) build -o $(BIN) ./cmd/gatewayd
@@ -55,6 +55,12 @@ fuzz:
 			$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$dir; \
 		done; \
 	done
+
+# One-time retrieval over real HTTP against `gatewayd serve` (a child process) on SQLite and PostgreSQL, at
+# concurrency 1, 8 and 32, beside the same bytes served from memory by net/http in the same run (the ceiling).
+bench-peer: export GATEWAY_TEST_POSTGRES ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
+bench-peer:
+	GATEWAY_BENCH_PEER=1 $(GO) test -count=1 -v -timeout 6m -run TestBenchPeer ./cmd/benchpeer
 
 clean:
 	rm -rf bin bench.out

@@ -39,8 +39,9 @@ type loadedEntry struct {
 // makes (one pass): each entry's type, category and date come from its stored row here, so the manifest
 // needs no more than the signed (id, version, hash) of each entry. An entry that fails stops the stream
 // where it is; rendering buffers its first 64 KB, so a mismatch early in the extract still leaves the
-// response uncommitted.
-func (s *Service) eachEntry(ctx context.Context, m Manifest, withDisplay bool, fn func(e *loadedEntry) error) error {
+// response uncommitted. parts says which sealed columns are read and opened: a pass without the resource
+// (the Bundle's reference targets) checks the stored hash only, and costs no decryption of the content.
+func (s *Service) eachEntry(ctx context.Context, m Manifest, parts entryParts, fn func(e *loadedEntry) error) error {
 	db := s.db.WithContext(ctx)
 	type row struct {
 		patientID, contentHash    string
@@ -48,9 +49,16 @@ func (s *Service) eachEntry(ctx context.Context, m Manifest, withDisplay bool, f
 		effectiveAt               *string
 		fhirID, display, resource []byte
 	}
-	cols := "id, version, patient_id, content_hash, category, resource_type, effective_at, fhir_id, resource, display"
-	if !withDisplay {
-		cols = "id, version, patient_id, content_hash, category, resource_type, effective_at, fhir_id, resource, NULL"
+	cols := "id, version, patient_id, content_hash, category, resource_type, effective_at, fhir_id"
+	for _, c := range []struct {
+		part entryParts
+		col  string
+	}{{withResource, "resource"}, {withDisplay, "display"}} {
+		if parts&c.part != 0 {
+			cols += ", " + c.col
+		} else {
+			cols += ", NULL"
+		}
 	}
 	byKey := make(map[string]*row, renderChunk)
 	for start := 0; start < len(m.Entries); start += renderChunk {
@@ -98,12 +106,14 @@ func (s *Service) eachEntry(ctx context.Context, m Manifest, withDisplay bool, f
 			if err != nil {
 				return err
 			}
-			res, err := sl.open("record_entries", "resource", rid, r.resource)
-			if err != nil {
-				return err
-			}
-			if sum := sha256.Sum256(res); hex.EncodeToString(sum[:]) != e.ContentHash {
-				return fmt.Errorf("entry %s: content hash: %w", rid, ErrManifest)
+			var res []byte
+			if parts&withResource != 0 {
+				if res, err = sl.open("record_entries", "resource", rid, r.resource); err != nil {
+					return err
+				}
+				if sum := sha256.Sum256(res); hex.EncodeToString(sum[:]) != e.ContentHash {
+					return fmt.Errorf("entry %s: content hash: %w", rid, ErrManifest)
+				}
 			}
 			fid, err := sl.open("record_entries", "fhir_id", rid, r.fhirID)
 			if err != nil {
@@ -118,7 +128,7 @@ func (s *Service) eachEntry(ctx context.Context, m Manifest, withDisplay bool, f
 				}
 				le.Date = &t
 			}
-			if withDisplay {
+			if parts&withDisplay != 0 {
 				d, err := sl.open("record_entries", "display", rid, r.display)
 				if err != nil {
 					return err
@@ -132,6 +142,14 @@ func (s *Service) eachEntry(ctx context.Context, m Manifest, withDisplay bool, f
 	}
 	return nil
 }
+
+// entryParts are the sealed columns of an entry a pass opens besides its FHIR id.
+type entryParts int
+
+const (
+	withResource entryParts = 1 << iota // the resource, hashed against the manifest
+	withDisplay                         // the display, for the printable page
+)
 
 // patientFor loads the demographics of the manifest's patient and checks that the identifier asked for is
 // one of theirs: among the identifiers their record holds, which are the ones the blind index was built from

@@ -64,7 +64,7 @@ func (s *Service) RenderBundle(ctx context.Context, w io.Writer, m Manifest, id 
 	if err != nil {
 		return err
 	}
-	err = s.eachEntry(ctx, m, false, func(e *loadedEntry) error {
+	err = s.eachEntry(ctx, m, withResource, func(e *loadedEntry) error {
 		res, originals, err := targets.selfContained(e.resource)
 		if err != nil {
 			return fmt.Errorf("entry %s: %w", e.ID, err)
@@ -172,7 +172,8 @@ func minimalPatient(d demographics, id Identifier) fhirPatient {
 func (s *Service) targetsOf(ctx context.Context, m Manifest, patientFHIRID string) (bundleTargets, error) {
 	t := bundleTargets{}
 	t.add("Patient", patientFHIRID)
-	err := s.eachEntry(ctx, m, false, func(e *loadedEntry) error {
+	// Types and FHIR ids only: the resources are opened and hashed by the rendering pass.
+	err := s.eachEntry(ctx, m, 0, func(e *loadedEntry) error {
 		t.add(e.ResourceType, e.fhirID)
 		return nil
 	})

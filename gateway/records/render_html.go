@@ -91,7 +91,7 @@ func (s *Service) RenderHTML(ctx context.Context, w io.Writer, m Manifest, id Id
 	}
 	var current Category
 	row := &htmlEntry{Lang: lang}
-	err = s.eachEntry(ctx, m, true, func(e *loadedEntry) error {
+	err = s.eachEntry(ctx, m, withResource|withDisplay, func(e *loadedEntry) error {
 		if e.Category != current {
 			if current != "" {
 				if err := t.ExecuteTemplate(bw, "extract-group-end", nil); err != nil {

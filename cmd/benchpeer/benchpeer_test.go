@@ -1,0 +1,339 @@
+package benchpeer
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"gatewayd/approvals"
+	"gatewayd/approvals/approvalstest"
+	"gatewayd/gateway"
+	"gatewayd/gateway/identity"
+	"gatewayd/gateway/identity/identitytest"
+	"gatewayd/gateway/records"
+	"gatewayd/gateway/store"
+	"gatewayd/gateway/store/storetest"
+)
+
+// The public origins the server checks requests against; the benchmark talks to the listeners directly.
+const (
+	intakeOrigin = "http://localhost:18643"
+	origin       = "http://localhost:18644" // the console's: staff retrieve there
+)
+
+// samplePatientFile is the sample of the issue (the 87 KB all-categories extract) when the shared data is
+// there, else the largest bundle of testdata.
+func samplePatientFile(t *testing.T) string {
+	t.Helper()
+	if m, _ := filepath.Glob("/work/shared/data/fhir/synthea-r4-bundles/Dana_Feest_*.json"); len(m) > 0 {
+		return m[0]
+	}
+	ents, err := os.ReadDir("../../testdata/fhir/bundles")
+	if err != nil {
+		t.Fatal(err)
+	}
+	best, size := "", int64(0)
+	for _, e := range ents {
+		if fi, err := e.Info(); err == nil && fi.Size() > size {
+			best, size = filepath.Join("../../testdata/fhir/bundles", e.Name()), fi.Size()
+		}
+	}
+	return best
+}
+
+var uuidInName = regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`)
+
+func TestBenchPeer(t *testing.T) {
+	if os.Getenv("GATEWAY_BENCH_PEER") != "1" {
+		t.Skip("make bench-peer sets GATEWAY_BENCH_PEER=1")
+	}
+	file := samplePatientFile(t)
+	patient := approvals.Identifier{System: "https://github.com/synthetichealth/synthea", Value: uuidInName.FindString(filepath.Base(file))}
+	bin := filepath.Join(t.TempDir(), "gatewayd")
+	if out, err := exec.Command("go", "build", "-o", bin, "../gatewayd").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	levels := []int{1, 8, 32}
+	perLevel := 150
+	fmt.Printf("%-10s %4s %10s %8s %8s %8s %9s\n", "database", "c", "retr/s", "MB/s", "p50 ms", "p99 ms", "ceiling")
+	for _, dbName := range []string{"sqlite", "postgres"} {
+		dir := t.TempDir()
+		dsn := filepath.Join(dir, "gateway.db")
+		if dbName == "postgres" {
+			dsn = storetest.PostgresDSN(t)
+		}
+		srv, extracts, body := prepare(t, bin, dir, dsn, file, patient, len(levels)*perLevel)
+		ceiling := startCeiling(t, body)
+		for i, c := range levels {
+			ids := extracts[i*perLevel : (i+1)*perLevel]
+			g := run(t, c, ids, func(client *http.Client, id string) (int, error) { return srv.retrieve(client, id) })
+			m := run(t, c, ids, func(client *http.Client, _ string) (int, error) { return get(client, ceiling) })
+			fmt.Printf("%-10s %4d %10.0f %8.1f %8.2f %8.2f %8.0f/s  ratio %.3f  (extract %d bytes)\n", dbName, c, g.perSec,
+				g.mbPerSec, ms(g.p50), ms(g.p99), m.perSec, g.perSec/m.perSec, len(body))
+		}
+		srv.stop(t)
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// server is one `gatewayd serve` child process and a staff member's credentials on its console.
+type server struct {
+	console string
+	cookie  *http.Cookie
+	csrf    string
+	cmd     *exec.Cmd
+	out     *bytes.Buffer
+	stopped bool
+}
+
+// prepare makes the data directory's key, imports the patient, registers a requester and an officer and
+// approves n extracts of every category through the domain (software signer), then starts `gatewayd serve`.
+// It returns the server, the extract ids, and the bytes of one retrieval (for the ceiling).
+func prepare(t *testing.T, bin, dir, dsn, file string, patient approvals.Identifier, n int) (*server, []string, []byte) {
+	t.Helper()
+	ctx := context.Background()
+	keyFile := filepath.Join(dir, "gateway.key")
+	if out, err := exec.Command(bin, "keys", "init", "--key-file", keyFile).CombinedOutput(); err != nil {
+		t.Fatalf("keys init: %v\n%s", err, out)
+	}
+	cfg := &gateway.Config{}
+	fs := pflag.NewFlagSet("bench", pflag.ContinueOnError)
+	cfg.RegisterFlags(fs)
+	if err := fs.Parse([]string{"--data-dir", dir, "--db", dsn, "--key-file", keyFile, "--public-intake-url", intakeOrigin,
+		"--public-console-url", origin, "--dev-allow-software-keys"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Load(fs); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	db, master, err := gateway.Start(ctx, cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	local, err := gateway.New(gateway.Deps{Config: cfg, DB: db, Keys: master, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := local.Records().Import(ctx, []string{file}, records.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// Released to staff, so that one session retrieves them all; filed by as many requesters as the daily
+	// filing limit (30 each) needs.
+	staff, _ := identitytest.Register(t, local.Identity(), identity.RoleStaff)
+	var requester identity.NewSession
+	officer, _ := identitytest.Register(t, local.Identity(), identity.RoleOfficer)
+	signer := approvalstest.NewSigner()
+	signer.Enroll(officer.User.ID, false)
+	svc, err := gateway.WireApprovals(db, master, local.Records(), local.Identity(), signer, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := make([]string, 0, n+1)
+	for i := range n + 1 {
+		if i%30 == 0 {
+			requester, _ = identitytest.Register(t, local.Identity(), identity.RoleRequester)
+		}
+		req, err := svc.FileRequest(ctx, approvals.Filing{RequesterID: requester.User.ID, Patient: patient,
+			Categories: approvals.Categories, Purpose: approvals.PurposeCareContinuity,
+			Justification: "Follow-up after transfer to our ward.", Urgency: approvals.Routine, Delivery: approvals.ToStaff})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := svc.PrepareDecision(ctx, officer.User.ID, req.ID, approvals.DecisionInput{Verdict: approvals.Approve,
+			Retriever: approvals.ToStaff, ExpiresIn: 24 * time.Hour, WordingVersion: "review-v1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := svc.CompleteDecision(ctx, officer.User.ID, p.ID, signer.Sign(officer.User.ID, p.Options))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, out.ExtractID)
+	}
+	store.Close(db)
+
+	s := &server{out: &bytes.Buffer{}, cookie: &http.Cookie{Name: "gw_session_console", Value: staff.Token}}
+	ip, cp := freePort(t), freePort(t)
+	s.console = "http://127.0.0.1:" + cp
+	s.cmd = exec.Command(bin, "serve", "--intake-listen", "127.0.0.1:"+ip, "--console-listen", "127.0.0.1:"+cp)
+	s.cmd.Env = append(os.Environ(), "GATEWAY_DB="+dsn, "GATEWAY_KEY_FILE="+keyFile, "GATEWAY_DATA_DIR="+dir,
+		"GATEWAY_PUBLIC_INTAKE_URL="+intakeOrigin, "GATEWAY_PUBLIC_CONSOLE_URL="+origin)
+	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.stop(t) })
+	client := &http.Client{}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := client.Get("http://127.0.0.1:" + cp + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server not ready: %v\n%s", err, s.out)
+		}
+		time.Sleep(50 * time.Millisecond) // polling a child process's readiness: there is nothing to wait on
+	}
+	s.csrf = csrfOf(t, client, s.console+"/home", s.cookie)
+	// One extract is retrieved here, for the bytes the ceiling serves.
+	body, code, err := s.fetch(client, ids[n])
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("first retrieval: %d %v", code, err)
+	}
+	return s, ids[:n], body
+}
+
+var csrfMeta = regexp.MustCompile(`name="csrf-token" content="([^"]+)"`)
+
+func csrfOf(t *testing.T, c *http.Client, u string, ck *http.Cookie) string {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, u, nil)
+	req.AddCookie(ck)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	m := csrfMeta.FindSubmatch(b)
+	if m == nil {
+		t.Fatalf("GET %s: %d, no CSRF token", u, resp.StatusCode)
+	}
+	return string(m[1])
+}
+
+func (s *server) fetch(c *http.Client, id string) ([]byte, int, error) {
+	req, _ := http.NewRequest(http.MethodPost, s.console+"/api/v1/handover/"+id+"/retrieve",
+		strings.NewReader(url.Values{"format": {"fhir"}}.Encode()))
+	req.Header.Set("Origin", origin)
+	req.Header.Set("X-CSRF-Token", s.csrf)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.AddCookie(s.cookie)
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return b, resp.StatusCode, err
+}
+
+func (s *server) retrieve(c *http.Client, id string) (int, error) {
+	b, code, err := s.fetch(c, id)
+	if err == nil && code != http.StatusOK {
+		err = fmt.Errorf("status %d", code)
+	}
+	return len(b), err
+}
+
+func (s *server) stop(t *testing.T) {
+	if s.stopped {
+		return
+	}
+	s.stopped = true
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	s.cmd.Wait()
+}
+
+// startCeiling serves body from memory with net/http: the most any server could do with these bytes here.
+func startCeiling(t *testing.T, body []byte) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/fhir+json")
+		w.Write(body)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return "http://" + ln.Addr().String() + "/"
+}
+
+func get(c *http.Client, u string) (int, error) {
+	resp, err := c.Get(u)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	n, err := io.Copy(io.Discard, resp.Body)
+	return int(n), err
+}
+
+type result struct {
+	perSec, mbPerSec float64
+	p50, p99         time.Duration
+}
+
+// run does one request per id with c workers over keep-alive connections and measures it.
+func run(t *testing.T, c int, ids []string, do func(*http.Client, string) (int, error)) result {
+	t.Helper()
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: c}}
+	defer client.CloseIdleConnections()
+	work := make(chan string)
+	lat := make([]time.Duration, 0, len(ids))
+	var mu sync.Mutex
+	var bytesRead int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range c {
+		wg.Go(func() {
+			for id := range work {
+				t0 := time.Now()
+				n, err := do(client, id)
+				d := time.Since(t0)
+				if err != nil {
+					t.Errorf("request: %v", err)
+				}
+				mu.Lock()
+				lat = append(lat, d)
+				bytesRead += int64(n)
+				mu.Unlock()
+			}
+		})
+	}
+	for _, id := range ids {
+		work <- id
+	}
+	close(work)
+	wg.Wait()
+	el := time.Since(start).Seconds()
+	slices.Sort(lat)
+	return result{perSec: float64(len(ids)) / el, mbPerSec: float64(bytesRead) / el / 1e6,
+		p50: lat[len(lat)/2], p99: lat[len(lat)*99/100]}
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+}
