@@ -16,6 +16,7 @@ import (
 	"gorm.io/gorm"
 
 	"gatewayd/gateway/audit"
+	"gatewayd/gateway/strictjson"
 )
 
 // OfficersRegisterFormat names the file `gatewayd officers export` writes.
@@ -131,7 +132,16 @@ func officerKey(ctx context.Context, db *gorm.DB, u User, c Credential) (Officer
 // refused.
 func ReadOfficersRegister(r io.Reader) (OfficersRegister, error) {
 	var reg OfficersRegister
-	dec := json.NewDecoder(r)
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return OfficersRegister{}, fmt.Errorf("officers' register: %w", err)
+	}
+	// Strict first, as receipts are: a duplicate or case-variant name (a second "public_key") would otherwise
+	// be read as the one it shadows, and a verifier would check another key than the one a reader sees.
+	if err := strictjson.Check(data, strictjson.Names(reg)...); err != nil {
+		return OfficersRegister{}, fmt.Errorf("officers' register: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&reg); err != nil {
 		return OfficersRegister{}, fmt.Errorf("officers' register: %w", err)
