@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -108,9 +109,13 @@ func TestServeRefusesBadKeysAndSettings(t *testing.T) {
 
 func TestMigrateAndAuditVerify(t *testing.T) {
 	dir := t.TempDir()
+	// Status only reads: on a data directory with no database yet it says so, and creates none.
 	out, e, code := runCLI(t, "migrate", "status", "--data-dir", dir)
-	if code != 0 || !strings.Contains(out, "0001_foundation") || !strings.Contains(out, "pending") {
+	if code == 0 || !strings.Contains(e, "the file does not exist") {
 		t.Fatalf("status before: %d %q %q", code, out, e)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "gateway.db")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("status created the database: %v", err)
 	}
 	if out, e, code = runCLI(t, "migrate", "up", "--data-dir", dir); code != 0 || !strings.Contains(out, "applied 0001_foundation") {
 		t.Fatalf("up: %d %q %q", code, out, e)
@@ -142,8 +147,11 @@ func TestEnvironmentAndFlagPrecedence(t *testing.T) {
 		t.Fatalf("env not applied: %d %q", code, e)
 	}
 	// ...and a flag wins over it.
-	if out, e, code := runCLI(t, "migrate", "status", "--log-format", "json"); code != 0 || !strings.Contains(out, "0001_foundation") {
+	if out, e, code := runCLI(t, "migrate", "up", "--log-format", "json"); code != 0 || !strings.Contains(out, "applied 0001_foundation") {
 		t.Fatalf("flag did not win: %d %q %q", code, out, e)
+	}
+	if out, e, code := runCLI(t, "migrate", "status", "--log-format", "json"); code != 0 || !strings.Contains(out, "0001_foundation") {
+		t.Fatalf("migrate status: %d %q %q", code, out, e)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "gateway.db")); err != nil {
 		t.Fatalf("GATEWAY_DATA_DIR not used for the default database: %v", err)
@@ -156,7 +164,7 @@ func TestReadOnlyCommandsNeedAnExistingDatabase(t *testing.T) {
 	dir := t.TempDir()
 	for _, missing := range []string{filepath.Join(dir, "gatway.db"), filepath.Join(dir, "no-such-dir", "gateway.db")} {
 		for _, args := range [][]string{{"audit", "verify"}, {"audit", "verify", "--receipts", dir}, {"audit", "export", "--since", "2026-01-01"},
-			{"officers", "export"}, {"users", "list"}, {"receipt", "export", "0123456789abcdef0123456789abcdef", "--key-file", filepath.Join(dir, "k")}} {
+			{"officers", "export"}, {"users", "list"}, {"migrate", "status"}, {"receipt", "export", "0123456789abcdef0123456789abcdef", "--key-file", filepath.Join(dir, "k")}} {
 			_, errOut, code := runCLI(t, append(args, "--db", missing)...)
 			if code == 0 || !strings.Contains(errOut, "does not exist") || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
 				t.Errorf("%v on %s: exit %d, %q", args, missing, code, errOut)

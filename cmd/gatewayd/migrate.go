@@ -39,7 +39,8 @@ func (a *app) migrateCommand() *cobra.Command {
 		Short: "List the migrations and whether each is applied",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			db, err := store.Open(cmd.Context(), a.cfg.DB)
+			// Read-only: a mistyped --db gets one clear line, never a new empty database.
+			db, err := store.OpenExisting(cmd.Context(), a.cfg.DB)
 			if err != nil {
 				return err
 			}
