@@ -7,6 +7,7 @@ package browsertest
 import (
 	"context"
 	"crypto/rand"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -259,12 +261,21 @@ func Step(tab context.Context, a chromedp.Action[chromedp.Void]) error {
 	return chromedp.Do(ctx, a)
 }
 
+// professionalIDs numbers the people the tests invite: a professional id is one person (issue 11), so two
+// accounts of one test must not share one unless the test links them.
+var professionalIDs atomic.Int64
+
+// NextProfessionalID returns an 11-digit professional id (RPPS-shaped) no other account of this process has.
+func NextProfessionalID() string {
+	return fmt.Sprintf("1%010d", professionalIDs.Add(1))
+}
+
 // SignUp invites a user of role, opens the invitation in tab and registers the tab's virtual authenticator,
 // leaving the user signed in on their home page. It returns the user's id.
 func SignUp(t testing.TB, srv *Server, tab context.Context, role, name string) string {
 	t.Helper()
 	inv, err := srv.Identity().Invite(context.Background(), "cli", identity.NewInvitation{Role: role, DisplayName: name,
-		ProfessionalID: "10003456789"})
+		ProfessionalID: NextProfessionalID()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -154,7 +154,7 @@ func TestExtractRetrievalInBrowser(t *testing.T) {
 	dir := t.TempDir()
 	dl := watchDownloads(t, b, dir)
 	patient := approvals.Identifier{System: "https://github.com/synthetichealth/synthea", Value: "fc712d1f-5a2e-4407-9c55-a2a2bad623c2"}
-	file := regexp.MustCompile(`^extract-[0-9a-f]+-[0-9a-f]{8}\.json$`)
+	file := regexp.MustCompile(`^extract-[0-9a-f]{32}-[0-9a-f]{32}\.json$`)
 
 	for _, tc := range []struct {
 		role, listPath string
@@ -165,7 +165,7 @@ func TestExtractRetrievalInBrowser(t *testing.T) {
 	} {
 		t.Run(tc.role, func(t *testing.T) {
 			// The retriever registers in the browser; the requester of record is a requester either way.
-			inv, err := srv.Identity().Invite(ctx, "cli", identity.NewInvitation{Role: tc.role, DisplayName: "E2E " + tc.role, ProfessionalID: "10009876543"})
+			inv, err := srv.Identity().Invite(ctx, "cli", identity.NewInvitation{Role: tc.role, DisplayName: "E2E " + tc.role, ProfessionalID: browsertest.NextProfessionalID()})
 			if err != nil {
 				t.Fatal(err)
 			}
