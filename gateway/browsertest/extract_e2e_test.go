@@ -2,8 +2,6 @@ package browsertest_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -25,6 +23,7 @@ import (
 	"gatewayd/gateway/identity"
 	"gatewayd/gateway/identity/identitytest"
 	"gatewayd/gateway/records"
+	"gatewayd/gateway/records/fhircheck"
 	"gatewayd/gateway/store/storetest"
 )
 
@@ -92,14 +91,8 @@ func (d *downloads) wait(t *testing.T, dir string) (string, []byte) {
 func digestOf(t *testing.T, body []byte) (string, int) {
 	t.Helper()
 	var b struct {
-		ResourceType string `json:"resourceType"`
-		Entry        []struct {
-			Extension []struct {
-				URL         string `json:"url"`
-				ValueString string `json:"valueString"`
-			} `json:"extension"`
-			Resource json.RawMessage `json:"resource"`
-		} `json:"entry"`
+		ResourceType string            `json:"resourceType"`
+		Entry        []fhircheck.Entry `json:"entry"`
 	}
 	if err := json.Unmarshal(body, &b); err != nil || b.ResourceType != "Bundle" {
 		t.Fatalf("the download is not a FHIR Bundle: %v", err)
@@ -114,21 +107,11 @@ func digestOf(t *testing.T, body []byte) (string, int) {
 		if err != nil {
 			t.Fatalf("entry reference %q", e.Extension[0].ValueString)
 		}
-		// A rewritten reference is recorded beside the entry: put the originals back before hashing.
-		res, originals := []byte(e.Resource), []string(nil)
-		for _, x := range e.Extension[1:] {
-			if x.URL == records.OriginalReference {
-				originals = append(originals, x.ValueString)
-			}
+		hash, err := e.ContentHash()
+		if err != nil {
+			t.Fatal(err)
 		}
-		if len(originals) > 0 {
-			var err error
-			if res, err = records.RestoreResource(res, originals); err != nil {
-				t.Fatal(err)
-			}
-		}
-		sum := sha256.Sum256(res)
-		es = append(es, approvals.ManifestEntry{ID: id, Version: version, ContentHash: hex.EncodeToString(sum[:])})
+		es = append(es, approvals.ManifestEntry{ID: id, Version: version, ContentHash: hash})
 	}
 	return approvals.ManifestDigest(es), len(es)
 }

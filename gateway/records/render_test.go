@@ -3,8 +3,6 @@ package records_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"path/filepath"
@@ -17,6 +15,7 @@ import (
 	"gorm.io/gorm"
 
 	"gatewayd/gateway/records"
+	"gatewayd/gateway/records/fhircheck"
 	"gatewayd/gateway/store/storetest"
 )
 
@@ -26,34 +25,16 @@ func testWatermark(digest string) records.Watermark {
 }
 
 // bundleEntry is an entry of a rendered Bundle.
-type bundleEntry struct {
-	Extension []struct {
-		URL         string `json:"url"`
-		ValueString string `json:"valueString"`
-	} `json:"extension"`
-	FullURL  string          `json:"fullUrl"`
-	Resource json.RawMessage `json:"resource"`
-}
+type bundleEntry = fhircheck.Entry
 
-// contentHash recomputes an entry's content hash as a recipient does: the original references put back
-// (records.RestoreResource), then SHA-256 of the canonical form.
+// contentHash recomputes an entry's content hash as a recipient does (fhircheck.Entry.ContentHash).
 func contentHash(t *testing.T, e bundleEntry) string {
 	t.Helper()
-	var originals []string
-	for _, x := range e.Extension {
-		if x.URL == records.OriginalReference {
-			originals = append(originals, x.ValueString)
-		}
+	h, err := e.ContentHash()
+	if err != nil {
+		t.Fatal(err)
 	}
-	res := []byte(e.Resource)
-	if len(originals) > 0 {
-		var err error
-		if res, err = records.RestoreResource(res, originals); err != nil {
-			t.Fatal(err)
-		}
-	}
-	sum := sha256.Sum256(res)
-	return hex.EncodeToString(sum[:])
+	return h
 }
 
 func TestRenderBundle(t *testing.T) {

@@ -7,13 +7,17 @@ package fhircheck
 import (
 	"bytes"
 	"compress/gzip"
+	"crypto/sha256"
 	_ "embed"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"gatewayd/gateway/records"
 )
 
 //go:embed fhir.schema.json.gz
@@ -99,4 +103,34 @@ func eachReference(v any, fn func(string)) {
 			eachReference(e, fn)
 		}
 	}
+}
+
+// Entry is one entry of a downloaded Bundle, as a recipient reads it.
+type Entry struct {
+	Extension []struct {
+		URL         string `json:"url"`
+		ValueString string `json:"valueString"`
+	} `json:"extension"`
+	FullURL  string          `json:"fullUrl"`
+	Resource json.RawMessage `json:"resource"`
+}
+
+// ContentHash recomputes the entry's content hash as a recipient does: the references the render rewrote
+// are put back from the entry's extensions (records.RestoreResource), then SHA-256 of those bytes, in hex.
+func (e Entry) ContentHash() (string, error) {
+	var originals []string
+	for _, x := range e.Extension {
+		if x.URL == records.OriginalReference {
+			originals = append(originals, x.ValueString)
+		}
+	}
+	res := []byte(e.Resource)
+	if len(originals) > 0 {
+		var err error
+		if res, err = records.RestoreResource(res, originals); err != nil {
+			return "", err
+		}
+	}
+	sum := sha256.Sum256(res)
+	return hex.EncodeToString(sum[:]), nil
 }
