@@ -42,10 +42,12 @@ type PurgeResult struct {
 // consistent checkpoint to resume from.
 const purgeBatch = 2000
 
-// accessSubject says whether a row is about a request or an extract: a patient's access history needs it (who
-// filed, viewed, decided, retrieved, was refused), so it is summarised before it goes.
+// accessSubject says whether a row is about a request, an extract or a patient: a patient's access history
+// needs it (who filed, viewed, decided, retrieved, was refused, printed the history), so it is summarised
+// before it goes.
 func accessSubject(subject string) bool {
-	return strings.HasPrefix(subject, "request:") || strings.HasPrefix(subject, "extract:")
+	return strings.HasPrefix(subject, "request:") || strings.HasPrefix(subject, "extract:") ||
+		strings.HasPrefix(subject, "patient:")
 }
 
 // Purge deletes the audit rows older than before, oldest first, in batches, each one transaction under a
