@@ -135,13 +135,13 @@ func TestDPORoleMigration(t *testing.T) {
 		if kept.Users != 1 || kept.Credentials != 1 || kept.Sessions != 1 || kept.Invitations != 1 {
 			t.Fatalf("after 0015: %+v", kept)
 		}
-		if err := db.Exec(`INSERT INTO users (id, webauthn_id, role, display_name, status, created_at) VALUES ('u2', ?, 'dpo', 'DPO', 'active', '` + at + `')`, []byte{2}).Error; err != nil {
+		if err := db.Exec(`INSERT INTO users (id, webauthn_id, role, display_name, status, created_at) VALUES ('u2', ?, 'dpo', 'DPO', 'active', '`+at+`')`, []byte{2}).Error; err != nil {
 			t.Fatalf("a dpo user: %v", err)
 		}
 		if err := db.Exec(`INSERT INTO invitations (id, token_hash, role, display_name, created_by, created_at, expires_at) VALUES ('i2', 't2', 'dpo', 'DPO', 'cli', '` + at + `', '` + at + `')`).Error; err != nil {
 			t.Fatalf("a dpo invitation: %v", err)
 		}
-		if err := db.Exec(`INSERT INTO users (id, webauthn_id, role, display_name, status, created_at) VALUES ('u3', ?, 'root', 'R', 'active', '` + at + `')`, []byte{3}).Error; err == nil {
+		if err := db.Exec(`INSERT INTO users (id, webauthn_id, role, display_name, status, created_at) VALUES ('u3', ?, 'root', 'R', 'active', '`+at+`')`, []byte{3}).Error; err == nil {
 			t.Fatal("an unknown role was accepted")
 		}
 		// The rebuilt tables still refuse a dangling reference.
