@@ -158,10 +158,6 @@ func (s *Service) PrintAccessHistory(ctx context.Context, userID string, id Iden
 		}
 	}
 	h.People = people
-	h.Chain, err = checkChain(ctx, s.db)
-	if err != nil {
-		return AccessHistory{}, err
-	}
 	err = store.Tx(ctx, s.db, func(tx *gorm.DB) error {
 		return audit.Append(tx, audit.Event{At: h.PrintedAt, Actor: "user:" + u.ID, Action: "patient.history_printed",
 			Subject: "patient:" + index, Details: map[string]any{"print_id": h.PrintID, "format": format,
@@ -184,6 +180,7 @@ func (h AccessHistory) events() []audit.TrailEvent {
 
 // readAccessRecords reads the patient's requests, their signed decisions, their extracts and their audit trail,
 // a few statements for the whole history (ids in chunks), not a few per request: a patient may have thousands.
+// It walks the whole audit chain, and says in h.Chain whether it verified.
 func (s *Service) readAccessRecords(ctx context.Context, index string, h *AccessHistory, person func(string) (User, error)) error {
 	db := s.db.WithContext(ctx)
 	var rows []requestRow
@@ -256,25 +253,28 @@ func (s *Service) readAccessRecords(ctx context.Context, index string, h *Access
 	}
 	all = append(all, "patient:"+index)
 	slices.Sort(all) // the same statements for the same history
-	for chunk := range slices.Chunk(all, historyChunk) {
-		trail, err := audit.Trail(ctx, s.db, chunk)
-		if err != nil {
+	// One walk of the whole chain verifies it and picks the history's events on the way; a chain that does not
+	// fit is said on the page, and what is held is read by subject instead.
+	res, trail, err := audit.VerifyTrail(ctx, s.db, all)
+	var broken *audit.BrokenRowError
+	switch {
+	case errors.As(err, &broken):
+		h.Chain = ChainCheck{BrokenAt: broken.Seq, Reason: broken.Reason}
+		if trail, err = audit.Trail(ctx, s.db, all); err != nil {
 			return fmt.Errorf("access history: %w", err)
 		}
-		for _, ev := range trail {
-			if rec := subjects[ev.Subject]; rec != nil {
-				rec.Trail = append(rec.Trail, ev)
-			} else {
-				h.Printings = append(h.Printings, ev)
-			}
+	case err != nil:
+		return fmt.Errorf("access history: verify the audit chain: %w", err)
+	default:
+		h.Chain = ChainCheck{Verified: true, Rows: res.Rows, Head: res.Head}
+	}
+	for _, ev := range trail {
+		if rec := subjects[ev.Subject]; rec != nil {
+			rec.Trail = append(rec.Trail, ev)
+		} else {
+			h.Printings = append(h.Printings, ev)
 		}
 	}
-	// Chunks were each in chain order; a request's trail may span two of them.
-	bySeq := func(a, b audit.TrailEvent) int { return int(a.Seq - b.Seq) }
-	for i := range h.Requests {
-		slices.SortFunc(h.Requests[i].Trail, bySeq)
-	}
-	slices.SortFunc(h.Printings, bySeq)
 	return nil
 }
 
@@ -296,17 +296,4 @@ func accessExtract(x extractViewRow, person func(string) (User, error)) (Extract
 		xr.RevokedBy = *x.RevokedBy
 	}
 	return xr, nil
-}
-
-// checkChain walks the whole audit chain: a broken chain is an answer to print, not an error.
-func checkChain(ctx context.Context, db *gorm.DB) (ChainCheck, error) {
-	res, err := audit.Verify(ctx, db)
-	var broken *audit.BrokenRowError
-	switch {
-	case errors.As(err, &broken):
-		return ChainCheck{BrokenAt: broken.Seq, Reason: broken.Reason}, nil
-	case err != nil:
-		return ChainCheck{}, fmt.Errorf("access history: verify the audit chain: %w", err)
-	}
-	return ChainCheck{Verified: true, Rows: res.Rows, Head: res.Head}, nil
 }

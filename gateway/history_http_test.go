@@ -14,8 +14,10 @@ import (
 	"gorm.io/gorm"
 
 	"gatewayd/approvals"
+	"gatewayd/gateway/audit"
 	"gatewayd/gateway/records/fhircheck"
 	"gatewayd/gateway/store/storetest"
+	"gatewayd/templates"
 )
 
 // printHistory posts the access history form as user, in a language.
@@ -192,4 +194,20 @@ func (l historyEventList) count(action string) int {
 		}
 	}
 	return n
+}
+
+// TestHistoryPageEscapes: the requests of the printed history are written outside the template, so every value
+// written there must be escaped: a name typed by an admin cannot become markup.
+func TestHistoryPageEscapes(t *testing.T) {
+	evil := `<img src=x onerror=alert(1)>`
+	v := historyView{approvals.AccessHistory{
+		Requests: []approvals.AccessRecord{{RequestID: "r1", Requester: approvals.User{ID: "u1", ProfessionalID: evil},
+			Purpose: approvals.PurposeEmergency, Emergency: true, Status: approvals.StatusPending,
+			Trail: []audit.TrailEvent{{Seq: 1, Actor: "user:u1", Action: evil}}}},
+		People: map[string]approvals.User{"u1": {ID: "u1", Name: evil}}}}
+	out := string(v.RequestsHTML(&templates.Page{Lang: "en"}))
+	if strings.Contains(out, "<img") || !strings.Contains(out, "&lt;img src=x onerror=alert(1)&gt;") ||
+		!strings.Contains(out, `data-emergency="true"`) {
+		t.Fatalf("not escaped:\n%s", out)
+	}
 }

@@ -2,12 +2,15 @@ package gateway
 
 import (
 	"errors"
+	"html"
+	"html/template"
 	"net/http"
 	"strings"
 
 	"github.com/labstack/echo/v4"
 
 	"gatewayd/approvals"
+	"gatewayd/gateway/audit"
 	"gatewayd/templates"
 )
 
@@ -43,23 +46,126 @@ func (v historyView) Name(id string) string {
 	return id
 }
 
-// Action is an audit action in the page's language, or its code when the catalog has no words for it.
-func (v historyView) Action(p *templates.Page, action string) string {
-	if k := "history.action." + action; templates.Has(k) {
-		return p.T(k)
+// RequestsHTML is the requests of the printed history, written here rather than by the template: a history
+// may hold thousands of requests of a dozen facts each, and a template action per fact (each a reflective call
+// and an escaper) cost most of the printing. Every value written goes through html.EscapeString; the markup is
+// ours. The words and times are the page's language and zone.
+func (v historyView) RequestsHTML(p *templates.Page) template.HTML {
+	var b strings.Builder
+	b.Grow(1200 * len(v.Requests)) // about what a request takes
+	esc := html.EscapeString
+	w := newWords(p)
+	t := w.T
+	cats := func(cs []approvals.Category) string {
+		if len(cs) == 0 {
+			return t("history.nothing")
+		}
+		names := make([]string, len(cs))
+		for i, c := range cs {
+			names[i] = t("records.category." + string(c))
+		}
+		return strings.Join(names, ", ")
 	}
-	return action
+	fact := func(label, value, test string) {
+		b.WriteString("<dt>" + esc(label) + "</dt><dd")
+		if test != "" {
+			b.WriteString(` data-test="` + test + `"`)
+		}
+		b.WriteString(">" + esc(value) + "</dd>")
+	}
+	trail, emergency := esc(t("history.trail")), esc(t("history.emergency"))
+	for _, r := range v.Requests {
+		id := esc(r.RequestID)
+		b.WriteString(`<section class="history-request" aria-labelledby="req-` + id + `" data-test="history-request" data-request="` + id + `"`)
+		if r.Emergency {
+			b.WriteString(` data-emergency="true"`)
+		}
+		b.WriteString(`><h2 id="req-` + id + `">` + esc(p.T("history.request", r.RequestID)))
+		if r.Emergency {
+			b.WriteString(` <strong class="flag" data-test="emergency-flag">` + emergency + `</strong>`)
+		}
+		b.WriteString(`</h2><dl class="facts">`)
+		requester := v.Name(r.Requester.ID)
+		if r.Requester.ProfessionalID != "" {
+			requester += " (" + p.T("history.proid", r.Requester.ProfessionalID) + ")"
+		}
+		fact(t("history.filed"), p.Time(r.FiledAt), "")
+		fact(t("history.requester"), requester, "")
+		fact(t("history.purpose"), t("purpose."+string(r.Purpose)), "")
+		fact(t("history.asked"), cats(r.Categories), "")
+		fact(t("history.status"), t("status."+string(r.Status))+" ("+p.Time(r.UpdatedAt)+")", "history-status")
+		for _, d := range r.Decisions {
+			fact(t("history.decisions"), p.T("history.decision", t("history.verdict."+d.Verdict), v.Name(d.Officer.ID), p.Time(d.SignedAt)), "")
+		}
+		fact(t("history.released"), cats(r.Released), "history-released")
+		for _, x := range r.Extracts {
+			fate := t("state.ready")
+			switch {
+			case x.RetrievedAt != nil:
+				fate = p.T("history.retrieved", p.Time(x.RetrievedAt), v.Name(x.RetrievedBy.ID)) + ", " + t(v.Delivery(x))
+			case x.RevokedAt != nil:
+				fate = p.T("history.revoked", p.Time(x.RevokedAt))
+			case x.ExpiredAt != nil:
+				fate = t("history.expired")
+			}
+			fact(p.T("history.extract", x.ID, x.Entries, p.Time(x.ExpiresAt)), fate, "history-extract")
+		}
+		b.WriteString(`</dl><details open><summary>` + trail + `</summary><ol class="trail">`)
+		for _, ev := range r.Trail {
+			b.WriteString("<li>" + esc(v.event(w, ev)) + "</li>")
+		}
+		b.WriteString("</ol></details></section>\n")
+	}
+	return template.HTML(b.String())
 }
 
-// Actor names who did an audited thing: a person by name, the system, the server's administration.
-func (v historyView) Actor(p *templates.Page, actor string) string {
-	if id, ok := strings.CutPrefix(actor, "user:"); ok {
-		return v.Name(id)
+// PrintingLines are the earlier printings, as the page lists them.
+func (v historyView) PrintingLines(p *templates.Page) []string {
+	out := make([]string, len(v.Printings))
+	w := newWords(p)
+	for i, ev := range v.Printings {
+		out[i] = v.event(w, ev)
 	}
-	if k := "history.actor." + actor; templates.Has(k) {
-		return p.T(k)
+	return out
+}
+
+// event is one audited event as a line: when, what, who, and whether only its summary is held.
+func (v historyView) event(w words, ev audit.TrailEvent) string {
+	who := ev.Actor
+	if id, ok := strings.CutPrefix(ev.Actor, "user:"); ok {
+		who = v.Name(id)
+	} else {
+		who = w.Or("history.actor."+ev.Actor, ev.Actor)
 	}
-	return actor
+	line := w.p.Time(ev.At) + " — " + w.Or("history.action."+ev.Action, ev.Action) + " — " + who
+	if ev.Summary {
+		line += " " + w.T("history.summary")
+	}
+	return line
+}
+
+// words looks each message up once per page: a history repeats the same few words thousands of times.
+type words struct {
+	p *templates.Page
+	m map[string]string
+}
+
+func newWords(p *templates.Page) words { return words{p: p, m: map[string]string{}} }
+
+// T is the page's T, remembered.
+func (w words) T(key string) string { return w.Or(key, "["+key+"]") }
+
+// Or is the message of key, or fallback when the catalog has none (an audit action it has no words for).
+func (w words) Or(key, fallback string) string {
+	s, ok := w.m[key]
+	if !ok {
+		s = fallback
+		if templates.Has(key) {
+			s = w.p.T(key)
+		}
+		w.m[key] = s
+	}
+	return s
 }
 
 // Delivery is the message key of how a retrieved extract's delivery ended.
