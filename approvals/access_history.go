@@ -27,8 +27,12 @@ type AccessHistory struct {
 	PrintedBy User
 	// Requests are every request filed about the patient, oldest first.
 	Requests []AccessRecord
-	// Printings are the earlier printings of this history (the audit rows about the patient), oldest first.
-	Printings []audit.TrailEvent
+	// Restrictions are every restriction the patient asked for (issue 10: a professional blocked, an entry or
+	// a category masked, emergency access opposed), in force or lifted, oldest first.
+	Restrictions []RestrictionRecord
+	// PatientEvents are the audit rows about the patient as such (earlier printings of this history, listings
+	// of their restrictions), oldest first.
+	PatientEvents []audit.TrailEvent
 	// Chain says whether the whole audit chain verified when the history was read.
 	Chain ChainCheck
 	// People are the accounts the history names (requesters, officers, retrievers, audit actors), by id.
@@ -65,6 +69,20 @@ type AccessRecord struct {
 	// Trail is what the audit says happened to the request and its extracts, oldest first; rows purged by
 	// retention are listed by their summaries.
 	Trail []audit.TrailEvent
+}
+
+// RestrictionRecord is one restriction of the patient: what, on which written request, who signed it and
+// when, and its lifting if it was lifted.
+type RestrictionRecord struct {
+	ID         string
+	Kind       RestrictionKind
+	Target     string // the professional id, entry id or category; "" for an opposition to emergency access
+	Reference  string // the patient's written request
+	RecordedBy User
+	RecordedAt time.Time
+	LiftedAt   *time.Time
+	LiftedBy   User
+	Trail      []audit.TrailEvent
 }
 
 // DecisionRecord is one signed decision.
@@ -160,7 +178,7 @@ func (s *Service) PrintAccessHistory(ctx context.Context, userID string, id Iden
 	h.People = people
 	err = store.Tx(ctx, s.db, func(tx *gorm.DB) error {
 		return audit.Append(tx, audit.Event{At: h.PrintedAt, Actor: "user:" + u.ID, Action: "patient.history_printed",
-			Subject: "patient:" + index, Details: map[string]any{"print_id": h.PrintID, "format": format,
+			Subject: "patient-index:" + index, Details: map[string]any{"print_id": h.PrintID, "format": format,
 				"requests": len(h.Requests), "chain_verified": h.Chain.Verified}})
 	})
 	if err != nil {
@@ -171,8 +189,11 @@ func (s *Service) PrintAccessHistory(ctx context.Context, userID string, id Iden
 
 // events are every audit event the history holds.
 func (h AccessHistory) events() []audit.TrailEvent {
-	out := slices.Clone(h.Printings)
+	out := slices.Clone(h.PatientEvents)
 	for _, r := range h.Requests {
+		out = append(out, r.Trail...)
+	}
+	for _, r := range h.Restrictions {
 		out = append(out, r.Trail...)
 	}
 	return out
@@ -247,11 +268,18 @@ func (s *Service) readAccessRecords(ctx context.Context, index string, h *Access
 		subjects["request:"+h.Requests[i].RequestID] = &h.Requests[i]
 		slices.Sort(h.Requests[i].Released)
 	}
-	all := make([]string, 0, len(subjects)+1)
+	restrictions, err := s.readRestrictions(ctx, index, h, person)
+	if err != nil {
+		return err
+	}
+	all := make([]string, 0, len(subjects)+len(restrictions)+1)
 	for sub := range subjects {
 		all = append(all, sub)
 	}
-	all = append(all, "patient:"+index)
+	for sub := range restrictions {
+		all = append(all, sub)
+	}
+	all = append(all, "patient-index:"+index)
 	slices.Sort(all) // the same statements for the same history
 	// One walk of the whole chain verifies it and picks the history's events on the way; a chain that does not
 	// fit is said on the page, and what is held is read by subject instead.
@@ -271,11 +299,61 @@ func (s *Service) readAccessRecords(ctx context.Context, index string, h *Access
 	for _, ev := range trail {
 		if rec := subjects[ev.Subject]; rec != nil {
 			rec.Trail = append(rec.Trail, ev)
+		} else if r := restrictions[ev.Subject]; r != nil {
+			r.Trail = append(r.Trail, ev)
 		} else {
-			h.Printings = append(h.Printings, ev)
+			h.PatientEvents = append(h.PatientEvents, ev)
 		}
 	}
 	return nil
+}
+
+// readRestrictions reads the patient's signed restrictions and their liftings (their canonical forms opened:
+// a patient has a few) into h, and returns them by audit subject, recordings and liftings alike.
+func (s *Service) readRestrictions(ctx context.Context, index string, h *AccessHistory, person func(string) (User, error)) (map[string]*RestrictionRecord, error) {
+	var rows []restrictionRow
+	if err := s.db.WithContext(ctx).Where("patient_index = ? AND completed_at IS NOT NULL", index).
+		Order("completed_at, id").Find(&rows).Error; err != nil {
+		return nil, fmt.Errorf("access history: restrictions: %w", err)
+	}
+	liftings := map[string]restrictionRow{}
+	for _, row := range rows {
+		if row.Lifts != "" {
+			liftings[row.Lifts] = row
+		}
+	}
+	for _, row := range rows {
+		if row.Lifts != "" {
+			continue
+		}
+		r, err := s.openRestriction(row)
+		if err != nil {
+			return nil, err
+		}
+		by, err := person(row.OfficerID)
+		if err != nil {
+			return nil, err
+		}
+		rec := RestrictionRecord{ID: row.ID, Kind: r.Restriction, Target: r.Target, Reference: r.Reference,
+			RecordedBy: by, RecordedAt: row.CompletedAt.UTC()}
+		if l, ok := liftings[row.ID]; ok {
+			rec.LiftedAt = utc(l.CompletedAt)
+			if rec.LiftedBy, err = person(l.OfficerID); err != nil {
+				return nil, err
+			}
+		}
+		h.Restrictions = append(h.Restrictions, rec)
+	}
+	bySubject := map[string]*RestrictionRecord{}
+	for i := range h.Restrictions {
+		bySubject["restriction:"+h.Restrictions[i].ID] = &h.Restrictions[i]
+	}
+	for id, l := range liftings {
+		if rec := bySubject["restriction:"+id]; rec != nil {
+			bySubject["restriction:"+l.ID] = rec
+		}
+	}
+	return bySubject, nil
 }
 
 // accessExtract is an extract row as the history shows it, its people named.

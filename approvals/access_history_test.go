@@ -11,6 +11,7 @@ import (
 	"gorm.io/gorm"
 
 	"gatewayd/approvals"
+	"gatewayd/gateway/audit"
 	"gatewayd/gateway/store/storetest"
 )
 
@@ -53,6 +54,11 @@ func TestPrintAccessHistory(t *testing.T) {
 		emergency.Purpose = approvals.PurposeEmergency
 		emergency.Categories = []approvals.Category{approvals.Allergies}
 		urgent := f.file(emergency)
+		// The patient's restrictions: a professional blocked then unblocked, emergency access opposed.
+		blocked := f.restrict("off1", approvals.RestrictionInput{Patient: patient, Kind: approvals.BlockProfessional, Target: "10000000099"})
+		f.lift("off2", blocked)
+		f.clock.Add(time.Minute)
+		f.restrict("off1", approvals.RestrictionInput{Patient: patient, Kind: approvals.OpposeEmergency})
 
 		asTyped := approvals.Identifier{System: " " + strings.ToUpper(patient.System) + " ", Value: patient.Value}
 		h, err := f.svc.PrintAccessHistory(ctx, "dpo1", asTyped, approvals.HistoryHTML)
@@ -95,8 +101,14 @@ func TestPrintAccessHistory(t *testing.T) {
 		if e := h.Requests[4]; !e.Emergency || e.Requester.ID != "req2" || e.Status != approvals.StatusPending {
 			t.Fatalf("emergency request: %+v", e)
 		}
-		if !h.Chain.Verified || h.Chain.Rows == 0 || h.PrintedBy.ID != "dpo1" || len(h.Printings) != 0 {
-			t.Fatalf("chain %+v, printed by %+v, earlier printings %v", h.Chain, h.PrintedBy, h.Printings)
+		if !h.Chain.Verified || h.Chain.Rows == 0 || h.PrintedBy.ID != "dpo1" || len(h.PatientEvents) != 0 {
+			t.Fatalf("chain %+v, printed by %+v, earlier printings %v", h.Chain, h.PatientEvents, h.PatientEvents)
+		}
+		if r := h.Restrictions; len(r) != 2 || r[0].Kind != approvals.BlockProfessional || r[0].Target != "10000000099" ||
+			r[0].LiftedAt == nil || r[0].LiftedBy.ID != "off2" || r[0].Reference != "Letter 2026-117" ||
+			r[1].Kind != approvals.OpposeEmergency || r[1].LiftedAt != nil || r[1].RecordedBy.ID != "off1" ||
+			!slices.Contains(trailOf(r[0].Trail), "restriction.lifted") || !slices.Contains(trailOf(r[1].Trail), "restriction.recorded") {
+			t.Fatalf("restrictions: %+v", r)
 		}
 		var details string
 		db.Raw("SELECT details FROM audit_events WHERE action = 'patient.history_printed'").Scan(&details)
@@ -108,8 +120,8 @@ func TestPrintAccessHistory(t *testing.T) {
 
 		// An officer prints it too (FHIR), and sees the earlier printing.
 		again, err := f.svc.PrintAccessHistory(ctx, "off2", patient, approvals.HistoryFHIR)
-		if err != nil || len(again.Printings) != 1 || again.Printings[0].Actor != "user:dpo1" || len(again.Requests) != 5 {
-			t.Fatalf("second printing: %v %+v", err, again.Printings)
+		if err != nil || len(again.PatientEvents) != 1 || again.PatientEvents[0].Actor != "user:dpo1" || len(again.Requests) != 5 {
+			t.Fatalf("second printing: %v %+v", err, again.PatientEvents)
 		}
 
 		// Refusals change nothing, not even the audit.
@@ -153,9 +165,11 @@ func TestPrintAccessHistory(t *testing.T) {
 	})
 }
 
-func trailActions(r approvals.AccessRecord) []string {
+func trailActions(r approvals.AccessRecord) []string { return trailOf(r.Trail) }
+
+func trailOf(trail []audit.TrailEvent) []string {
 	var out []string
-	for _, e := range r.Trail {
+	for _, e := range trail {
 		out = append(out, e.Action)
 	}
 	return out

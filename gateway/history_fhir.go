@@ -18,17 +18,18 @@ import (
 // audit chain verified. Codes: DICOM "Patient Record" as type, the gateway's own action as subtype, the
 // purpose as a v3 ActReason (ETREAT for an emergency) beside the gateway's purpose code.
 const (
-	fhirDCM         = "http://dicom.nema.org/resources/ontology/DCM"
-	fhirActReason   = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
-	fhirSourceType  = "http://terminology.hl7.org/CodeSystem/security-source-type"
-	fhirEntityType  = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
-	fhirObjectRole  = "http://terminology.hl7.org/CodeSystem/object-role"
-	gatewayAction   = "urn:gatewayd:audit-action"
-	gatewayPurpose  = "urn:gatewayd:purpose"
-	gatewayUser     = "urn:gatewayd:user"
-	gatewayRequest  = "urn:gatewayd:request"
-	gatewayExtract  = "urn:gatewayd:extract"
-	gatewayPrinting = "urn:gatewayd:access-history"
+	fhirDCM            = "http://dicom.nema.org/resources/ontology/DCM"
+	fhirActReason      = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+	fhirSourceType     = "http://terminology.hl7.org/CodeSystem/security-source-type"
+	fhirEntityType     = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
+	fhirObjectRole     = "http://terminology.hl7.org/CodeSystem/object-role"
+	gatewayAction      = "urn:gatewayd:audit-action"
+	gatewayPurpose     = "urn:gatewayd:purpose"
+	gatewayUser        = "urn:gatewayd:user"
+	gatewayRequest     = "urn:gatewayd:request"
+	gatewayExtract     = "urn:gatewayd:extract"
+	gatewayRestriction = "urn:gatewayd:restriction"
+	gatewayPrinting    = "urn:gatewayd:access-history"
 )
 
 type fhirCoding struct {
@@ -142,7 +143,23 @@ func historyBundle(hist approvals.AccessHistory) ([]byte, error) {
 				Agent: []fhirAgent{agentOf(v, ev.Actor)}, Entity: entities})
 		}
 	}
-	for _, ev := range hist.Printings {
+	for _, r := range hist.Restrictions {
+		d := []fhirDetail{{Type: "restriction", ValueString: string(r.Kind)}, {Type: "in-force", ValueString: strconv.FormatBool(r.LiftedAt == nil)},
+			{Type: "target", ValueString: r.Target}, {Type: "reference", ValueString: r.Reference},
+			{Type: "recorded", ValueString: fhirInstant(r.RecordedAt) + " by " + v.Name(r.RecordedBy.ID)}}
+		if r.LiftedAt != nil {
+			d = append(d, fhirDetail{Type: "lifted", ValueString: fhirInstant(*r.LiftedAt) + " by " + v.Name(r.LiftedBy.ID)})
+		}
+		restriction := fhirEntity{What: fhirReference{Identifier: &fhirIdentifier{System: gatewayRestriction, Value: r.ID}},
+			Type:   &fhirCoding{System: fhirEntityType, Code: "2", Display: "System Object"},
+			Detail: slices.DeleteFunc(d, func(x fhirDetail) bool { return x.ValueString == "" })}
+		for _, ev := range r.Trail {
+			add(fhirAuditEvent{ID: auditEventID(ev), Subtype: []fhirCoding{{System: gatewayAction, Code: ev.Action}},
+				Action: fhirAction(ev.Action), Recorded: fhirInstant(ev.At), Agent: []fhirAgent{agentOf(v, ev.Actor)},
+				Entity: []fhirEntity{patient, restriction}})
+		}
+	}
+	for _, ev := range hist.PatientEvents {
 		add(fhirAuditEvent{ID: auditEventID(ev), Subtype: []fhirCoding{{System: gatewayAction, Code: ev.Action}},
 			Action: fhirAction(ev.Action), Recorded: fhirInstant(ev.At), Agent: []fhirAgent{agentOf(v, ev.Actor)},
 			Entity: []fhirEntity{patient}})
@@ -228,7 +245,7 @@ func fhirAction(action string) string {
 	case strings.HasSuffix(action, ".filed"), strings.HasSuffix(action, ".created"):
 		return "C"
 	case strings.HasSuffix(action, ".viewed"), strings.HasSuffix(action, ".retrieved"),
-		strings.HasSuffix(action, ".delivered"), strings.HasSuffix(action, ".history_printed"):
+		strings.HasSuffix(action, ".delivered"), strings.HasSuffix(action, ".history_printed"), strings.HasSuffix(action, ".listed"):
 		return "R"
 	case strings.HasPrefix(action, "decision."):
 		return "E"

@@ -52,6 +52,15 @@ func TestAccessHistoryOverHTTP(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		officer := f.users["officer"].id
+		p, err := f.domain.PrepareRestriction(ctx, officer, approvals.RestrictionInput{Patient: samplePatient,
+			Kind: approvals.BlockProfessional, Target: "10000000099", Reference: "Letter 2026-117"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.domain.CompleteRestriction(ctx, officer, p.ID, f.signer.Sign(officer, p.Options)); err != nil {
+			t.Fatal(err)
+		}
 		patient := url.Values{"patient_system": {samplePatient.System}, "patient_value": {samplePatient.Value}}
 		printed := func() int64 {
 			return f.count("SELECT COUNT(*) FROM audit_events WHERE action = 'patient.history_printed'")
@@ -69,7 +78,7 @@ func TestAccessHistoryOverHTTP(t *testing.T) {
 			}
 			if !strings.Contains(body, `data-request="`+req.ID+`"`) || !strings.Contains(body, `data-request="`+urgent.ID+`" data-emergency="true"`) ||
 				!strings.Contains(body, `data-verified="true"`) || strings.Count(body, `data-test="emergency-flag"`) != 1 ||
-				!strings.Contains(body, `data-test="history-extract"`) {
+				!strings.Contains(body, `data-test="history-extract"`) || !strings.Contains(body, `data-restriction="`+p.ID+`" data-in-force="true"`) {
 				t.Fatalf("%s: the page lacks a request, the emergency flag, the extract or the chain's state:\n%s", tc.lang, body)
 			}
 		}
@@ -85,7 +94,7 @@ func TestAccessHistoryOverHTTP(t *testing.T) {
 		}
 		events := historyEvents(t, res.Body.Bytes())
 		if !events.has(urgent.ID, "request.filed", "ETREAT") || !events.has(req.ID, "extract.retrieved", "TREAT") ||
-			!events.has(req.ID, "decision.approved", "TREAT") {
+			!events.has(req.ID, "decision.approved", "TREAT") || events.count("restriction.recorded") != 1 {
 			t.Fatalf("the Bundle lacks an event: %+v", events)
 		}
 		last := events[len(events)-1]

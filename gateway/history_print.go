@@ -119,12 +119,38 @@ func (v historyView) RequestsHTML(p *templates.Page) template.HTML {
 	return template.HTML(b.String())
 }
 
-// PrintingLines are the earlier printings, as the page lists them.
-func (v historyView) PrintingLines(p *templates.Page) []string {
-	out := make([]string, len(v.Printings))
+// PatientEventLines are the audit rows about the patient as such, as the page lists them.
+func (v historyView) PatientEventLines(p *templates.Page) []string {
+	out := make([]string, len(v.PatientEvents))
 	w := newWords(p)
-	for i, ev := range v.Printings {
+	for i, ev := range v.PatientEvents {
 		out[i] = v.event(w, ev)
+	}
+	return out
+}
+
+// restrictionLine says one restriction: what, on which request, who recorded it and when, and its lifting.
+type restrictionLine struct {
+	ID, Kind, Target, Recorded, Lifted string
+	InForce                            bool
+	Trail                              []string
+}
+
+// RestrictionLines are the patient's restrictions as the page lists them.
+func (v historyView) RestrictionLines(p *templates.Page) []restrictionLine {
+	w := newWords(p)
+	out := make([]restrictionLine, len(v.Restrictions))
+	for i, r := range v.Restrictions {
+		l := restrictionLine{ID: r.ID, Kind: w.T("history.restriction." + string(r.Kind)), Target: r.Target,
+			Recorded: p.T("history.restriction.recorded", p.Time(r.RecordedAt), v.Name(r.RecordedBy.ID), r.Reference),
+			InForce:  r.LiftedAt == nil}
+		if r.LiftedAt != nil {
+			l.Lifted = p.T("history.restriction.lifted", p.Time(r.LiftedAt), v.Name(r.LiftedBy.ID))
+		}
+		for _, ev := range r.Trail {
+			l.Trail = append(l.Trail, v.event(w, ev))
+		}
+		out[i] = l
 	}
 	return out
 }
