@@ -77,7 +77,8 @@ var (
 	shownTimes = regexp.MustCompile(`\d{1,2}[/ .]\S+[/ .]\d{4}( (à )?\d{1,2}[:h]\d{2})?`)
 )
 
-// TestRequesterAnswersAreOracleFree: for a known patient, an unknown one and a trait mismatch, every answer
+// TestRequesterAnswersAreOracleFree: for a known patient, an unknown one, a trait mismatch and a requester the
+// patient has blocked, every answer
 // intake gives the requester about their request (filing by form and API, the request page and JSON, the
 // lists, the home page, cancelling) is byte-identical once ids, references, times and CSRF tokens are
 // replaced: same status, same body, and the same timing class: not one statement on the records' tables
@@ -97,6 +98,7 @@ func TestRequesterAnswersAreOracleFree(t *testing.T) {
 				traits: matching},
 			{name: "trait mismatch", patient: samplePatient,
 				traits: map[string]string{"birth_name": "Zyxwvutsky", "given_name": "Quentin", "birth_date": "1950-01-02", "sex": "female"}},
+			{name: "blocked requester", patient: samplePatient, traits: matching, setup: blockRequester},
 		}
 		var first []answer
 		base := f.clock.Now()
@@ -129,6 +131,21 @@ func TestRequesterAnswersAreOracleFree(t *testing.T) {
 			}
 		}
 	})
+}
+
+// blockRequester records, signed by the officer, that the sample patient blocks the requester's professional id.
+func blockRequester(t *testing.T, f *xfix, u testUser) {
+	t.Helper()
+	ctx := context.Background()
+	officer := f.users["officer"].id
+	p, err := f.domain.PrepareRestriction(ctx, officer, approvals.RestrictionInput{Patient: samplePatient,
+		Kind: approvals.BlockProfessional, Target: u.professionalID, Reference: "LETTER-2026-17"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.domain.CompleteRestriction(ctx, officer, p.ID, f.signer.Sign(officer, p.Options)); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // oracleAnswers runs the requester's steps for one case and returns the normalized answers.
@@ -165,6 +182,7 @@ func oracleAnswers(t *testing.T, f *xfix, trace *sqlTrace, c oracleCase, u testU
 				s = strings.ReplaceAll(s, id, fmt.Sprintf("<id%d>", i))
 			}
 			s = strings.ReplaceAll(s, u.id, "<user>")
+			s = strings.ReplaceAll(s, u.professionalID, "<professional id>")
 			s = strings.ReplaceAll(s, u.csrf, "<csrf>")
 			s = strings.ReplaceAll(s, c.patient.Value, "<patient>")
 			s = cspNonce.ReplaceAllString(s, `nonce="<nonce>"`)
@@ -217,13 +235,18 @@ func oracleAnswers(t *testing.T, f *xfix, trace *sqlTrace, c oracleCase, u testU
 	return out
 }
 
-// addUser registers one more user of a role, signed in on the role's listener.
+// addUser registers one more user of a role (a person with a professional id of their own), signed in on the
+// role's listener.
 func (f *xfix) addUser(role string) testUser {
 	f.t.Helper()
-	ns, k := identitytest.Register(f.t, f.srv.Identity(), role)
+	f.people++
 	l := identity.ListenerFor(role)
+	k := identitytest.NewKey(f.srv.Identity().Origin(l))
+	proID := fmt.Sprintf("2%010d", f.people)
+	ns := identitytest.RegisterAs(f.t, f.srv.Identity(), identity.NewInvitation{Role: role, DisplayName: "Test " + role,
+		ProfessionalID: proID}, k)
 	return testUser{id: ns.User.ID, listener: l, cookie: "gw_session_" + l + "=" + ns.Token,
-		csrf: f.srv.h.csrfFor("session:" + ns.ID), key: k}
+		csrf: f.srv.h.csrfFor("session:" + ns.ID), key: k, professionalID: proID}
 }
 
 // as sends a request as u on u's listener: body is url.Values (a form, CSRF added), a string (JSON) or nil.
