@@ -48,7 +48,9 @@ func (rs restrictionSet) add(r Restriction) {
 }
 
 // masks says whether an entry is masked.
-func (rs restrictionSet) masks(e ManifestEntry) bool { return rs.entries[e.ID] || rs.categories[e.Category] }
+func (rs restrictionSet) masks(e ManifestEntry) bool {
+	return rs.entries[e.ID] || rs.categories[e.Category]
+}
 
 // blocks says whether the patient blocked this user's professional id.
 func (rs restrictionSet) blocks(u User) bool {
