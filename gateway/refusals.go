@@ -79,6 +79,8 @@ var refusals = []struct {
 	{approvals.ErrUnknownEntry, refusal{"unknown_entry", http.StatusUnprocessableEntity, "restrictions.err.entry"}},
 	{approvals.ErrAlreadyRestricted, refusal{"already_restricted", http.StatusConflict, "restrictions.err.already"}},
 	{approvals.ErrRestrictionUnknown, refusal{"not_in_force", http.StatusConflict, "restrictions.err.unknown"}},
+	{approvals.ErrTraitsDiffer, refusal{"traits_differ", http.StatusUnprocessableEntity, "decision.err.traits_differ"}},
+	{approvals.ErrNoOverrideNeeded, refusal{"no_override_needed", http.StatusUnprocessableEntity, "decision.err.no_override_needed"}},
 	{approvals.ErrNoPatient, refusal{"no_patient", http.StatusUnprocessableEntity, "decision.err.no_patient"}},
 	{approvals.ErrBadInput, refusal{"bad_input", http.StatusUnprocessableEntity, "decision.err.bad_input"}},
 	{approvals.ErrControlChars, refusal{"control_chars", http.StatusUnprocessableEntity, "decision.err.control_chars"}},
