@@ -37,7 +37,7 @@ const DecisionFormat = 2
 //		 "manifest_digest":"<64 hex>"|"","retriever":{"kind":"requester"|"staff","user_id":"..."|""}|null,
 //		 "expires_at":"YYYY-MM-DDTHH:MM:SSZ"|"","issued_at":"YYYY-MM-DDTHH:MM:SSZ",
 //		 "nonce":"<base64url, no padding, of 32 bytes>","wording_version":"...",
-//		 "shown_sha256":"<64 hex>","audit_anchor":{"seq":N,"hash":"<64 hex>"},"reason":"..."}
+//		 "shown_sha256":"<64 hex>","audit_anchor":{"seq":N,"hash":"<64 hex>"},"reason":"..."[,"emergency":true]}
 //
 //	  - decision_id is the id the gateway gives the decision (and its receipt);
 //	  - issued_at is the preparation time: when the officer's choice was checked and the signature asked;
@@ -50,7 +50,8 @@ const DecisionFormat = 2
 //	    an approval has reason "";
 //	  - "nothing recorded" has the scope it answers for, the digest of the empty manifest, retriever null,
 //	    expires_at "" and reason "";
-//	  - the nonce is the same 32 bytes that open the WebAuthn challenge.
+//	  - the nonce is the same 32 bytes that open the WebAuthn challenge;
+//	  - "emergency":true closes an approval released under the emergency rules (absent otherwise).
 //
 // The WebAuthn challenge is nonce || SHA-256(canonical): 64 bytes.
 type Decision struct {
@@ -69,6 +70,9 @@ type Decision struct {
 	ShownSHA256    string          `json:"shown_sha256"`
 	AuditAnchor    AuditAnchor     `json:"audit_anchor"`
 	Reason         string          `json:"reason"`
+	// Emergency is set on an approval that uses the emergency privileges (one signature, the short expiry,
+	// the IPS-shaped extract, a post-hoc review); absent otherwise, so earlier receipts keep their bytes.
+	Emergency bool `json:"emergency,omitempty"`
 }
 
 // AuditAnchor is a position of the audit chain as it is signed: a row's seq and hash.
@@ -228,6 +232,9 @@ func (d Decision) Summary() string {
 		fmt.Fprintf(&b, "Released once to: %s\n", who)
 		fmt.Fprintf(&b, "Expires: %s\n", d.ExpiresAt)
 		fmt.Fprintf(&b, "Manifest digest: %s\n", d.ManifestDigest)
+		if d.Emergency {
+			b.WriteString("Emergency access: one signature, short expiry, post-hoc review by a second officer\n")
+		}
 	}
 	fmt.Fprintf(&b, "Review page wording: %s\n", d.WordingVersion)
 

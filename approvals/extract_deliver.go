@@ -37,6 +37,8 @@ type RenderJob struct {
 	Patient   Identifier
 	Entries   []ManifestEntry
 	Watermark Watermark
+	// Emergency asks for the International Patient Summary's shape (a document Bundle) in FHIR.
+	Emergency bool
 }
 
 // Watermark is what every rendered extract carries: ids, people (name and professional id, no patient data),
@@ -92,7 +94,8 @@ func (s *Service) deliver(ctx context.Context, x Extract, retrieverID, format, l
 	}
 	wm := Watermark{RequestID: x.RequestID, DecisionID: x.DecisionID, Requester: person(d.Requester),
 		Purpose: string(d.Purpose), Retriever: person(d.Retriever), Expiry: x.ExpiresAt, ManifestDigest: x.ManifestDigest}
-	return s.renderer.Render(ctx, w, RenderJob{Format: format, Lang: lang, Patient: d.Patient, Entries: x.Entries, Watermark: wm})
+	return s.renderer.Render(ctx, w, RenderJob{Format: format, Lang: lang, Patient: d.Patient, Entries: x.Entries, Watermark: wm,
+		Emergency: x.Emergency})
 }
 
 // person is how the watermark names a user: display name and professional id (not patient data).

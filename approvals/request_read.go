@@ -68,10 +68,10 @@ func (s *Service) CancelRequest(ctx context.Context, requesterID, id string) err
 	})
 }
 
-// queueRank puts urgent requests first in the queue.
-const queueRank = "CASE WHEN urgency = 'urgent' THEN 0 ELSE 1 END"
+// queueRank puts emergency requests first in the queue, then urgent ones.
+const queueRank = "CASE WHEN emergency THEN 0 WHEN urgency = 'urgent' THEN 1 ELSE 2 END"
 
-// Queue lists one page of the requests waiting for an officer, urgent first, then oldest (keyset-paged on
+// Queue lists one page of the requests waiting for an officer, emergencies first, then urgent, then oldest (keyset-paged on
 // rank, filing time and id), with their total.
 func (s *Service) Queue(ctx context.Context, p store.Page) (store.Listed[Request], error) {
 	q := s.db.WithContext(ctx).Model(&requestRow{}).Where("status IN ?", []Status{StatusPending, StatusAwaitingSecond})
@@ -97,9 +97,12 @@ func (s *Service) Queue(ctx context.Context, p store.Page) (store.Listed[Request
 		return store.Listed[Request]{}, err
 	}
 	return store.PageOf(reqs, p, total, func(r Request) store.Cursor {
-		rank := 1
-		if r.Urgency == Urgent {
+		rank := 2
+		switch {
+		case r.Emergency:
 			rank = 0
+		case r.Urgency == Urgent:
+			rank = 1
 		}
 		return store.Cursor{Rank: rank, At: r.FiledAt, ID: r.ID}
 	}), nil
