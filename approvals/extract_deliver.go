@@ -51,6 +51,8 @@ type Watermark struct {
 	Retriever      string
 	Expiry         time.Time
 	ManifestDigest string
+	// Released is when the extract was released (the final approval).
+	Released time.Time
 }
 
 // ErrNoRenderer is returned by DeliverExtract when the service was built without a Renderer.
@@ -93,7 +95,8 @@ func (s *Service) deliver(ctx context.Context, x Extract, retrieverID, format, l
 		return err
 	}
 	wm := Watermark{RequestID: x.RequestID, DecisionID: x.DecisionID, Requester: person(d.Requester),
-		Purpose: string(d.Purpose), Retriever: person(d.Retriever), Expiry: x.ExpiresAt, ManifestDigest: x.ManifestDigest}
+		Purpose: string(d.Purpose), Retriever: person(d.Retriever), Expiry: x.ExpiresAt, ManifestDigest: x.ManifestDigest,
+		Released: x.CreatedAt}
 	return s.renderer.Render(ctx, w, RenderJob{Format: format, Lang: lang, Patient: d.Patient, Entries: x.Entries, Watermark: wm,
 		Emergency: x.Emergency})
 }
