@@ -58,7 +58,7 @@ func New(ctx context.Context, syslogSocket, webhook string, allowed []netip.Pref
 		return s.check(address)
 	}}
 	s.client = &http.Client{Timeout: 10 * time.Second,
-		Transport: &http.Transport{Proxy: nil, DialContext: dialer.DialContext, MaxIdleConns: 1, IdleConnTimeout: time.Minute},
+		Transport:     &http.Transport{Proxy: nil, DialContext: dialer.DialContext, MaxIdleConns: 1, IdleConnTimeout: time.Minute},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	if err := s.resolveInside(ctx); err != nil {
 		return nil, fmt.Errorf("--alert-webhook: %w", err)

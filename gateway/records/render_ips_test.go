@@ -54,10 +54,14 @@ func TestRenderIPS(t *testing.T) {
 		}
 		var c struct {
 			ResourceType string
-			Type         struct{ Coding []struct{ System, Code string } }
-			Subject      struct{ Reference string }
-			Section      []struct {
-				Code  struct{ Coding []struct{ System, Code string } }
+			Type         struct {
+				Coding []struct{ System, Code string }
+			}
+			Subject struct{ Reference string }
+			Section []struct {
+				Code struct {
+					Coding []struct{ System, Code string }
+				}
 				Entry []struct{ Reference string }
 			}
 		}
