@@ -57,12 +57,11 @@ func queueAlert(tx *gorm.DB, r requestRow, now time.Time) error {
 	return writeAlert(tx, AlertFiled, urgency, "request:"+r.ID, now)
 }
 
+// writeAlert inserts an alert with the queue's length counted in the same statement (one round trip).
 func writeAlert(tx *gorm.DB, kind, urgency, subject string, now time.Time) error {
-	var n int64
-	if err := tx.Model(&requestRow{}).Where("status IN ?", []Status{StatusPending, StatusAwaitingSecond}).Count(&n).Error; err != nil {
-		return err
-	}
-	return tx.Create(&alertRow{ID: newID(), Kind: kind, Urgency: urgency, Subject: subject, QueueCount: int(n), CreatedAt: now}).Error
+	return tx.Exec("INSERT INTO alerts (id, kind, urgency, subject, queue_count, created_at) "+
+		"SELECT ?, ?, ?, ?, COUNT(*), ? FROM approval_requests WHERE status IN ?",
+		newID(), kind, urgency, subject, now, []Status{StatusPending, StatusAwaitingSecond}).Error
 }
 
 // alertBatch bounds the alerts one claim hands out.
