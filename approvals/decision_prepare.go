@@ -158,7 +158,7 @@ func (s *Service) PrepareDecision(ctx context.Context, officerID, requestID stri
 		}
 		// The opposition is asked again here: it may have been recorded since the filing.
 		if req.Emergency {
-			if emergency, err = s.emergencyGranted(ctx, s.db, req.Scope.Purpose, row.PatientIndex); err != nil {
+			if emergency, err = s.emergencyGranted(ctx, s.db, req.Scope.Purpose, req.Scope.Patient); err != nil {
 				return Prepared{}, err
 			}
 		}

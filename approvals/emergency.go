@@ -38,14 +38,12 @@ func InMinimumDataset(cs []Category) bool {
 // emergencyGranted says whether a request gets the emergency privileges now (head of the queue, one
 // signature, the short expiry, the IPS-shaped extract): purpose emergency, and a patient who has not opposed
 // emergency access. A patient who opposes is treated like any other (issue 10, point 3).
-func (s *Service) emergencyGranted(ctx context.Context, db *gorm.DB, purpose Purpose, patientIndex string) (bool, error) {
+func (s *Service) emergencyGranted(ctx context.Context, db *gorm.DB, purpose Purpose, patient Identifier) (bool, error) {
 	if purpose != PurposeEmergency {
 		return false, nil
 	}
-	_ = ctx
-	_ = db
-	_ = patientIndex
-	return true, nil
+	opposed, err := s.emergencyOpposed(ctx, db, patient)
+	return !opposed, err
 }
 
 // extractTTL is the lifetime of an extract an officer approves: asked (0 takes the default), bounded by the

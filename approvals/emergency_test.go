@@ -217,3 +217,58 @@ func TestFilingWritesOneAlertClaimedOnce(t *testing.T) {
 		}
 	})
 }
+
+// TestEmergencyOpposedIsTreatedLikeAnyOther: for a patient who opposes emergency access, an emergency request
+// gets no privilege: normal queue place, the two-officer rule, the normal expiry, no review, the ordinary
+// extract. An opposition recorded after the filing is asked again at the decision; once lifted, the
+// privileges come back.
+func TestEmergencyOpposedIsTreatedLikeAnyOther(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
+		f := newFixture(t, db, approvals.Policy{TwoOfficerCategories: []approvals.Category{approvals.Allergies}})
+		ctx := context.Background()
+		// Routine emergencies: without the privilege, they queue behind an urgent request.
+		routineEmergency := emergencyFiling()
+		routineEmergency.Urgency = approvals.Routine
+		filedBefore := f.file(routineEmergency)
+		f.clock.Add(time.Minute)
+		oppose := f.restrict("off2", approvals.RestrictionInput{Patient: patient, Kind: approvals.OpposeEmergency})
+		urgent := validFiling()
+		urgent.Urgency = approvals.Urgent
+		first := f.file(urgent)
+		f.clock.Add(time.Minute)
+		opposed := f.file(routineEmergency)
+		if opposed.Emergency || !filedBefore.Emergency {
+			t.Fatalf("emergency flags: opposed %v, filed before %v", opposed.Emergency, filedBefore.Emergency)
+		}
+		q, err := f.svc.Queue(ctx, store.Page{})
+		must(t, err)
+		// The request filed before the opposition lost its place too: urgent first, then oldest.
+		if len(q.Items) != 3 || q.Items[0].ID != first.ID || q.Items[1].ID != filedBefore.ID || q.Items[2].ID != opposed.ID ||
+			q.Items[1].Emergency {
+			t.Fatalf("queue order: %v %v %v", q.Items[0].ID, q.Items[1].ID, q.Items[2].ID)
+		}
+		for _, id := range []string{opposed.ID, filedBefore.ID} {
+			out := f.decide("off1", id, approvals.DecisionInput{Verdict: approvals.Approve, ExpiresIn: 24 * time.Hour})
+			if out.Status != approvals.StatusAwaitingSecond {
+				t.Fatalf("%s: one signature released an opposed emergency: %s", id, out.Status)
+			}
+			out = f.decide("off2", id, approvals.DecisionInput{Verdict: approvals.Approve, ExpiresIn: 24 * time.Hour})
+			d, err := approvals.VerifyReceipt(out.Receipt)
+			must(t, err)
+			if out.Status != approvals.StatusApproved || d.Emergency {
+				t.Fatalf("%s: %s, signed emergency %v", id, out.Status, d.Emergency)
+			}
+		}
+		var reviews, flagged int64
+		must(t, db.Raw("SELECT COUNT(*) FROM emergency_reviews").Scan(&reviews).Error)
+		must(t, db.Raw("SELECT COUNT(*) FROM extracts WHERE emergency").Scan(&flagged).Error)
+		if reviews != 0 || flagged != 0 {
+			t.Fatalf("%d reviews, %d emergency extracts for an opposing patient", reviews, flagged)
+		}
+		f.lift("off2", oppose)
+		again := f.file(emergencyFiling())
+		if out := f.decide("off1", again.ID, approvals.DecisionInput{Verdict: approvals.Approve}); !again.Emergency || out.Status != approvals.StatusApproved {
+			t.Fatalf("after the lift: emergency %v, %s", again.Emergency, out.Status)
+		}
+	})
+}

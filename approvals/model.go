@@ -217,6 +217,8 @@ type requestRow struct {
 	FirstOfficerID      string
 	FinalDecisionID     string
 	Emergency           bool
+	// QueueRank is read by Queue only (queueRank), never written.
+	QueueRank int `gorm:"->"`
 }
 
 func (requestRow) TableName() string { return "approval_requests" }

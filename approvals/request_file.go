@@ -267,7 +267,7 @@ func (s *Service) FileRequest(ctx context.Context, f Filing) (Request, error) {
 	}
 	err = store.Tx(ctx, s.db, func(tx *gorm.DB) error {
 		var err error
-		if row.Emergency, err = s.emergencyGranted(ctx, tx, f.Purpose, row.PatientIndex); err != nil {
+		if row.Emergency, err = s.emergencyGranted(ctx, tx, f.Purpose, f.Patient); err != nil {
 			return err
 		}
 		if store.DialectOf(tx) == store.Postgres {
