@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -55,8 +57,16 @@ func syslogListener(t *testing.T) (string, <-chan string) {
 func TestEmergencyAccessEndToEnd(t *testing.T) {
 	browser := browsertest.Browser(t)
 	sock, alerts := syslogListener(t)
+	// An internal webhook too (loopback is inside the default --console-allow).
+	posted := make(chan map[string]any, 16)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m map[string]any
+		json.NewDecoder(r.Body).Decode(&m)
+		posted <- m
+	}))
+	t.Cleanup(hook.Close)
 	srv := browsertest.Start(t, storetest.NewSQLite(t), "--dev-allow-software-keys", "--alert-syslog", sock,
-		"--two-officer-categories", "conditions")
+		"--alert-webhook", hook.URL+"/alerts", "--two-officer-categories", "conditions")
 	alertsCtx, stopAlerts := context.WithCancel(context.Background())
 	alertsDone := make(chan struct{})
 	go func() { defer close(alertsDone); srv.RunAlerts(alertsCtx) }()
@@ -123,6 +133,20 @@ func TestEmergencyAccessEndToEnd(t *testing.T) {
 	if !strings.HasPrefix(alert, "<113>1 ") || !strings.Contains(alert, `urgency="emergency"`) || !strings.Contains(alert, `queue="2"`) ||
 		strings.Contains(alert, patientValue) || strings.Contains(alert, "Unconscious") || strings.Contains(alert, "Emergency") {
 		t.Fatalf("alert: %q", alert)
+	}
+
+	for hooked := false; !hooked; {
+		select {
+		case m := <-posted:
+			if m["subject"] == "request:"+id {
+				if m["urgency"] != "emergency" || m["queue_count"] != 2.0 || len(m) != 6 {
+					t.Fatalf("webhook alert: %v", m)
+				}
+				hooked = true
+			}
+		case <-deadline:
+			t.Fatal("no alert for the emergency request on the webhook within 20 s")
+		}
 	}
 
 	// The officer: the emergency heads the queue; one signature releases it.
