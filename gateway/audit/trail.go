@@ -26,7 +26,8 @@ func Trail(ctx context.Context, db *gorm.DB, subjects []string) ([]TrailEvent, e
 		return nil, nil
 	}
 	var held, summarised []TrailEvent
-	if err := db.WithContext(ctx).Raw("SELECT seq, at, actor, action, subject FROM audit_events WHERE subject IN ?", subjects).
+	// A row not linked yet (seq 0 here: committed an instant ago) comes after the linked ones.
+	if err := db.WithContext(ctx).Raw("SELECT COALESCE(seq, 0) AS seq, at, actor, action, subject FROM audit_events WHERE subject IN ? ORDER BY id", subjects).
 		Scan(&held).Error; err != nil {
 		return nil, fmt.Errorf("audit trail: %w", err)
 	}
@@ -41,6 +42,11 @@ func Trail(ctx context.Context, db *gorm.DB, subjects []string) ([]TrailEvent, e
 	for i := range out {
 		out[i].At = out[i].At.UTC()
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Seq < out[j].Seq })
+	sort.SliceStable(out, func(i, j int) bool {
+		if (out[i].Seq == 0) != (out[j].Seq == 0) {
+			return out[j].Seq == 0
+		}
+		return out[i].Seq < out[j].Seq
+	})
 	return out, nil
 }
