@@ -21,11 +21,13 @@
 //     canonical form with seq 0) and the time it was added, with seq, prev_hash and hash NULL. No chain lock
 //     is taken; the change and its row commit together or not at all, as before (fail closed).
 //  2. Link, right after the commit (store.AfterCommit; the call that made the change returns once its rows
-//     are linked): under the chain lock (a PostgreSQL advisory lock, so one linker at a time across instances
-//     and commands), the linker reads the head and the unlinked rows, checks each one's content against its
-//     content hash, gives it the next seq and its chained hash, and moves the head, in one short transaction.
-//     The goroutines of one process share link runs, and one run links every row committed so far: linking is
-//     group commit, and the changes' transactions never wait on each other for the chain.
+//     are linked): in one short transaction of two statements the linker reads the head and the unlinked
+//     rows, checks each one's content against its content hash, gives it the next seq and its chained hash,
+//     and moves the head, on condition that the head is still where it read it and every row still unlinked
+//     (the unique seq and the head row's lock make a concurrent linker of another instance fail its condition
+//     and read again: one link wins, none is lost or doubled). The goroutines of one process share link
+//     runs, and one run links every row committed so far: linking is group commit, and the changes'
+//     transactions never wait on each other for the chain.
 //
 // The chain position comes from the linker, never from a sequence: PostgreSQL sequences are not
 // transactional, so rolled-back transactions leave holes in id (the insertion order) but never in seq. Head,
@@ -35,7 +37,7 @@
 // On SQLite a writing transaction holds the database's only write lock from BEGIN to COMMIT anyway (nothing
 // to gain from a second transaction), so Append links the row in place, in the change's transaction, as
 // before: no window. It does the same on PostgreSQL for a transaction that store.Tx did not begin (nothing
-// would run after its commit), taking the chain lock until that commit.
+// would run after its commit), holding the head row's lock until that commit.
 //
 // No gap can be hidden, and the window is bounded:
 //   - A row committed but not linked is visible (seq IS NULL). Verify counts it (VerifyResult.Unlinked) and
@@ -113,7 +115,7 @@ var ErrBroken = errors.New("audit chain broken")
 // On PostgreSQL, in a transaction begun by store.Tx, the row is inserted unlinked (its content hash, no seq)
 // and linked into the chain right after the commit (see the package comment): the transaction takes no chain
 // lock. Otherwise (SQLite, where the transaction already holds the database's single write lock, or a
-// transaction store.Tx did not begin) the row is linked in place, under the chain lock, as before.
+// transaction store.Tx did not begin) the row is linked in place, under the head row's lock, as before.
 func Append(tx *gorm.DB, ev Event) error {
 	at := ev.At
 	if at.IsZero() {
@@ -135,14 +137,17 @@ func Append(tx *gorm.DB, ev Event) error {
 		}
 		return nil
 	}
-	if err := lockChain(tx); err != nil {
-		return fmt.Errorf("audit %s: lock chain: %w: %w", ev.Action, ErrUnavailable, err)
-	}
+	// Taking the head row for update serializes these appenders and the linker on PostgreSQL; on SQLite the
+	// transaction already holds the database's single write lock (BEGIN IMMEDIATE).
 	var head struct {
 		Seq  int64
 		Hash string
 	}
-	if err := tx.Raw("SELECT seq, hash FROM audit_head WHERE id = 1").Scan(&head).Error; err != nil {
+	q := "SELECT seq, hash FROM audit_head WHERE id = 1"
+	if store.DialectOf(tx) == store.Postgres {
+		q += " FOR UPDATE"
+	}
+	if err := tx.Raw(q).Scan(&head).Error; err != nil {
 		return fmt.Errorf("audit %s: read chain head: %w: %w", ev.Action, ErrUnavailable, err)
 	}
 	if head.Hash == "" {

@@ -14,10 +14,6 @@ import (
 	"gatewayd/gateway/store"
 )
 
-// chainLockKey is the PostgreSQL advisory lock that makes one linker at a time, whichever instance or command
-// runs it (on SQLite a writing transaction already holds the database's single write lock).
-const chainLockKey = 727005
-
 // LinkBound is how long a committed row may wait to be linked before Verify calls the chain broken. Rows are
 // linked right after their transaction commits; a process that died in between leaves its rows to the next
 // link, which every running server attempts every LinkInterval.
@@ -28,14 +24,6 @@ const LinkInterval = 10 * time.Second
 
 // linkBatch bounds the rows one linking transaction takes.
 const linkBatch = 500
-
-// lockChain takes the chain lock for the rest of tx (PostgreSQL; a no-op on SQLite).
-func lockChain(tx *gorm.DB) error {
-	if store.DialectOf(tx) != store.Postgres {
-		return nil
-	}
-	return tx.Exec("SELECT pg_advisory_xact_lock(?)", chainLockKey).Error
-}
 
 // insertUnlinked inserts r with no place in the chain yet: seq, prev_hash and hash stay NULL.
 func insertUnlinked(tx *gorm.DB, r Row) error {
@@ -51,7 +39,7 @@ func linkAfterCommit(ctx context.Context, db *gorm.DB) {
 }
 
 // linkers holds one linker per connection pool, so that the goroutines of one process that all committed
-// rows share link runs instead of queueing one by one on the chain lock.
+// rows share link runs instead of each running its own.
 var linkers sync.Map // *sql.DB → *linker
 
 type linker struct {
@@ -106,13 +94,18 @@ func linkAll(ctx context.Context, db *gorm.DB) (int64, error) {
 	defer cancel()
 	var total int64
 	var skipped []string
+	conflicts := 0
 	for {
 		n, bad, more, err := linkOnce(ctx, db)
-		total += n
-		skipped = append(skipped, bad...)
+		if errors.Is(err, errChainMoved) && conflicts < maxLinkConflicts {
+			conflicts++ // another instance linked first: read again
+			continue
+		}
 		if err != nil {
 			return total, fmt.Errorf("audit link: %w: %w", ErrUnavailable, err)
 		}
+		total += n
+		skipped = append(skipped, bad...)
 		if !more {
 			break
 		}
@@ -124,15 +117,24 @@ func linkAll(ctx context.Context, db *gorm.DB) (int64, error) {
 	return total, nil
 }
 
-// linkOnce links up to linkBatch unlinked rows in one transaction under the chain lock: each gets the next
-// seq, the head's hash as prev_hash and its chained hash, and the head moves to the last. It says whether a
-// full batch was taken (more may wait) and which rows (ids) it left because their content changed.
+// errChainMoved says another linker (another instance) moved the head between our read and our write.
+var errChainMoved = errors.New("the chain moved while linking")
+
+// maxLinkConflicts bounds the retries of one link run against other instances' linkers.
+const maxLinkConflicts = 20
+
+// linkOnce links up to linkBatch unlinked rows in one transaction: each gets the next seq, the head's hash as
+// prev_hash and its chained hash, and the head moves to the last. It says whether a full batch was taken (more
+// may wait) and which rows (ids) it left because their content changed.
+//
+// It takes no lock before reading (a lock statement would be one more round trip, and its commit a WAL flush
+// even when there is nothing to link): the write is conditional instead. The head moves only from the seq
+// read, and only if every row was still unlinked; the head row's lock and the unique seq make a concurrent
+// linker (another instance) wait for ours and then fail its condition, or fail on a taken seq: either way it
+// rolls back whole (errChainMoved) and reads again. On SQLite the transaction holds the write lock anyway.
 func linkOnce(ctx context.Context, db *gorm.DB) (linked int64, bad []string, more bool, err error) {
 	err = store.Tx(ctx, db, func(tx *gorm.DB) error {
 		linked, bad, more = 0, nil, false
-		if err := lockChain(tx); err != nil {
-			return err
-		}
 		// The head and the unlinked rows in one read (a LEFT JOIN, so the head comes without rows too). The
 		// rows left because they were changed come first in id order: skip past them.
 		rows, err := tx.Raw(`SELECT h.seq, h.hash, e.id, e.at, e.actor, e.action, e.subject, e.details, e.content_hash
@@ -204,10 +206,13 @@ func linkOnce(ctx context.Context, db *gorm.DB) (linked int64, bad []string, mor
 				UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1 AND seq = ? AND (SELECT COUNT(*) FROM linked) = ?`,
 				array(ids), array(seqs), array(prevs), array(hashes), last.seq, last.hash, head.Seq, len(todo))
 			if res.Error != nil {
+				if strings.Contains(res.Error.Error(), "23505") { // unique_violation: the seq was taken meanwhile
+					return fmt.Errorf("%w: %w", errChainMoved, res.Error)
+				}
 				return res.Error
 			}
 			if res.RowsAffected != 1 {
-				return errors.New("the chain moved under the chain lock")
+				return errChainMoved
 			}
 		} else {
 			for _, r := range todo {
@@ -216,7 +221,7 @@ func linkOnce(ctx context.Context, db *gorm.DB) (linked int64, bad []string, mor
 					return res.Error
 				}
 				if res.RowsAffected != 1 {
-					return errors.New("the chain moved under the chain lock")
+					return errChainMoved
 				}
 			}
 			res := tx.Exec("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1 AND seq = ?", last.seq, last.hash, head.Seq)
@@ -224,7 +229,7 @@ func linkOnce(ctx context.Context, db *gorm.DB) (linked int64, bad []string, mor
 				return res.Error
 			}
 			if res.RowsAffected != 1 {
-				return errors.New("the chain moved under the chain lock")
+				return errChainMoved
 			}
 		}
 		linked = int64(len(todo))
