@@ -21,4 +21,11 @@
 // ExtractsFor, ExtractView. An officer revokes a ready extract with a signature (PrepareRevocation,
 // CompleteRevocation; VerifyRevocation re-checks it offline) and re-issues one whose delivery broke with a new
 // signed decision (PrepareReissue, then CompleteDecision).
+//
+// Patients' restrictions (restriction.go): on the patient's written request an officer records, signed like
+// a decision, a blocked professional, a masked entry or category, or an opposition to emergency access
+// (PrepareRestriction, CompleteRestriction) and lifts it the same way (PrepareLift, CompleteRestriction);
+// VerifyRestriction re-checks one, Restrictions lists those in force. Emergency access asks
+// emergencyOpposed(ctx, db, patient Identifier) inside its own transaction: true means the patient is
+// treated like any other.
 package approvals
