@@ -43,6 +43,8 @@ airgap-test:
 bench: export GATEWAY_TEST_POSTGRES ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./... | tee bench.out | $(GO) run ./cmd/benchratio
+	@# Import memory against the file's size: a 300 MB bundle, Patient last, peak RSS of the child process.
+	GATEWAY_IMPORT_TEST_MB=300 $(GO) test -count=1 -v -timeout 20m -run 'TestImportLargeBundleInBoundedMemory' ./cmd/gatewayd | grep -E 'peak RSS|^(ok|FAIL|---)'
 
 # Every Go fuzz target (func FuzzXxx in a _test.go file) runs for FUZZTIME each, one after the other: the
 # parsers of outside input (FHIR import, receipts, the officers' register, filings, WebAuthn answers,

@@ -406,11 +406,20 @@ func (r *importRun) importFile(ctx context.Context, f inputFile) error {
 		return nil
 	}
 	defer fh.Close()
-	in := &countingReader{r: &limitedReader{r: fh, left: limit}, run: r}
 	if isNDJSON(f.path) {
-		return r.importNDJSON(ctx, in)
+		return r.importNDJSON(ctx, &countingReader{r: &limitedReader{r: fh, left: limit}, run: r})
 	}
-	return r.importBundle(ctx, in)
+	// A Bundle is read twice (see importBundle): each pass from the start, the second one counted.
+	return r.importBundle(ctx, func(counted bool) (io.Reader, error) {
+		if _, err := fh.Seek(0, io.SeekStart); err != nil {
+			return nil, err
+		}
+		var in io.Reader = &limitedReader{r: fh, left: limit}
+		if counted {
+			in = &countingReader{r: in, run: r}
+		}
+		return in, nil
+	})
 }
 
 // storeErr turns an error from a bundle or batch into a failure of the run, and passes on what must stop it.

@@ -1,7 +1,9 @@
 package records
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"io"
@@ -27,198 +29,262 @@ var (
 // readAhead is what the decoder may read past a resource's end before knowing it ended (its refill size).
 const readAhead = 64 << 10
 
-// importBundle reads one Bundle, element by element of Bundle.entry, then stores it in one transaction. Each
-// entry is bounded by MaxResourceSize (a larger one is refused after that many bytes, never held whole); the
-// entries of one bundle are held in memory until it is stored (the Patient may come last), which the file
-// size limit bounds; a Synthea bundle is well under 1 MB.
-func (r *importRun) importBundle(ctx context.Context, in io.Reader) error {
-	var rt, btype string
-	var entries []bundleEntry
-	// Each resource may take at most MaxResourceSize bytes past where it starts (plus the decoder's
-	// read-ahead): a larger one fails the read and refuses the bundle, never held whole.
-	window := &windowReader{r: in}
-	max := r.opts.MaxResourceSize
-	err := func() error {
-		dec := json.NewDecoder(window)
-		window.limit = max + readAhead
-		tok, err := dec.Token()
-		if err != nil {
-			return rejectRead(-1, err, "not a FHIR Bundle: %s", jsonProblem(err))
-		}
-		if d, ok := tok.(json.Delim); !ok || d != '{' {
-			return reject(-1, "JSON but not FHIR: the file is not a JSON object")
-		}
-		seen := map[string]string{}
-		for dec.More() {
-			window.limit = dec.InputOffset() + max + readAhead
-			tok, err := dec.Token()
-			if err != nil {
-				return rejectRead(-1, err, "%s", jsonProblem(err))
-			}
-			key, _ := tok.(string)
-			if err := strictName(seen, key); err != nil {
-				return err
-			}
-			switch key {
-			case "resourceType":
-				if err := dec.Decode(&rt); err != nil {
-					return rejectRead(-1, err, "resourceType: %s", jsonProblem(err))
-				}
-			case "type":
-				if err := dec.Decode(&btype); err != nil {
-					return rejectRead(-1, err, "Bundle.type: %s", jsonProblem(err))
-				}
-			case "entry":
-				if tok, err := dec.Token(); err != nil {
-					return rejectRead(-1, err, "Bundle.entry: %s", jsonProblem(err))
-				} else if d, ok := tok.(json.Delim); !ok || d != '[' {
-					return reject(-1, "JSON but not FHIR: Bundle.entry is not a list")
-				}
-				for i := 0; dec.More(); i++ {
-					window.limit = dec.InputOffset() + max + readAhead
-					var raw json.RawMessage
-					if err := dec.Decode(&raw); errors.Is(err, errResourceTooLarge) || int64(len(raw)) > max {
-						return reject(i, "entry %d: larger than %d bytes, the limit for one resource (--max-resource-size): refused unread", i, max)
-					} else if err != nil {
-						return rejectRead(i, err, "entry %d: %s", i, jsonProblem(err))
-					}
-					var e bundleEntry
-					if err := strictjson.Check(raw, entryNames...); err != nil {
-						return reject(i, "entry %d: %s", i, jsonProblem(err))
-					}
-					if err := json.Unmarshal(raw, &e); err != nil {
-						return reject(i, "entry %d: %s", i, jsonProblem(err))
-					}
-					entries = append(entries, e)
-				}
-				window.limit = dec.InputOffset() + max + readAhead
-				if _, err := dec.Token(); err != nil {
-					return rejectRead(len(entries), err, "Bundle.entry: %s", jsonProblem(err))
-				}
-			default:
-				var skip json.RawMessage
-				if err := dec.Decode(&skip); errors.Is(err, errResourceTooLarge) {
-					return reject(-1, "Bundle.%s: larger than %d bytes, the limit for one resource (--max-resource-size)", shortName(key), max)
-				} else if err != nil {
-					return rejectRead(-1, err, "%s", jsonProblem(err))
-				}
-				if err := strictjson.Check(skip); err != nil {
-					return reject(-1, "Bundle.%s: %s", shortName(key), jsonProblem(err))
-				}
-			}
-		}
-		window.limit = dec.InputOffset() + max + readAhead
-		if _, err := dec.Token(); err != nil {
-			return rejectRead(-1, err, "%s", jsonProblem(err))
-		}
-		return nil
-	}()
+// importBundle imports one Bundle file in two streaming passes, so that memory depends on the largest
+// resource (MaxResourceSize), never on the file's size:
+//
+//  1. findPatient reads the whole file strictly (structure, names, one resource at a time) and keeps only
+//     the Patient: the Patient may come last, and every kept entry must refer to it.
+//  2. storeBundle reads the file again inside the bundle's one transaction, checks and stores each kept
+//     entry as it is read (in chunks of at most storeChunkBytes), and appends the bundle's audit row.
+//
+// Both passes hash the file: if it changed between them the transaction is rolled back. A refusal in the
+// second pass (an entry of another patient, an invalid date) rolls back too: nothing of the bundle is stored.
+// Nothing is written to disk outside the encrypted store.
+func (r *importRun) importBundle(ctx context.Context, pass func(counted bool) (io.Reader, error)) error {
+	in, err := pass(false)
 	if err != nil {
 		return r.storeErr(ctx, err)
 	}
-	switch {
-	case rt == "":
-		return r.storeErr(ctx, reject(-1, "JSON but not FHIR: no resourceType"))
-	case rt != "Bundle":
-		return r.storeErr(ctx, reject(-1, "a %s resource, not a Bundle: only Bundles (.json) and Bulk Data NDJSON (.ndjson) are imported", shortName(rt)))
-	case btype != "transaction" && btype != "batch" && btype != "collection":
-		return r.storeErr(ctx, reject(-1, "Bundle of type %q: only transaction, batch and collection bundles are imported", shortName(btype)))
-	}
-	local, err := r.s.prepareBundle(entries)
+	h1 := sha256.New()
+	found, err := r.s.findPatient(io.TeeReader(in, h1), r.opts.MaxResourceSize)
 	if err != nil {
 		return r.storeErr(ctx, err)
 	}
+	local := newReport()
 	err = r.s.withTx(ctx, func(tx *gorm.DB) error {
-		pid, err := r.s.resolvePatient(tx, local.patient)
+		pid, err := r.s.resolvePatient(tx, found.patient)
 		if err != nil {
 			return err
 		}
-		for _, e := range local.entries {
-			e.patientRef = pid
-		}
-		if err := r.s.storeEntries(tx, r.file, local.entries, local.rep); err != nil {
+		in, err := pass(true)
+		if err != nil {
 			return err
 		}
-		return r.auditStored(tx, "import.bundle", "patient:"+pid, []string{pid}, local.rep, 0, 0)
+		h2 := sha256.New()
+		if err := r.s.storeBundle(tx, io.TeeReader(in, h2), r.opts.MaxResourceSize, r.file, found, pid, local); err != nil {
+			return err
+		}
+		if !bytes.Equal(h1.Sum(nil), h2.Sum(nil)) {
+			return reject(-1, "the file changed while it was imported: nothing imported")
+		}
+		return r.auditStored(tx, "import.bundle", "patient:"+pid, []string{pid}, local, 0, 0)
 	})
 	if err != nil {
 		return r.storeErr(ctx, err)
 	}
-	r.rep.merge(local.rep)
+	r.rep.merge(local)
 	r.rep.Stored++
 	return nil
 }
 
-type preparedBundle struct {
+// storeChunkBytes bounds the checked entries held before they are written (besides one resource of at most
+// MaxResourceSize): the second pass stores a bundle in chunks of about this size.
+const storeChunkBytes = 4 << 20
+
+// bundlePatient is what the first pass keeps of a bundle: its Patient and the references that name it.
+type bundlePatient struct {
 	patient *patientResource
-	entries []*pendingEntry
-	rep     *Report
+	index   int             // the Patient's entry
+	refs    map[string]bool // Patient/<id>, urn:uuid:<id>, its fullUrl
 }
 
-// prepareBundle checks a bundle whole before anything is stored: exactly one Patient, every kept resource
-// about that Patient, every date valid.
-func (s *Service) prepareBundle(entries []bundleEntry) (*preparedBundle, error) {
-	out := &preparedBundle{rep: newReport()}
-	patientIndex, patientURL := -1, ""
-	heads := make([]*resourceHead, len(entries))
-	for i, e := range entries {
-		if len(e.Resource) == 0 || string(e.Resource) == "null" {
-			return nil, reject(i, "entry %d: no resource", i)
+// scanBundle reads one Bundle, element by element of Bundle.entry, strictly (duplicate and case-variant
+// names, invalid UTF-8), and calls fn with each entry. Each entry is bounded by max (a larger one is refused
+// after that many bytes, never held whole). It checks the Bundle's resourceType and type at the end (they
+// may come after the entries).
+func scanBundle(in io.Reader, max int64, fn func(i int, e *bundleEntry) error) error {
+	var rt, btype string
+	n := 0
+	// Each resource may take at most max bytes past where it starts (plus the decoder's read-ahead): a
+	// larger one fails the read and refuses the bundle, never held whole.
+	window := &windowReader{r: in}
+	dec := json.NewDecoder(window)
+	window.limit = max + readAhead
+	tok, err := dec.Token()
+	if err != nil {
+		return rejectRead(-1, err, "not a FHIR Bundle: %s", jsonProblem(err))
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return reject(-1, "JSON but not FHIR: the file is not a JSON object")
+	}
+	seen := map[string]string{}
+	for dec.More() {
+		window.limit = dec.InputOffset() + max + readAhead
+		tok, err := dec.Token()
+		if err != nil {
+			return rejectRead(-1, err, "%s", jsonProblem(err))
 		}
-		var h resourceHead
-		if err := decodeHead(e.Resource, &h); err != nil {
-			return nil, reject(i, "entry %d: %s", i, jsonProblem(err))
+		key, _ := tok.(string)
+		if err := strictName(seen, key); err != nil {
+			return err
 		}
-		if h.ResourceType == "" {
-			return nil, reject(i, "entry %d: JSON but not a FHIR resource (no resourceType)", i)
+		switch key {
+		case "resourceType":
+			if err := dec.Decode(&rt); err != nil {
+				return rejectRead(-1, err, "resourceType: %s", jsonProblem(err))
+			}
+		case "type":
+			if err := dec.Decode(&btype); err != nil {
+				return rejectRead(-1, err, "Bundle.type: %s", jsonProblem(err))
+			}
+		case "entry":
+			if tok, err := dec.Token(); err != nil {
+				return rejectRead(-1, err, "Bundle.entry: %s", jsonProblem(err))
+			} else if d, ok := tok.(json.Delim); !ok || d != '[' {
+				return reject(-1, "JSON but not FHIR: Bundle.entry is not a list")
+			}
+			for ; dec.More(); n++ {
+				i := n
+				window.limit = dec.InputOffset() + max + readAhead
+				var raw json.RawMessage
+				if err := dec.Decode(&raw); errors.Is(err, errResourceTooLarge) || int64(len(raw)) > max {
+					return reject(i, "entry %d: larger than %d bytes, the limit for one resource (--max-resource-size): refused unread", i, max)
+				} else if err != nil {
+					return rejectRead(i, err, "entry %d: %s", i, jsonProblem(err))
+				}
+				var e bundleEntry
+				if err := strictjson.Check(raw, entryNames...); err != nil {
+					return reject(i, "entry %d: %s", i, jsonProblem(err))
+				}
+				if err := json.Unmarshal(raw, &e); err != nil {
+					return reject(i, "entry %d: %s", i, jsonProblem(err))
+				}
+				if err := fn(i, &e); err != nil {
+					return err
+				}
+			}
+			window.limit = dec.InputOffset() + max + readAhead
+			if _, err := dec.Token(); err != nil {
+				return rejectRead(n, err, "Bundle.entry: %s", jsonProblem(err))
+			}
+		default:
+			var skip json.RawMessage
+			if err := dec.Decode(&skip); errors.Is(err, errResourceTooLarge) {
+				return reject(-1, "Bundle.%s: larger than %d bytes, the limit for one resource (--max-resource-size)", shortName(key), max)
+			} else if err != nil {
+				return rejectRead(-1, err, "%s", jsonProblem(err))
+			}
+			if err := strictjson.Check(skip); err != nil {
+				return reject(-1, "Bundle.%s: %s", shortName(key), jsonProblem(err))
+			}
 		}
-		heads[i] = &h
-		if h.ResourceType != "Patient" {
-			continue
+	}
+	window.limit = dec.InputOffset() + max + readAhead
+	if _, err := dec.Token(); err != nil {
+		return rejectRead(-1, err, "%s", jsonProblem(err))
+	}
+	switch {
+	case rt == "":
+		return reject(-1, "JSON but not FHIR: no resourceType")
+	case rt != "Bundle":
+		return reject(-1, "a %s resource, not a Bundle: only Bundles (.json) and Bulk Data NDJSON (.ndjson) are imported", shortName(rt))
+	case btype != "transaction" && btype != "batch" && btype != "collection":
+		return reject(-1, "Bundle of type %q: only transaction, batch and collection bundles are imported", shortName(btype))
+	}
+	return nil
+}
+
+// headOf checks that an entry holds a FHIR resource and reads its head.
+func headOf(i int, e *bundleEntry) (*resourceHead, error) {
+	if len(e.Resource) == 0 || string(e.Resource) == "null" {
+		return nil, reject(i, "entry %d: no resource", i)
+	}
+	var h resourceHead
+	if err := decodeHead(e.Resource, &h); err != nil {
+		return nil, reject(i, "entry %d: %s", i, jsonProblem(err))
+	}
+	if h.ResourceType == "" {
+		return nil, reject(i, "entry %d: JSON but not a FHIR resource (no resourceType)", i)
+	}
+	return &h, nil
+}
+
+// findPatient is the first pass: the whole bundle is read and checked as a structure, every entry must hold
+// a resource, and exactly one of them is the Patient, which is all it keeps.
+func (s *Service) findPatient(in io.Reader, max int64) (*bundlePatient, error) {
+	var out *bundlePatient
+	patientURL := ""
+	err := scanBundle(in, max, func(i int, e *bundleEntry) error {
+		h, err := headOf(i, e)
+		if err != nil || h.ResourceType != "Patient" {
+			return err
 		}
-		if out.patient != nil {
-			return nil, reject(i, "entry %d: a second Patient (the first is entry %d): a bundle must hold exactly one", i, patientIndex)
+		if out != nil {
+			return reject(i, "entry %d: a second Patient (the first is entry %d): a bundle must hold exactly one", i, out.index)
 		}
 		var p patientResource
 		if err := json.Unmarshal(e.Resource, &p); err != nil {
-			return nil, reject(i, "entry %d (Patient): %s", i, jsonProblem(err))
+			return reject(i, "entry %d (Patient): %s", i, jsonProblem(err))
 		}
 		if p.ID == "" && e.FullURL == "" {
-			return nil, reject(i, "entry %d (Patient): neither id nor fullUrl", i)
+			return reject(i, "entry %d (Patient): neither id nor fullUrl", i)
 		}
 		if _, err := p.demographics(); err != nil {
-			return nil, reject(i, "entry %d (Patient): %v", i, err)
+			return reject(i, "entry %d (Patient): %v", i, err)
 		}
-		out.patient, patientIndex, patientURL = &p, i, e.FullURL
+		out, patientURL = &bundlePatient{patient: &p, index: i}, e.FullURL
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	if out.patient == nil {
+	if out == nil {
 		return nil, reject(-1, "no Patient in the bundle: its entries cannot be attached to anyone")
 	}
 	if out.patient.ID == "" {
 		out.patient.ID = strings.TrimPrefix(patientURL, "urn:uuid:")
 	}
-	refs := map[string]bool{"Patient/" + out.patient.ID: true, "urn:uuid:" + out.patient.ID: true}
+	out.refs = map[string]bool{"Patient/" + out.patient.ID: true, "urn:uuid:" + out.patient.ID: true}
 	if patientURL != "" {
-		refs[patientURL] = true
-	}
-	for i, h := range heads {
-		if h.ResourceType == "Patient" {
-			continue
-		}
-		if _, kept := CategoryOf(h.ResourceType); !kept {
-			out.rep.Skipped[shortName(h.ResourceType)]++
-			continue
-		}
-		pe, err := readEntry(i, entries[i].Resource, h)
-		if err != nil {
-			return nil, err
-		}
-		if !refs[pe.patientRef] {
-			return nil, reject(i, "entry %d (%s): refers to a patient that is not the bundle's Patient", i, h.ResourceType)
-		}
-		out.entries = append(out.entries, pe)
+		out.refs[patientURL] = true
 	}
 	return out, nil
+}
+
+// storeBundle is the second pass, inside the bundle's transaction: every kept entry is checked (id, date,
+// about the bundle's Patient) and stored as patient pid, a chunk at a time; skipped types are counted.
+func (s *Service) storeBundle(tx *gorm.DB, in io.Reader, max int64, file string, b *bundlePatient, pid string, rep *Report) error {
+	var chunk []*pendingEntry
+	size := 0
+	flush := func() error {
+		err := s.storeEntries(tx, file, chunk, rep)
+		clear(chunk)
+		chunk, size = chunk[:0], 0
+		return err
+	}
+	err := scanBundle(in, max, func(i int, e *bundleEntry) error {
+		h, err := headOf(i, e)
+		if err != nil {
+			return err
+		}
+		if h.ResourceType == "Patient" {
+			if i != b.index {
+				return reject(i, "entry %d: a second Patient (the first is entry %d): a bundle must hold exactly one", i, b.index)
+			}
+			return nil
+		}
+		if _, kept := CategoryOf(h.ResourceType); !kept {
+			rep.Skipped[shortName(h.ResourceType)]++
+			return nil
+		}
+		pe, err := readEntry(i, e.Resource, h)
+		if err != nil {
+			return err
+		}
+		if !b.refs[pe.patientRef] {
+			return reject(i, "entry %d (%s): refers to a patient that is not the bundle's Patient", i, h.ResourceType)
+		}
+		pe.patientRef = pid
+		chunk = append(chunk, pe)
+		if size += len(pe.resource); size >= storeChunkBytes || len(chunk) >= 500 {
+			return flush()
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return flush()
 }
 
 // strictName refuses a top-level Bundle name seen before (two "entry" arrays would both be read) or a case
