@@ -24,6 +24,9 @@ type DecisionInput struct {
 	ExpiresIn time.Duration
 	// Reason is required for a denial.
 	Reason string
+	// IdentityOverride is the officer's reason to approve although an identity trait differs from the records
+	// (signed in the decision); it must be empty when no trait differs.
+	IdentityOverride string
 	// WordingVersion names the version of the review page's wording the officer read.
 	WordingVersion string
 	// Shown is what the page showed the officer, kept in the receipt; "" keeps the decision's summary.
@@ -165,6 +168,10 @@ func (s *Service) PrepareDecision(ctx context.Context, officerID, requestID stri
 		if manifest, err = s.selectManifest(ctx, scope); err != nil {
 			return Prepared{}, err
 		}
+		// Identity vigilance: the traits are compared again now, not as the review page showed them.
+		if d.IdentityOverride, err = s.identityOverride(ctx, req, in.IdentityOverride); err != nil {
+			return Prepared{}, err
+		}
 		d.Scope, d.Retriever, d.ExpiresAt, d.ManifestDigest = canonicalScope(scope), &retriever, exp.Format(TimeFormat), manifest.Digest
 		if req.Status == StatusAwaitingSecond {
 			if err := s.matchFirstApproval(ctx, req, d); err != nil {
@@ -193,7 +200,7 @@ func (s *Service) PrepareDecision(ctx context.Context, officerID, requestID stri
 		ManifestDigest: d.ManifestDigest, RetrieverKind: string(retriever.Kind), RetrieverID: retriever.UserID,
 		ExtractExpiresAt: expiresAt}
 	return s.prepareDecisionRow(ctx, officerID, h, d, manifest, describe, drow,
-		map[string]any{"entries": len(manifest.Entries)})
+		map[string]any{"entries": len(manifest.Entries), "identity_override": d.IdentityOverride != nil})
 }
 
 // decidedScope is the scope an officer decides on: the one asked, or the officer's narrowing of it (never

@@ -15,6 +15,13 @@
 // handlers call Queue, OpenReview, PrepareDecision, CompleteDecision and ClaimExtract. A FieldErrors error
 // lists {"field","code"} pairs to show next to the fields or return as JSON.
 //
+// Identity vigilance: a Filing may carry the INS identity Traits (sealed like the identifier, never logged,
+// never returned to the requester). OpenReview compares them trait by trait with the records' Patient
+// (Records.Traits; Review.Identity: match, differs, missing); PrepareDecision refuses an approval while a trait
+// differs (ErrTraitsDiffer) unless DecisionInput.IdentityOverride gives a reason, signed in the decision as
+// identity_override (Decision.IdentityOverride) and printed by its Summary (the receipt). Filing never asks
+// the records, so the requester's answers cannot depend on whether the patient exists or matches.
+//
 // Extracts at retrieval: ClaimExtract (one atomic UPDATE, committed with its audit row), then DeliverExtract,
 // which renders exactly the signed manifest through Deps.Renderer (the gateway adapts gateway/records, so no
 // intake handler touches the records) and records what was sent (extract.delivered: SHA-256, size, complete). Lists:

@@ -97,7 +97,9 @@ func (s *Service) PrepareReissue(ctx context.Context, officerID, extractID strin
 	exp := h.At.Truncate(time.Second).Add(ttl)
 	d := Decision{RequestID: row.ID, OfficerID: officerID, Verdict: Approve, Scope: fd.Scope,
 		ManifestDigest: xr.ManifestDigest, Retriever: fd.Retriever, ExpiresAt: exp.Format(TimeFormat),
-		WordingVersion: strings.TrimSpace(in.WordingVersion)}
+		WordingVersion: strings.TrimSpace(in.WordingVersion),
+		// The release was approved with this override: the re-issue signs it again, so its receipt says so.
+		IdentityOverride: fd.IdentityOverride}
 	describe := func(d Decision, _ Manifest) string {
 		if in.Shown != "" {
 			return in.Shown

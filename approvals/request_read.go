@@ -120,6 +120,8 @@ type Review struct {
 	// nobody (the officer then denies).
 	Manifest  Manifest
 	NoPatient bool
+	// Identity compares the filed traits with the records' Patient, trait by trait (nil when NoPatient).
+	Identity IdentityCheck
 }
 
 // OpenReview gathers a request's review for an officer and audits that the officer saw it.
@@ -159,9 +161,13 @@ func (s *Service) OpenReview(ctx context.Context, officerID, id string) (Review,
 		return Review{}, fmt.Errorf("review %s: manifest: %w", id, err)
 	default:
 		rv.Manifest.Digest = ManifestDigest(rv.Manifest.Entries)
+		if rv.Identity, err = s.checkIdentity(ctx, req); err != nil {
+			return Review{}, fmt.Errorf("review %s: %w", id, err)
+		}
 	}
 	err = audit.Record(ctx, s.db, audit.Event{At: s.clock(), Actor: "user:" + officerID, Action: "request.viewed",
-		Subject: "request:" + id, Details: map[string]any{"entries": len(rv.Manifest.Entries)}})
+		Subject: "request:" + id, Details: map[string]any{"entries": len(rv.Manifest.Entries),
+			"traits_differ": len(rv.Identity.Differs())}})
 	if err != nil {
 		return Review{}, err
 	}

@@ -73,6 +73,8 @@ var refusals = []struct {
 	{approvals.ErrSameOfficer, refusal{"same_officer", http.StatusUnprocessableEntity, "decision.err.same_officer"}},
 	{approvals.ErrNotOpen, refusal{"not_open", http.StatusConflict, "decision.err.not_open"}},
 	{approvals.ErrSecondMismatch, refusal{"second_mismatch", http.StatusUnprocessableEntity, "decision.err.second_mismatch"}},
+	{approvals.ErrTraitsDiffer, refusal{"traits_differ", http.StatusUnprocessableEntity, "decision.err.traits_differ"}},
+	{approvals.ErrNoOverrideNeeded, refusal{"no_override_needed", http.StatusUnprocessableEntity, "decision.err.no_override_needed"}},
 	{approvals.ErrNoPatient, refusal{"no_patient", http.StatusUnprocessableEntity, "decision.err.no_patient"}},
 	{approvals.ErrBadInput, refusal{"bad_input", http.StatusUnprocessableEntity, "decision.err.bad_input"}},
 	{approvals.ErrControlChars, refusal{"control_chars", http.StatusUnprocessableEntity, "decision.err.control_chars"}},
