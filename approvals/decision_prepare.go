@@ -132,7 +132,11 @@ func (s *Service) PrepareDecision(ctx context.Context, officerID, requestID stri
 		if err != nil {
 			return Prepared{}, err
 		}
-		m, err := s.records.Select(ctx, scope.Patient, scope)
+		rs, err := s.restrictionsOf(ctx, s.db, scope.Patient)
+		if err != nil {
+			return Prepared{}, err
+		}
+		m, _, err := s.selectUnmasked(ctx, scope, rs)
 		if err != nil {
 			return Prepared{}, fmt.Errorf("select manifest: %w", err)
 		}
@@ -143,6 +147,13 @@ func (s *Service) PrepareDecision(ctx context.Context, officerID, requestID stri
 	case Approve:
 		scope, err := decidedScope(req, in)
 		if err != nil {
+			return Prepared{}, err
+		}
+		rs, err := s.restrictionsOf(ctx, s.db, scope.Patient)
+		if err != nil {
+			return Prepared{}, err
+		}
+		if err := s.checkBlocked(ctx, off, req, rs); err != nil {
 			return Prepared{}, err
 		}
 		retriever = RetrieverField{Kind: in.Retriever}
@@ -165,7 +176,7 @@ func (s *Service) PrepareDecision(ctx context.Context, officerID, requestID stri
 		}
 		exp := now.Truncate(time.Second).Add(ttl)
 		expiresAt = &exp
-		if manifest, err = s.selectManifest(ctx, scope); err != nil {
+		if manifest, err = s.selectManifest(ctx, scope, rs); err != nil {
 			return Prepared{}, err
 		}
 		// Identity vigilance: the traits are compared again now, not as the review page showed them.
@@ -221,10 +232,10 @@ func decidedScope(req Request, in DecisionInput) (Scope, error) {
 	return scope, nil
 }
 
-// selectManifest asks the records what a scope selects and checks the answer: every entry inside the scope,
-// at least one entry, and the digest (when the records side gives one) equal to ours.
-func (s *Service) selectManifest(ctx context.Context, scope Scope) (Manifest, error) {
-	m, err := s.records.Select(ctx, scope.Patient, scope)
+// selectManifest asks the records what a scope selects (masked entries left out) and checks the answer: every
+// entry inside the scope, at least one entry, and the digest (when the records side gives one) equal to ours.
+func (s *Service) selectManifest(ctx context.Context, scope Scope, rs restrictionSet) (Manifest, error) {
+	m, _, err := s.selectUnmasked(ctx, scope, rs)
 	if err != nil {
 		return Manifest{}, fmt.Errorf("select manifest: %w", err)
 	}

@@ -29,10 +29,14 @@
 // CompleteRevocation; VerifyRevocation re-checks it offline) and re-issues one whose delivery broke with a new
 // signed decision (PrepareReissue, then CompleteDecision).
 //
-// Patients' restrictions (restriction.go): on the patient's written request an officer records, signed like
+// Patients' restrictions (restriction*.go): on the patient's written request an officer records, signed like
 // a decision, a blocked professional, a masked entry or category, or an opposition to emergency access
 // (PrepareRestriction, CompleteRestriction) and lifts it the same way (PrepareLift, CompleteRestriction);
-// VerifyRestriction re-checks one, Restrictions lists those in force. Emergency access asks
+// VerifyRestriction re-checks one; Restrictions gathers a patient's page (RestrictionPatient finds the patient
+// of a restriction id). Enforced here, not in pages: every manifest comes through selectUnmasked (masked
+// entries never enter one, the review counts them in Review.Masked); an approval of a blocked professional's
+// request is refused (ErrBlocked, Review.Blocked) at preparation and again inside the completing transaction;
+// a block or mask revokes the ready extracts it touches. Emergency access asks
 // emergencyOpposed(ctx, db, patient Identifier) inside its own transaction: true means the patient is
 // treated like any other.
 package approvals

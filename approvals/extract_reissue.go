@@ -71,6 +71,13 @@ func (s *Service) PrepareReissue(ctx context.Context, officerID, extractID strin
 	if err := s.checkPersons(ctx, off, req); err != nil {
 		return Prepared{}, err
 	}
+	rs, err := s.restrictionsOf(ctx, s.db, req.Scope.Patient)
+	if err != nil {
+		return Prepared{}, err
+	}
+	if err := s.checkBlocked(ctx, off, req, rs); err != nil {
+		return Prepared{}, err
+	}
 	var first decisionRow
 	if err := s.db.WithContext(ctx).Where("id = ?", xr.DecisionID).Take(&first).Error; err != nil {
 		return Prepared{}, fmt.Errorf("decision of %s: %w", extractID, err)

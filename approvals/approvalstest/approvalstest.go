@@ -42,6 +42,15 @@ func (u *Users) Add(id string, role approvals.Role) approvals.User {
 	return usr
 }
 
+// SetProfessional gives a user another professional id (Add gives everyone the same one).
+func (u *Users) SetProfessional(id, professionalID string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	usr := u.users[id]
+	usr.ProfessionalID = professionalID
+	u.users[id] = usr
+}
+
 // User implements approvals.Users.
 func (u *Users) User(_ context.Context, id string) (approvals.User, error) {
 	u.mu.Lock()

@@ -263,6 +263,7 @@ func TestEveryPageFitsAndIsAccessible(t *testing.T) {
 		{"officer", co + "/review/" + s.denied, `[data-test="signed"]`, ""},
 		{"officer", co + "/review/" + s.nothing, `[data-test="signed"]`, ""},
 		{"officer", co + "/extracts/" + s.readyExtract, `[data-test="revoke"]`, "extract-officer"},
+		{"officer", co + "/restrictions", `[data-test="restrictions-find"]`, ""},
 		{"staff", co + "/staff", `[data-home="staff"]`, ""},
 		{"staff", co + "/handover", `[data-extract]`, "extract-staff-list"},
 		{"admin", co + "/admin", `[data-home="admin"]`, ""},
@@ -309,6 +310,13 @@ func TestEveryPageFitsAndIsAccessible(t *testing.T) {
 			chromedp.Click(`[data-test="prepare-approve"]`, chromedp.NodeVisible),
 			chromedp.WaitVisible(`[data-test="shown"]`))
 		checkPage(t, officer, "officer sign page "+lang)
+		browsertest.Run(t, officer, "find a patient's restrictions", chromedp.EmulateViewport(360, 800),
+			chromedp.Navigate(co+"/restrictions?lang="+lang),
+			chromedp.SetValue(`#system`, "https://github.com/synthetichealth/synthea"),
+			chromedp.SetValue(`#value`, "fc712d1f-5a2e-4407-9c55-a2a2bad623c2"),
+			chromedp.Click(`[data-test="restrictions-find-button"]`, chromedp.NodeVisible),
+			chromedp.WaitVisible(`[data-test="block-form"]`))
+		checkPage(t, officer, "patient's restrictions "+lang)
 		browsertest.Run(t, requester, "send an empty form", chromedp.EmulateViewport(360, 800),
 			chromedp.Navigate(in+"/requests/new?lang="+lang),
 			chromedp.Click(`[data-test="file"]`, chromedp.NodeVisible),
