@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -22,31 +23,77 @@ type TrailEvent struct {
 
 // Trail returns the events about the subjects, held rows and purged rows' summaries alike, in chain order.
 func Trail(ctx context.Context, db *gorm.DB, subjects []string) ([]TrailEvent, error) {
-	if len(subjects) == 0 {
-		return nil, nil
-	}
-	var held, summarised []TrailEvent
-	// A row not linked yet (seq 0 here: committed an instant ago) comes after the linked ones.
-	if err := db.WithContext(ctx).Raw("SELECT COALESCE(seq, 0) AS seq, at, actor, action, subject FROM audit_events WHERE subject IN ? ORDER BY id", subjects).
-		Scan(&held).Error; err != nil {
-		return nil, fmt.Errorf("audit trail: %w", err)
-	}
-	if err := db.WithContext(ctx).Raw("SELECT seq, at, actor, action, subject FROM audit_summaries WHERE subject IN ?", subjects).
-		Scan(&summarised).Error; err != nil {
-		return nil, fmt.Errorf("audit trail: %w", err)
-	}
-	for i := range summarised {
-		summarised[i].Summary = true
-	}
-	out := append(held, summarised...)
-	for i := range out {
-		out[i].At = out[i].At.UTC()
-	}
-	sort.SliceStable(out, func(i, j int) bool {
-		if (out[i].Seq == 0) != (out[j].Seq == 0) {
-			return out[j].Seq == 0
+	var held []TrailEvent
+	for chunk := range slices.Chunk(subjects, subjectsChunk) {
+		var rows []TrailEvent
+		// A row not linked yet (seq 0 here: committed an instant ago) comes after the linked ones.
+		if err := db.WithContext(ctx).Raw("SELECT COALESCE(seq, 0) AS seq, at, actor, action, subject FROM audit_events WHERE subject IN ? ORDER BY id", chunk).
+			Scan(&rows).Error; err != nil {
+			return nil, fmt.Errorf("audit trail: %w", err)
 		}
-		return out[i].Seq < out[j].Seq
+		held = append(held, rows...)
+	}
+	summarised, err := summariesOf(ctx, db, subjects)
+	if err != nil {
+		return nil, err
+	}
+	return inChainOrder(append(held, summarised...)), nil
+}
+
+// VerifyTrail walks the whole chain as Verify does and, in the same pass, keeps the events about the subjects;
+// with the purged rows' summaries about them, in chain order. A patient's access history, which says whether
+// the chain verified, so reads its events once. A chain that does not fit returns Verify's error and no events
+// (the walk stopped at the broken row: Trail reads what is held).
+func VerifyTrail(ctx context.Context, db *gorm.DB, subjects []string) (VerifyResult, []TrailEvent, error) {
+	want := make(map[string]bool, len(subjects))
+	for _, s := range subjects {
+		want[s] = true
+	}
+	var held []TrailEvent
+	res, err := walk(ctx, db, func(r Row) {
+		if want[r.Subject] {
+			held = append(held, TrailEvent{Seq: r.Seq, At: r.At, Actor: r.Actor, Action: r.Action, Subject: r.Subject})
+		}
 	})
+	if err != nil {
+		return res, nil, err
+	}
+	summarised, err := summariesOf(ctx, db, subjects)
+	if err != nil {
+		return res, nil, err
+	}
+	return res, inChainOrder(append(held, summarised...)), nil
+}
+
+// subjectsChunk bounds the subjects of one IN (...) list, far below both databases' parameter limits.
+const subjectsChunk = 500
+
+// summariesOf reads the summaries of purged rows about the subjects.
+func summariesOf(ctx context.Context, db *gorm.DB, subjects []string) ([]TrailEvent, error) {
+	var out []TrailEvent
+	for chunk := range slices.Chunk(subjects, subjectsChunk) {
+		var summarised []TrailEvent
+		if err := db.WithContext(ctx).Raw("SELECT seq, at, actor, action, subject FROM audit_summaries WHERE subject IN ?", chunk).
+			Scan(&summarised).Error; err != nil {
+			return nil, fmt.Errorf("audit trail: %w", err)
+		}
+		for i := range summarised {
+			summarised[i].Summary = true
+		}
+		out = append(out, summarised...)
+	}
 	return out, nil
+}
+
+func inChainOrder(evs []TrailEvent) []TrailEvent {
+	for i := range evs {
+		evs[i].At = evs[i].At.UTC()
+	}
+	sort.SliceStable(evs, func(i, j int) bool {
+		if (evs[i].Seq == 0) != (evs[j].Seq == 0) {
+			return evs[j].Seq == 0 // not linked yet: last, in insertion order
+		}
+		return evs[i].Seq < evs[j].Seq
+	})
+	return evs
 }

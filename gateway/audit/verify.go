@@ -42,6 +42,12 @@ const verifyBatch = 2000
 // byte breaks that row's hash, a deleted row leaves a gap in seq, swapped rows break both hashes, and rows cut
 // from the end no longer match the head.
 func Verify(ctx context.Context, db *gorm.DB) (VerifyResult, error) {
+	return walk(ctx, db, nil)
+}
+
+// walk is Verify, handing each linked row that fits to visit (when not nil) as it goes: a reader that needs
+// some of the rows reads them in the same pass.
+func walk(ctx context.Context, db *gorm.DB, visit func(Row)) (VerifyResult, error) {
 	var res VerifyResult
 	cp, err := ReadCheckpoint(ctx, db)
 	if err != nil {
@@ -50,7 +56,7 @@ func Verify(ctx context.Context, db *gorm.DB) (VerifyResult, error) {
 	res.Checkpoint = cp
 	prevSeq, prevHash := cp.Seq, cp.Hash
 	for {
-		n, err := walk(ctx, db, &prevSeq, &prevHash)
+		n, err := walkLinked(ctx, db, &prevSeq, &prevHash, visit)
 		res.Rows += n
 		if err != nil {
 			return res, err
@@ -82,10 +88,10 @@ func Verify(ctx context.Context, db *gorm.DB) (VerifyResult, error) {
 	return res, nil
 }
 
-// walk checks the linked rows after *prevSeq in order, moving *prevSeq and *prevHash along, and returns how
-// many it checked. Plain database/sql scans: the walk reads every row, and gorm's reflection per row cost more
-// than the hashing.
-func walk(ctx context.Context, db *gorm.DB, prevSeq *int64, prevHash *string) (int64, error) {
+// walkLinked checks the linked rows after *prevSeq in order, moving *prevSeq and *prevHash along and handing
+// each to visit, and returns how many it checked. Plain database/sql scans: the walk reads every row, and
+// gorm's reflection per row cost more than the hashing.
+func walkLinked(ctx context.Context, db *gorm.DB, prevSeq *int64, prevHash *string, visit func(Row)) (int64, error) {
 	var checked int64
 	for {
 		rows, err := db.WithContext(ctx).Raw(`SELECT seq, at, actor, action, subject, details, prev_hash, hash
@@ -107,6 +113,9 @@ func walk(ctx context.Context, db *gorm.DB, prevSeq *int64, prevHash *string) (i
 			}
 			*prevSeq, *prevHash = r.Seq, r.Hash
 			checked++
+			if visit != nil {
+				visit(r)
+			}
 		}
 		err = rows.Err()
 		rows.Close()
