@@ -36,6 +36,8 @@ type Extract struct {
 	RetrievedAt    *time.Time
 	RetrievedBy    string
 	RevokedAt      *time.Time
+	// Emergency is an extract released under the emergency rules: rendered as an IPS-shaped document.
+	Emergency bool
 	// claimer is the user whose claim returned this extract (ClaimExtract read them to check the claim), so
 	// that DeliveryOf need not read them again.
 	claimer *User
@@ -69,6 +71,7 @@ type extractRow struct {
 	RevokedAt      *time.Time
 	RevokedBy      *string
 	ExpiredAt      *time.Time
+	Emergency      bool
 }
 
 func (extractRow) TableName() string { return "extracts" }
@@ -77,7 +80,7 @@ func (r extractRow) extract() (Extract, error) {
 	x := Extract{ID: r.ID, RequestID: r.RequestID, DecisionID: r.DecisionID,
 		Retriever:      RetrieverField{Kind: RetrieverKind(r.RetrieverKind), UserID: r.RetrieverID},
 		ManifestDigest: r.ManifestDigest, CreatedAt: r.CreatedAt.UTC(), ExpiresAt: r.ExpiresAt.UTC(),
-		RetrievedAt: utc(r.RetrievedAt), RevokedAt: utc(r.RevokedAt)}
+		RetrievedAt: utc(r.RetrievedAt), RevokedAt: utc(r.RevokedAt), Emergency: r.Emergency}
 	if r.RetrievedBy != nil {
 		x.RetrievedBy = *r.RetrievedBy
 	}

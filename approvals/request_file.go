@@ -86,6 +86,31 @@ func (fe FieldErrors) Has(field string) bool {
 	return slices.ContainsFunc(fe, func(e FieldError) bool { return e.Field == field })
 }
 
+// fieldErrors checks a trimmed patient identifier, for a filing and for a patient's access history alike.
+func (id Identifier) fieldErrors() FieldErrors {
+	var fe FieldErrors
+	add := func(field, code string) { fe = append(fe, FieldError{field, code}) }
+	switch sys := id.System; {
+	case sys == "":
+		add("patient_system", CodeRequired)
+	case utf8.RuneCountInString(sys) > MaxSystemLen:
+		add("patient_system", CodeTooLong)
+	case strings.ContainsFunc(sys, unicode.IsSpace) || !utf8.ValidString(sys):
+		add("patient_system", CodeInvalid)
+	}
+	switch v := id.Value; {
+	case v == "":
+		add("patient_value", CodeRequired)
+	case utf8.RuneCountInString(v) > MaxValueLen:
+		add("patient_value", CodeTooLong)
+	case strings.ContainsFunc(v, unicode.IsControl) || !utf8.ValidString(v):
+		add("patient_value", CodeInvalid)
+	case isINS(id.System) && !ValidINS(v):
+		add("patient_value", CodeInvalid)
+	}
+	return fe
+}
+
 // normalize trims the free-text fields and sorts the categories; validate then checks the normalized filing.
 func (f Filing) normalize() Filing {
 	f.Patient.System = strings.TrimSpace(f.Patient.System)
@@ -106,24 +131,7 @@ func (f Filing) validate(today string) FieldErrors {
 	var fe FieldErrors
 	add := func(field, code string) { fe = append(fe, FieldError{field, code}) }
 
-	switch sys := f.Patient.System; {
-	case sys == "":
-		add("patient_system", CodeRequired)
-	case utf8.RuneCountInString(sys) > MaxSystemLen:
-		add("patient_system", CodeTooLong)
-	case strings.ContainsFunc(sys, unicode.IsSpace) || !utf8.ValidString(sys):
-		add("patient_system", CodeInvalid)
-	}
-	switch v := f.Patient.Value; {
-	case v == "":
-		add("patient_value", CodeRequired)
-	case utf8.RuneCountInString(v) > MaxValueLen:
-		add("patient_value", CodeTooLong)
-	case strings.ContainsFunc(v, unicode.IsControl) || !utf8.ValidString(v):
-		add("patient_value", CodeInvalid)
-	case isINS(f.Patient.System) && !ValidINS(v):
-		add("patient_value", CodeInvalid)
-	}
+	fe = append(fe, f.Patient.fieldErrors()...)
 
 	if len(f.Categories) == 0 {
 		add("categories", CodeRequired)
@@ -133,6 +141,9 @@ func (f Filing) validate(today string) FieldErrors {
 			add("categories", CodeUnknown)
 			break
 		}
+	}
+	if f.Purpose == PurposeEmergency && !fe.Has("categories") && !InMinimumDataset(f.Categories) {
+		add("categories", CodeEmergencyMinimum)
 	}
 
 	fromOK, toOK := true, true
@@ -277,6 +288,10 @@ func (s *Service) FileRequest(ctx context.Context, f Filing) (Request, error) {
 		Status: string(StatusPending), FiledAt: now, UpdatedAt: now,
 	}
 	err = store.Tx(ctx, s.db, func(tx *gorm.DB) error {
+		var err error
+		if row.Emergency, err = s.emergencyGranted(ctx, tx, f.Purpose, f.Patient); err != nil {
+			return err
+		}
 		if store.DialectOf(tx) == store.Postgres {
 			// Serializes one requester's filings so that two at once cannot both pass the count below. SQLite's
 			// immediate transaction already holds the single write lock.
@@ -295,9 +310,13 @@ func (s *Service) FileRequest(ctx context.Context, f Filing) (Request, error) {
 		if err := tx.Create(&row).Error; err != nil {
 			return err
 		}
-		return audit.Append(tx, audit.Event{At: now, Actor: "user:" + f.RequesterID, Action: "request.filed",
+		if err := audit.Append(tx, audit.Event{At: now, Actor: "user:" + f.RequesterID, Action: "request.filed",
 			Subject: "request:" + id, Details: map[string]any{"categories": len(f.Categories),
-				"purpose": string(f.Purpose), "urgency": string(f.Urgency), "traits": traitCount(f.Traits)}})
+				"purpose": string(f.Purpose), "urgency": string(f.Urgency), "traits": traitCount(f.Traits),
+				"emergency": row.Emergency}}); err != nil {
+			return err
+		}
+		return queueAlert(tx, row, now)
 	})
 	if err != nil {
 		return Request{}, fmt.Errorf("file request: %w", err)
@@ -360,6 +379,6 @@ func (s *Service) toRequest(r requestRow) (Request, error) {
 			Period: Period{From: r.PeriodFrom, To: r.PeriodTo}, Purpose: Purpose(r.Purpose)},
 		Justification: string(j), Urgency: Urgency(r.Urgency), Delivery: RetrieverKind(r.Delivery),
 		Status: Status(r.Status), FiledAt: r.FiledAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(),
-		FirstOfficerID: r.FirstOfficerID, FinalDecisionID: r.FinalDecisionID,
+		FirstOfficerID: r.FirstOfficerID, FinalDecisionID: r.FinalDecisionID, Emergency: r.Emergency,
 	}, nil
 }
