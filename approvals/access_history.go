@@ -60,6 +60,11 @@ type AccessRecord struct {
 	UpdatedAt  time.Time
 	// Emergency: filed with purpose "emergency" (the emergency access of issue 10).
 	Emergency bool
+	// EmergencyPrivileges: the emergency rules applied (one signature, short expiry, an IPS-shaped extract, a
+	// post-hoc review); false for an emergency that the patient's opposition made an ordinary request.
+	EmergencyPrivileges bool
+	// EmergencyReviews are the post-hoc reviews of its emergency releases (issue 10, point 4).
+	EmergencyReviews []EmergencyReviewRecord
 	// Decisions are the signed decisions on the request (first and second approvals, denials, re-issues),
 	// oldest first. Prepared but unsigned decisions are not decisions and are not listed.
 	Decisions []DecisionRecord
@@ -69,6 +74,18 @@ type AccessRecord struct {
 	// Trail is what the audit says happened to the request and its extracts, oldest first; rows purged by
 	// retention are listed by their summaries.
 	Trail []audit.TrailEvent
+}
+
+// EmergencyReviewRecord is the post-hoc review of one emergency release: due when, and confirmed or flagged by
+// whom and when, or still awaited (overdue past its deadline). The reviewer's reason is not printed.
+type EmergencyReviewRecord struct {
+	DecisionID string
+	ReleasedAt time.Time
+	DueAt      time.Time
+	Verdict    string // ReviewConfirmed, ReviewFlagged or "" (awaited)
+	Reviewer   User
+	ReviewedAt *time.Time
+	Overdue    bool
 }
 
 // RestrictionRecord is one restriction of the patient: what, on which written request, who signed it and
@@ -205,7 +222,7 @@ func (h AccessHistory) events() []audit.TrailEvent {
 func (s *Service) readAccessRecords(ctx context.Context, index string, h *AccessHistory, person func(string) (User, error)) error {
 	db := s.db.WithContext(ctx)
 	var rows []requestRow
-	if err := db.Select("id, requester_id, categories, purpose, urgency, status, filed_at, updated_at").
+	if err := db.Select("id, requester_id, categories, purpose, urgency, status, filed_at, updated_at, emergency").
 		Where("patient_index = ?", index).Order("filed_at, id").Find(&rows).Error; err != nil {
 		return fmt.Errorf("access history: %w", err)
 	}
@@ -219,7 +236,8 @@ func (s *Service) readAccessRecords(ctx context.Context, index string, h *Access
 		}
 		h.Requests[i] = AccessRecord{RequestID: r.ID, Requester: requester, Purpose: Purpose(r.Purpose),
 			Urgency: Urgency(r.Urgency), Categories: splitCategories(r.Categories), Status: Status(r.Status),
-			FiledAt: r.FiledAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(), Emergency: Purpose(r.Purpose) == PurposeEmergency}
+			FiledAt: r.FiledAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(), Emergency: Purpose(r.Purpose) == PurposeEmergency,
+			EmergencyPrivileges: r.Emergency}
 		byID[r.ID], ids[i] = &h.Requests[i], r.ID
 	}
 	subjects := make(map[string]*AccessRecord, 2*len(rows))
@@ -237,6 +255,26 @@ func (s *Service) readAccessRecords(ctx context.Context, index string, h *Access
 			rec := byID[d.RequestID]
 			rec.Decisions = append(rec.Decisions, DecisionRecord{ID: d.ID, Officer: off, Verdict: d.Verdict,
 				SignedAt: d.CompletedAt.UTC(), ReissueOf: d.ReissueOf})
+		}
+		var reviews []emergencyReviewRow
+		if err := db.Where("request_id IN ?", chunk).Order("released_at, decision_id").Find(&reviews).Error; err != nil {
+			return fmt.Errorf("access history: emergency reviews: %w", err)
+		}
+		for _, rv := range reviews {
+			rec := byID[rv.RequestID]
+			er := EmergencyReviewRecord{DecisionID: rv.DecisionID, ReleasedAt: rv.ReleasedAt.UTC(), DueAt: rv.DueAt.UTC(),
+				ReviewedAt: utc(rv.ReviewedAt), Overdue: rv.ReviewedAt == nil && !rv.DueAt.After(h.PrintedAt)}
+			if rv.Verdict != nil {
+				er.Verdict = *rv.Verdict
+			}
+			if rv.ReviewerID != nil {
+				reviewer, err := person(*rv.ReviewerID)
+				if err != nil {
+					return err
+				}
+				er.Reviewer = reviewer
+			}
+			rec.EmergencyReviews = append(rec.EmergencyReviews, er)
 		}
 		var xs []extractViewRow
 		if err := db.Table("extracts").Select("id, request_id, decision_id, retriever_kind, retriever_id, manifest, "+

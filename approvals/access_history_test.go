@@ -54,11 +54,17 @@ func TestPrintAccessHistory(t *testing.T) {
 		emergency.Purpose = approvals.PurposeEmergency
 		emergency.Categories = []approvals.Category{approvals.Allergies}
 		urgent := f.file(emergency)
+		// Released under the emergency rules by one officer, confirmed on post-hoc review by another.
+		uout := f.decide("off1", urgent.ID, approvals.DecisionInput{Verdict: approvals.Approve})
+		must(t, f.svc.ReviewEmergency(ctx, "off2", uout.DecisionID, approvals.ReviewConfirmed, ""))
 		// The patient's restrictions: a professional blocked then unblocked, emergency access opposed.
 		blocked := f.restrict("off1", approvals.RestrictionInput{Patient: patient, Kind: approvals.BlockProfessional, Target: "10000000099"})
 		f.lift("off2", blocked)
 		f.clock.Add(time.Minute)
 		f.restrict("off1", approvals.RestrictionInput{Patient: patient, Kind: approvals.OpposeEmergency})
+		// An emergency filed once the patient opposes emergency access: an ordinary request.
+		f.clock.Add(time.Minute)
+		ordinary := f.file(emergency)
 
 		asTyped := approvals.Identifier{System: " " + strings.ToUpper(patient.System) + " ", Value: patient.Value}
 		h, err := f.svc.PrintAccessHistory(ctx, "dpo1", asTyped, approvals.HistoryHTML)
@@ -69,7 +75,7 @@ func TestPrintAccessHistory(t *testing.T) {
 		for _, r := range h.Requests {
 			ids = append(ids, r.RequestID)
 		}
-		if want := []string{retrieved.ID, revoked.ID, denied.ID, cancelled.ID, urgent.ID}; !slices.Equal(ids, want) {
+		if want := []string{retrieved.ID, revoked.ID, denied.ID, cancelled.ID, urgent.ID, ordinary.ID}; !slices.Equal(ids, want) {
 			t.Fatalf("requests %v, want %v (oldest first, only this patient's)", ids, want)
 		}
 		r := h.Requests[0]
@@ -98,8 +104,14 @@ func TestPrintAccessHistory(t *testing.T) {
 		if c := h.Requests[3]; c.Status != approvals.StatusCancelled || len(c.Decisions) != 0 || c.Emergency {
 			t.Fatalf("cancelled request: %+v", c)
 		}
-		if e := h.Requests[4]; !e.Emergency || e.Requester.ID != "req2" || e.Status != approvals.StatusPending {
+		if e := h.Requests[4]; !e.Emergency || !e.EmergencyPrivileges || e.Requester.ID != "req2" || e.Status != approvals.StatusApproved ||
+			len(e.EmergencyReviews) != 1 || e.EmergencyReviews[0].Verdict != approvals.ReviewConfirmed ||
+			e.EmergencyReviews[0].Reviewer.ID != "off2" || e.EmergencyReviews[0].DecisionID != uout.DecisionID ||
+			!slices.Contains(trailActions(e), "emergency.confirmed") {
 			t.Fatalf("emergency request: %+v", e)
+		}
+		if o := h.Requests[5]; !o.Emergency || o.EmergencyPrivileges || len(o.EmergencyReviews) != 0 {
+			t.Fatalf("emergency made ordinary by the opposition: %+v", o)
 		}
 		if !h.Chain.Verified || h.Chain.Rows == 0 || h.PrintedBy.ID != "dpo1" || len(h.PatientEvents) != 0 {
 			t.Fatalf("chain %+v, printed by %+v, earlier printings %v", h.Chain, h.PatientEvents, h.PatientEvents)
@@ -112,7 +124,7 @@ func TestPrintAccessHistory(t *testing.T) {
 		}
 		var details string
 		db.Raw("SELECT details FROM audit_events WHERE action = 'patient.history_printed'").Scan(&details)
-		if !strings.Contains(details, h.PrintID) || !strings.Contains(details, `"requests":5`) ||
+		if !strings.Contains(details, h.PrintID) || !strings.Contains(details, `"requests":6`) ||
 			!strings.Contains(details, `"chain_verified":true`) || strings.Contains(details, patient.Value) {
 			t.Fatalf("audit details %s", details)
 		}
@@ -120,7 +132,7 @@ func TestPrintAccessHistory(t *testing.T) {
 
 		// An officer prints it too (FHIR), and sees the earlier printing.
 		again, err := f.svc.PrintAccessHistory(ctx, "off2", patient, approvals.HistoryFHIR)
-		if err != nil || len(again.PatientEvents) != 1 || again.PatientEvents[0].Actor != "user:dpo1" || len(again.Requests) != 5 {
+		if err != nil || len(again.PatientEvents) != 1 || again.PatientEvents[0].Actor != "user:dpo1" || len(again.Requests) != 6 {
 			t.Fatalf("second printing: %v %+v", err, again.PatientEvents)
 		}
 

@@ -193,6 +193,19 @@ func requestDetails(v historyView, r approvals.AccessRecord) []fhirDetail {
 		{Type: "requester", ValueString: v.Name(r.Requester.ID) + professional(r.Requester)},
 		{Type: "categories-requested", ValueString: joinCats(r.Categories)},
 		{Type: "categories-released", ValueString: joinCats(r.Released)}}
+	if r.Emergency {
+		d = append(d, fhirDetail{Type: "emergency-privileges", ValueString: strconv.FormatBool(r.EmergencyPrivileges)})
+	}
+	for _, rv := range r.EmergencyReviews {
+		state := "awaited until " + fhirInstant(rv.DueAt)
+		switch {
+		case rv.Verdict != "":
+			state = rv.Verdict + " by " + v.Name(rv.Reviewer.ID) + " at " + fhirInstant(*rv.ReviewedAt)
+		case rv.Overdue:
+			state = "overdue since " + fhirInstant(rv.DueAt)
+		}
+		d = append(d, fhirDetail{Type: "post-hoc-review", ValueString: state})
+	}
 	for _, dec := range r.Decisions {
 		d = append(d, fhirDetail{Type: "decision", ValueString: dec.Verdict + " by " + v.Name(dec.Officer.ID) +
 			professional(dec.Officer) + " at " + fhirInstant(dec.SignedAt)})

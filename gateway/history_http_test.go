@@ -78,7 +78,8 @@ func TestAccessHistoryOverHTTP(t *testing.T) {
 			}
 			if !strings.Contains(body, `data-request="`+req.ID+`"`) || !strings.Contains(body, `data-request="`+urgent.ID+`" data-emergency="true"`) ||
 				!strings.Contains(body, `data-verified="true"`) || strings.Count(body, `data-test="emergency-flag"`) != 1 ||
-				!strings.Contains(body, `data-test="history-extract"`) || !strings.Contains(body, `data-restriction="`+p.ID+`" data-in-force="true"`) {
+				!strings.Contains(body, `data-test="history-extract"`) || !strings.Contains(body, `data-restriction="`+p.ID+`" data-in-force="true"`) ||
+				!strings.Contains(body, `data-test="emergency-rules"`) {
 				t.Fatalf("%s: the page lacks a request, the emergency flag, the extract or the chain's state:\n%s", tc.lang, body)
 			}
 		}

@@ -97,6 +97,16 @@ func (v historyView) RequestsHTML(p *templates.Page) template.HTML {
 		for _, d := range r.Decisions {
 			fact(t("history.decisions"), p.T("history.decision", t("history.verdict."+d.Verdict), v.Name(d.Officer.ID), p.Time(d.SignedAt)), "")
 		}
+		if r.Emergency {
+			rules := t("history.emergency.ordinary")
+			if r.EmergencyPrivileges {
+				rules = t("history.emergency.applied")
+			}
+			fact(t("history.emergency.rules"), rules, "emergency-rules")
+		}
+		for _, rv := range r.EmergencyReviews {
+			fact(t("history.review"), v.review(p, rv), "emergency-review")
+		}
 		fact(t("history.released"), cats(r.Released), "history-released")
 		for _, x := range r.Extracts {
 			fate := t("state.ready")
@@ -192,6 +202,19 @@ func (w words) Or(key, fallback string) string {
 		w.m[key] = s
 	}
 	return s
+}
+
+// review says where the post-hoc review of an emergency release stands.
+func (v historyView) review(p *templates.Page, rv approvals.EmergencyReviewRecord) string {
+	switch {
+	case rv.Verdict == approvals.ReviewConfirmed:
+		return p.T("history.review.confirmed", v.Name(rv.Reviewer.ID), p.Time(rv.ReviewedAt))
+	case rv.Verdict == approvals.ReviewFlagged:
+		return p.T("history.review.flagged", v.Name(rv.Reviewer.ID), p.Time(rv.ReviewedAt))
+	case rv.Overdue:
+		return p.T("history.review.overdue", p.Time(rv.DueAt))
+	}
+	return p.T("history.review.awaited", p.Time(rv.DueAt))
 }
 
 // Delivery is the message key of how a retrieved extract's delivery ended.
