@@ -53,15 +53,18 @@ func (s *Service) CompleteRestriction(ctx context.Context, officerID, preparatio
 		a.Signature); err != nil {
 		return Restriction{}, fmt.Errorf("%w: %v", ErrChallenge, err)
 	}
-	var touched []string
-	if prep.Lifts == "" {
-		if touched, err = s.restrictedExtracts(ctx, prep.PatientIndex, r, now); err != nil {
-			return Restriction{}, err
-		}
-	}
 	err = store.Tx(ctx, s.db, func(tx *gorm.DB) error {
 		if err := a.Commit(tx); err != nil {
 			return err
+		}
+		if err := lockPatient(tx, prep.PatientIndex); err != nil {
+			return err
+		}
+		var touched []string
+		if prep.Lifts == "" {
+			if touched, err = s.restrictedExtracts(ctx, tx, prep.PatientIndex, r, now); err != nil {
+				return err
+			}
 		}
 		res := tx.Model(&restrictionRow{}).Where("id = ? AND completed_at IS NULL AND prepared_until > ?", prep.ID, now).
 			Updates(map[string]any{"completed_at": now, "credential_id": a.CredentialID, "public_key": a.PublicKey,

@@ -9,6 +9,7 @@ import (
 	"gorm.io/gorm"
 
 	"gatewayd/gateway/audit"
+	"gatewayd/gateway/store"
 )
 
 // restrictionSet is what a patient's restrictions in force mean for a manifest and a requester.
@@ -113,6 +114,9 @@ func (s *Service) checkBlocked(ctx context.Context, officer User, req Request, r
 // enforceRestrictions is the last check of an approval, inside the transaction that completes it: a block or
 // a mask recorded between preparation and signature voids the approval (the officer prepares again).
 func (s *Service) enforceRestrictions(ctx context.Context, tx *gorm.DB, patient Identifier, requestID string, entries []ManifestEntry) error {
+	if err := lockPatient(tx, s.sealer.patientIndex(patient)); err != nil {
+		return err
+	}
 	rs, err := s.restrictionsOf(ctx, tx, patient)
 	if err != nil {
 		return err
@@ -140,9 +144,9 @@ func (s *Service) enforceRestrictions(ctx context.Context, tx *gorm.DB, patient 
 // from the blocked professional, or one whose signed manifest holds a masked entry. revokeRestricted then
 // revokes them in the transaction that puts the restriction in force: the restriction is the officer's signed
 // act, so the revocation is signed by it; the requester reads "revoked", as for any revocation. Candidates are
-// read before the transaction (the requesters' professional ids come from identity); the update re-checks
-// that each is still ready.
-func (s *Service) restrictedExtracts(ctx context.Context, index string, r Restriction, now time.Time) ([]string, error) {
+// read in that transaction (db), under the patient's lock (lockPatient), so an approval completed at the same
+// moment is either seen here or sees the restriction; the update re-checks that each is still ready.
+func (s *Service) restrictedExtracts(ctx context.Context, db *gorm.DB, index string, r Restriction, now time.Time) ([]string, error) {
 	if r.Restriction == OpposeEmergency {
 		return nil, nil
 	}
@@ -151,7 +155,7 @@ func (s *Service) restrictedExtracts(ctx context.Context, index string, r Restri
 		RequesterID string
 		Manifest    string
 	}
-	err := s.db.WithContext(ctx).Table("extracts AS x").Select("x.id, q.requester_id, x.manifest").
+	err := db.WithContext(ctx).Table("extracts AS x").Select("x.id, q.requester_id, x.manifest").
 		Joins("JOIN approval_requests q ON q.id = x.request_id").
 		Where("q.patient_index = ? AND x.retrieved_at IS NULL AND x.revoked_at IS NULL AND x.expires_at > ?", index, now).
 		Scan(&rows).Error
@@ -198,4 +202,16 @@ func revokeRestricted(tx *gorm.DB, ids []string, officerID, restrictionID string
 		}
 	}
 	return nil
+}
+
+// lockPatient serialises, per patient, the two transactions that must see each other: an approval being
+// completed (which checks the restrictions in force) and a restriction being put in force (which revokes the
+// ready extracts it touches). Without it, on PostgreSQL's read committed, both could commit having each read
+// the state before the other: an approval of a blocked professional, or a masked entry in a ready extract
+// (TestBlockAndApprovalAtOnce). SQLite's immediate transactions already hold the single write lock.
+func lockPatient(tx *gorm.DB, index string) error {
+	if store.DialectOf(tx) != store.Postgres {
+		return nil
+	}
+	return tx.Exec("SELECT pg_advisory_xact_lock(727010, hashtext(?))", index).Error
 }

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -330,6 +331,44 @@ func TestMaskedEntries(t *testing.T) {
 		f.lift("off2", category)
 		if rv, err := f.svc.OpenReview(ctx, "off1", only.ID); err != nil || rv.Masked != 0 || ids(rv.Manifest.Entries) != "e-result-1" {
 			t.Fatalf("after lifting the category: %v", err)
+		}
+	})
+}
+
+// TestBlockAndApprovalAtOnce completes, at the same moment, an approval of a professional's request and a block
+// of that professional, many times: whichever commits first, the other must see it. Afterwards either the
+// approval was refused, or its extract was revoked by the block; never a ready extract for a blocked
+// professional. (Without the patient's lock, PostgreSQL's read committed let both commit on the old state.)
+func TestBlockAndApprovalAtOnce(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
+		f := newFixture(t, db, approvals.Policy{})
+		ctx := context.Background()
+		f.users.SetProfessional("req1", "10000000001")
+		for i := range 8 {
+			req := f.file(validFiling())
+			p, resp := f.prepare("off1", req.ID, approvals.DecisionInput{Verdict: approvals.Approve})
+			rp, err := f.svc.PrepareRestriction(ctx, "off2", approvals.RestrictionInput{Patient: patient,
+				Kind: approvals.BlockProfessional, Target: "10000000001", Reference: "Letter 2026-117"})
+			must(t, err)
+			rresp := f.signer.Sign("off2", rp.Options)
+			var wg sync.WaitGroup
+			var decErr, resErr error
+			var out approvals.Outcome
+			wg.Add(2)
+			go func() { defer wg.Done(); out, decErr = f.svc.CompleteDecision(ctx, "off1", p.ID, resp) }()
+			go func() { defer wg.Done(); _, resErr = f.svc.CompleteRestriction(ctx, "off2", rp.ID, rresp) }()
+			wg.Wait()
+			if resErr != nil {
+				t.Fatalf("round %d: the block failed: %v", i, resErr)
+			}
+			if decErr == nil {
+				if _, err := f.svc.ClaimExtract(ctx, out.ExtractID, "req1"); !errors.Is(err, approvals.ErrRevoked) {
+					t.Fatalf("round %d: an extract approved at the moment of the block is still ready: %v", i, err)
+				}
+			} else if !errors.Is(decErr, approvals.ErrBlocked) {
+				t.Fatalf("round %d: the approval failed for another reason: %v", i, decErr)
+			}
+			f.lift("off2", rp.ID)
 		}
 	})
 }
