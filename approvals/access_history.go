@@ -145,12 +145,9 @@ const (
 // how many requests, whether the chain verified; ids and counts only) in the audit chain. An invalid
 // identifier is a FieldErrors; a patient nobody asked about has an empty history, printed and audited too.
 func (s *Service) PrintAccessHistory(ctx context.Context, userID string, id Identifier, format string) (AccessHistory, error) {
-	u, err := s.users.User(ctx, userID)
+	u, err := s.officerOrDPO(ctx, userID)
 	if err != nil {
-		return AccessHistory{}, fmt.Errorf("user %s: %w", userID, err)
-	}
-	if !u.Active || (u.Role != RoleOfficer && u.Role != RoleDPO) {
-		return AccessHistory{}, fmt.Errorf("user %s: %w", userID, ErrForbidden)
+		return AccessHistory{}, err
 	}
 	if format != HistoryHTML && format != HistoryFHIR {
 		return AccessHistory{}, fmt.Errorf("%w: %q", ErrBadFormat, format)

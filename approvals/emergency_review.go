@@ -75,7 +75,7 @@ func (s *Service) awaitEmergencyReview(tx *gorm.DB, prep decisionRow, extractID 
 // EmergencyReviews lists one page of the emergency releases, newest first, those awaiting review and those
 // reviewed, with their total. Listing is not audited: it shows ids and dates, no patient data.
 func (s *Service) EmergencyReviews(ctx context.Context, officerID string, p store.Page) (store.Listed[EmergencyReview], error) {
-	if _, err := s.officer(ctx, officerID); err != nil {
+	if _, err := s.officerOrDPO(ctx, officerID); err != nil {
 		return store.Listed[EmergencyReview]{}, err
 	}
 	var rows []emergencyReviewRow
@@ -128,11 +128,11 @@ func (s *Service) OverdueEmergencyReviews(ctx context.Context) (int, error) {
 	return int(n), nil
 }
 
-// ReviewEmergency records an officer's post-hoc review of an emergency release: confirmed, or flagged with a
-// reason (sealed: a free text may hold what it should not). The reviewer must be another person than the
-// officer who signed the release. One atomic UPDATE with its audit row: a release is reviewed once.
+// ReviewEmergency records an officer's (or the data-protection officer's) post-hoc review of an emergency
+// release: confirmed, or flagged with a reason (sealed: a free text may hold what it should not). The reviewer
+// must be another person than the officer who signed the release. One atomic UPDATE with its audit row: a release is reviewed once.
 func (s *Service) ReviewEmergency(ctx context.Context, officerID, decisionID, verdict, reason string) error {
-	off, err := s.officer(ctx, officerID)
+	off, err := s.officerOrDPO(ctx, officerID)
 	if err != nil {
 		return err
 	}

@@ -171,8 +171,9 @@ func inForce(db *gorm.DB) *gorm.DB {
 	return db.Where("lifts = '' AND completed_at IS NOT NULL AND lifted_at IS NULL")
 }
 
-// restrictor is who may record or lift a restriction: an officer, or the data-protection officer.
-func (s *Service) restrictor(ctx context.Context, id string) (User, error) {
+// officerOrDPO is who may record or lift a restriction, print an access history or review an emergency
+// release afterwards: an officer, or the data-protection officer (DESIGN.md's roles).
+func (s *Service) officerOrDPO(ctx context.Context, id string) (User, error) {
 	u, err := s.users.User(ctx, id)
 	if err != nil {
 		return User{}, fmt.Errorf("user %s: %w", id, err)
@@ -234,7 +235,7 @@ func (s *Service) checkRestrictionInput(ctx context.Context, in RestrictionInput
 // starts the signing ceremony over nonce || SHA-256(canonical). Nothing is in force until
 // CompleteRestriction.
 func (s *Service) PrepareRestriction(ctx context.Context, officerID string, in RestrictionInput) (PreparedRestriction, error) {
-	if _, err := s.restrictor(ctx, officerID); err != nil {
+	if _, err := s.officerOrDPO(ctx, officerID); err != nil {
 		return PreparedRestriction{}, err
 	}
 	in, err := s.checkRestrictionInput(ctx, in)
@@ -256,7 +257,7 @@ func (s *Service) PrepareRestriction(ctx context.Context, officerID string, in R
 
 // PrepareLift prepares the lifting of a restriction in force, on the patient's written request (reference).
 func (s *Service) PrepareLift(ctx context.Context, officerID, restrictionID, reference string) (PreparedRestriction, error) {
-	if _, err := s.restrictor(ctx, officerID); err != nil {
+	if _, err := s.officerOrDPO(ctx, officerID); err != nil {
 		return PreparedRestriction{}, err
 	}
 	reference = normalizeText(reference)

@@ -23,7 +23,7 @@ func (s *Service) CompleteRestriction(ctx context.Context, officerID, preparatio
 	if len(bytes.TrimSpace(response)) == 0 {
 		return Restriction{}, ErrNoAssertion
 	}
-	if _, err := s.restrictor(ctx, officerID); err != nil {
+	if _, err := s.officerOrDPO(ctx, officerID); err != nil {
 		return Restriction{}, err
 	}
 	if !validID(preparationID) {
@@ -155,7 +155,7 @@ type PatientRestrictions struct {
 // Restrictions gathers, for an officer, a patient's restrictions in force (oldest first) and entries. Reading
 // them is audited (the patient by blind index only).
 func (s *Service) Restrictions(ctx context.Context, officerID string, patient Identifier) (PatientRestrictions, error) {
-	if _, err := s.restrictor(ctx, officerID); err != nil {
+	if _, err := s.officerOrDPO(ctx, officerID); err != nil {
 		return PatientRestrictions{}, err
 	}
 	patient = Identifier{System: strings.TrimSpace(patient.System), Value: strings.TrimSpace(patient.Value)}
@@ -199,7 +199,7 @@ func (s *Service) Restrictions(ctx context.Context, officerID string, patient Id
 // RestrictionPatient returns the patient a restriction (or lifting) names, so that the console can come back
 // to the patient's page by the restriction's id, never by an identifier in a URL.
 func (s *Service) RestrictionPatient(ctx context.Context, officerID, id string) (Identifier, error) {
-	if _, err := s.restrictor(ctx, officerID); err != nil {
+	if _, err := s.officerOrDPO(ctx, officerID); err != nil {
 		return Identifier{}, err
 	}
 	var row restrictionRow

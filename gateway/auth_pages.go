@@ -72,7 +72,7 @@ func (h *handler) signOut(c echo.Context) error {
 func (h *handler) roleHome(c echo.Context) error {
 	role := sessionOf(c).User.Role
 	d := homeData{Role: role}
-	if role == identity.RoleOfficer {
+	if role == identity.RoleOfficer || role == identity.RoleDPO {
 		n, err := h.approvals.OverdueEmergencyReviews(c.Request().Context())
 		if err != nil {
 			return err
@@ -82,7 +82,8 @@ func (h *handler) roleHome(c echo.Context) error {
 	return h.render(c, http.StatusOK, "role_home", &templates.Page{Title: "home." + role + ".title", Data: d})
 }
 
-// homeData is what a role's home shows: the role, and for officers the emergency releases overdue for review.
+// homeData is what a role's home shows: the role, and for officers and the data-protection officer (who both
+// review emergency releases afterwards) the releases overdue for review.
 type homeData struct {
 	Role           string
 	OverdueReviews int
