@@ -36,6 +36,9 @@ type Extract struct {
 	RetrievedAt    *time.Time
 	RetrievedBy    string
 	RevokedAt      *time.Time
+	// signed is the manifest as stored (the JSON of Entries), handed to the renderer as is, so that it can
+	// stream the entries in one query without rebuilding the list.
+	signed string
 	// claimer is the user whose claim returned this extract (ClaimExtract read them to check the claim), so
 	// that DeliveryOf need not read them again.
 	claimer *User
@@ -77,7 +80,7 @@ func (r extractRow) extract() (Extract, error) {
 	x := Extract{ID: r.ID, RequestID: r.RequestID, DecisionID: r.DecisionID,
 		Retriever:      RetrieverField{Kind: RetrieverKind(r.RetrieverKind), UserID: r.RetrieverID},
 		ManifestDigest: r.ManifestDigest, CreatedAt: r.CreatedAt.UTC(), ExpiresAt: r.ExpiresAt.UTC(),
-		RetrievedAt: utc(r.RetrievedAt), RevokedAt: utc(r.RevokedAt)}
+		RetrievedAt: utc(r.RetrievedAt), RevokedAt: utc(r.RevokedAt), signed: r.Manifest}
 	if r.RetrievedBy != nil {
 		x.RetrievedBy = *r.RetrievedBy
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"regexp"
 	"sort"
 	"testing"
@@ -28,6 +29,8 @@ func TestRenderBytesUnchanged(t *testing.T) {
 		"html-en": "c612aa16e96bf7274517122d51bcf7b478ae99cfbcc9b4460b0b23f5fd7704e8",
 		"html-fr": "cc92e2a5497d5029e07b707dab05aec3d5e963a49c0c4969b4a35b6097496336",
 	}
+	// Rendered from the manifest as approvals stores it: the same bytes.
+	want["bundle-signed"], want["html-fr-signed"] = want["bundle"], want["html-fr"]
 	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
 		ctx := context.Background()
 		s := newService(t, db)
@@ -40,10 +43,21 @@ func TestRenderBytesUnchanged(t *testing.T) {
 		// its content hashes, which depend on the content only.
 		sort.Slice(m.Entries, func(i, j int) bool { return m.Entries[i].ContentHash < m.Entries[j].ContentHash })
 		wm := testWatermark("fixed-digest")
+		// The same manifest as approvals stores it and the gateway passes it (records.SignedManifest).
+		stored, err := json.Marshal(m.Entries)
+		if err != nil {
+			t.Fatal(err)
+		}
+		signed, err := s.SignedManifest(ctx, busterSSN, string(stored), len(m.Entries))
+		if err != nil {
+			t.Fatal(err)
+		}
 		for name, render := range map[string]func(w *bytes.Buffer) error{
-			"bundle":  func(w *bytes.Buffer) error { return s.RenderBundle(ctx, w, m, busterSSN, wm) },
-			"html-en": func(w *bytes.Buffer) error { return s.RenderHTML(ctx, w, m, busterSSN, wm, "en") },
-			"html-fr": func(w *bytes.Buffer) error { return s.RenderHTML(ctx, w, m, busterSSN, wm, "fr") },
+			"bundle":         func(w *bytes.Buffer) error { return s.RenderBundle(ctx, w, m, busterSSN, wm) },
+			"html-en":        func(w *bytes.Buffer) error { return s.RenderHTML(ctx, w, m, busterSSN, wm, "en") },
+			"html-fr":        func(w *bytes.Buffer) error { return s.RenderHTML(ctx, w, m, busterSSN, wm, "fr") },
+			"bundle-signed":  func(w *bytes.Buffer) error { return s.RenderBundle(ctx, w, signed, busterSSN, wm) },
+			"html-fr-signed": func(w *bytes.Buffer) error { return s.RenderHTML(ctx, w, signed, busterSSN, wm, "fr") },
 		} {
 			var out bytes.Buffer
 			if err := render(&out); err != nil {
