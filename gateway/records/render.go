@@ -32,19 +32,21 @@ type loadedEntry struct {
 }
 
 // The one query of a rendering pass, per dialect: the manifest's JSON (a parameter) unnested in order by the
-// database and joined to record_entries by primary key (id, version). A LEFT JOIN, so that an entry of the
-// manifest that is not stored comes back as a row without columns and is refused, never skipped. The two
-// %s are the resource and display columns, or NULL when the pass does not open them.
+// database, each element looked up in record_entries by primary key (id, version) in a nested loop, so rows
+// come out in manifest order as they are found: no sort, which would hold every row (resources included)
+// before the first one. The plan is not left to chance: PostgreSQL would hash-join a small manifest against a
+// scan of the whole table, so its look-up is a LATERAL subquery with LIMIT 1 (never flattened into a join);
+// and eachEntry checks each row's position (m.key, m.ord) anyway. A LEFT JOIN, so that an entry of the
+// manifest that is not stored comes back as a row without columns and is refused, never skipped. The two %s
+// are the resource and display columns, or NULL when the pass does not open them.
 const (
-	entriesSQLite = `SELECT json_extract(m.value, '$.id'), json_extract(m.value, '$.version'), json_extract(m.value, '$.content_hash'),
+	entriesSQLite = `SELECT m.key, json_extract(m.value, '$.id'), json_extract(m.value, '$.version'), json_extract(m.value, '$.content_hash'),
 	e.patient_id, e.content_hash, e.category, e.resource_type, e.effective_at, e.fhir_id, %s, %s
-FROM json_each(?) AS m LEFT JOIN record_entries e ON e.id = json_extract(m.value, '$.id') AND e.version = json_extract(m.value, '$.version')
-ORDER BY m.key`
-	entriesPostgres = `SELECT m.value ->> 'id', (m.value ->> 'version')::int, m.value ->> 'content_hash',
+FROM json_each(?) AS m LEFT JOIN record_entries e ON e.id = json_extract(m.value, '$.id') AND e.version = json_extract(m.value, '$.version')`
+	entriesPostgres = `SELECT m.ord - 1, m.value ->> 'id', (m.value ->> 'version')::int, m.value ->> 'content_hash',
 	e.patient_id, e.content_hash, e.category, e.resource_type, e.effective_at, e.fhir_id, %s, %s
-FROM jsonb_array_elements(CAST(? AS jsonb)) WITH ORDINALITY AS m(value, ord)
-	LEFT JOIN record_entries e ON e.id = m.value ->> 'id' AND e.version = (m.value ->> 'version')::int
-ORDER BY m.ord`
+FROM jsonb_array_elements(CAST(? AS jsonb)) WITH ORDINALITY AS m(value, ord) LEFT JOIN LATERAL (
+	SELECT * FROM record_entries WHERE id = m.value ->> 'id' AND version = (m.value ->> 'version')::int LIMIT 1) e ON true`
 )
 
 // eachEntry streams the manifest's entries BY (id, version), in manifest order, through one query, and calls
@@ -104,12 +106,16 @@ func (s *Service) eachEntry(ctx context.Context, m Manifest, parts entryParts, f
 		sum                                            [sha256.Size]byte
 		hexSum                                         [2 * sha256.Size]byte
 	)
-	for rs.Next() {
-		if err := rs.Scan(&id, &version, &want, &patientID, &contentHash, &category, &resourceType, &effectiveAt, &fhirID,
+	for n := int64(0); rs.Next(); n++ {
+		var pos int64
+		if err := rs.Scan(&pos, &id, &version, &want, &patientID, &contentHash, &category, &resourceType, &effectiveAt, &fhirID,
 			&resource, &display); err != nil {
 			return fmt.Errorf("load entries: %w", err)
 		}
 		rid := entryRowID(id, version)
+		if pos != n {
+			return fmt.Errorf("entry %s: read at position %d of the manifest, expected %d: %w", rid, pos, n, ErrManifest)
+		}
 		if !patientID.Valid || patientID.String != m.PatientID || contentHash.String != want {
 			return fmt.Errorf("entry %s: %w", rid, ErrManifest)
 		}
