@@ -37,7 +37,8 @@ const DecisionFormat = 2
 //		 "manifest_digest":"<64 hex>"|"","retriever":{"kind":"requester"|"staff","user_id":"..."|""}|null,
 //		 "expires_at":"YYYY-MM-DDTHH:MM:SSZ"|"","issued_at":"YYYY-MM-DDTHH:MM:SSZ",
 //		 "nonce":"<base64url, no padding, of 32 bytes>","wording_version":"...",
-//		 "shown_sha256":"<64 hex>","audit_anchor":{"seq":N,"hash":"<64 hex>"},"reason":"..."}
+//		 "shown_sha256":"<64 hex>","audit_anchor":{"seq":N,"hash":"<64 hex>"},"reason":"..."
+//		 [,"identity_override":{"differs":["birth_name"|"given_name"|"birth_date"|"sex",...],"reason":"..."}]}
 //
 //	  - decision_id is the id the gateway gives the decision (and its receipt);
 //	  - issued_at is the preparation time: when the officer's choice was checked and the signature asked;
@@ -50,7 +51,11 @@ const DecisionFormat = 2
 //	    an approval has reason "";
 //	  - "nothing recorded" has the scope it answers for, the digest of the empty manifest, retriever null,
 //	    expires_at "" and reason "";
-//	  - the nonce is the same 32 bytes that open the WebAuthn challenge.
+//	  - the nonce is the same 32 bytes that open the WebAuthn challenge;
+//	  - identity_override is absent unless an approval overrides identity traits that differ from the records'
+//	    Patient: it names those traits (in the order birth_name, given_name, birth_date, sex) and holds the
+//	    officer's reason. A decision without it keeps exactly its earlier bytes; a verifier that does not
+//	    know the member refuses it rather than ignore it (unknown fields are refused).
 //
 // The WebAuthn challenge is nonce || SHA-256(canonical): 64 bytes.
 type Decision struct {
@@ -69,6 +74,8 @@ type Decision struct {
 	ShownSHA256    string          `json:"shown_sha256"`
 	AuditAnchor    AuditAnchor     `json:"audit_anchor"`
 	Reason         string          `json:"reason"`
+	// IdentityOverride is present only in an approval signed although identity traits differed.
+	IdentityOverride *IdentityOverride `json:"identity_override,omitempty"`
 }
 
 // AuditAnchor is a position of the audit chain as it is signed: a row's seq and hash.
@@ -140,6 +147,9 @@ func ParseDecision(b []byte) (Decision, error) {
 	}
 	if d.Format != DecisionFormat {
 		return Decision{}, fmt.Errorf("%w: format %d is not %d", ErrNotCanonical, d.Format, DecisionFormat)
+	}
+	if o := d.IdentityOverride; o != nil && (d.Verdict != Approve || len(o.Differs) == 0 || o.Reason == "") {
+		return Decision{}, fmt.Errorf("%w: identity_override without differing traits, reason or approval", ErrNotCanonical)
 	}
 	if !slices.IsSorted(d.Scope.Categories) || len(slices.Compact(slices.Clone(d.Scope.Categories))) != len(d.Scope.Categories) {
 		return Decision{}, fmt.Errorf("%w: categories not sorted", ErrNotCanonical)
@@ -228,6 +238,11 @@ func (d Decision) Summary() string {
 		fmt.Fprintf(&b, "Released once to: %s\n", who)
 		fmt.Fprintf(&b, "Expires: %s\n", d.ExpiresAt)
 		fmt.Fprintf(&b, "Manifest digest: %s\n", d.ManifestDigest)
+		if o := d.IdentityOverride; o != nil {
+			fmt.Fprintf(&b, "IDENTITY OVERRIDE: approved although these identity traits differ from the records: %s\n",
+				strings.Join(o.Differs, ", "))
+			fmt.Fprintf(&b, "Override reason: %s\n", o.Reason)
+		}
 	}
 	fmt.Fprintf(&b, "Review page wording: %s\n", d.WordingVersion)
 

@@ -92,6 +92,17 @@ func (s *Service) CompleteDecision(ctx context.Context, officerID, preparationID
 		if err := a.Commit(tx); err != nil {
 			return err
 		}
+		// The patient's restrictions are checked again inside the transaction: a block or a mask recorded
+		// since the preparation voids an approval.
+		if d.Verdict == Approve {
+			var entries []ManifestEntry
+			if err := json.Unmarshal([]byte(prep.Manifest), &entries); err != nil {
+				return fmt.Errorf("manifest of %s: %w", prep.ID, err)
+			}
+			if err := s.enforceRestrictions(ctx, tx, d.Scope.Patient, prep.RequestID, entries); err != nil {
+				return err
+			}
+		}
 		res := tx.Model(&decisionRow{}).Where("id = ? AND completed_at IS NULL AND prepared_until > ?", prep.ID, now).
 			Update("completed_at", now)
 		if res.Error != nil {

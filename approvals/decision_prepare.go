@@ -24,6 +24,9 @@ type DecisionInput struct {
 	ExpiresIn time.Duration
 	// Reason is required for a denial.
 	Reason string
+	// IdentityOverride is the officer's reason to approve although an identity trait differs from the records
+	// (signed in the decision); it must be empty when no trait differs.
+	IdentityOverride string
 	// WordingVersion names the version of the review page's wording the officer read.
 	WordingVersion string
 	// Shown is what the page showed the officer, kept in the receipt; "" keeps the decision's summary.
@@ -129,7 +132,11 @@ func (s *Service) PrepareDecision(ctx context.Context, officerID, requestID stri
 		if err != nil {
 			return Prepared{}, err
 		}
-		m, err := s.records.Select(ctx, scope.Patient, scope)
+		rs, err := s.restrictionsOf(ctx, s.db, scope.Patient)
+		if err != nil {
+			return Prepared{}, err
+		}
+		m, _, err := s.selectUnmasked(ctx, scope, rs)
 		if err != nil {
 			return Prepared{}, fmt.Errorf("select manifest: %w", err)
 		}
@@ -140,6 +147,13 @@ func (s *Service) PrepareDecision(ctx context.Context, officerID, requestID stri
 	case Approve:
 		scope, err := decidedScope(req, in)
 		if err != nil {
+			return Prepared{}, err
+		}
+		rs, err := s.restrictionsOf(ctx, s.db, scope.Patient)
+		if err != nil {
+			return Prepared{}, err
+		}
+		if err := s.checkBlocked(ctx, off, req, rs); err != nil {
 			return Prepared{}, err
 		}
 		retriever = RetrieverField{Kind: in.Retriever}
@@ -162,7 +176,11 @@ func (s *Service) PrepareDecision(ctx context.Context, officerID, requestID stri
 		}
 		exp := now.Truncate(time.Second).Add(ttl)
 		expiresAt = &exp
-		if manifest, err = s.selectManifest(ctx, scope); err != nil {
+		if manifest, err = s.selectManifest(ctx, scope, rs); err != nil {
+			return Prepared{}, err
+		}
+		// Identity vigilance: the traits are compared again now, not as the review page showed them.
+		if d.IdentityOverride, err = s.identityOverride(ctx, req, in.IdentityOverride); err != nil {
 			return Prepared{}, err
 		}
 		d.Scope, d.Retriever, d.ExpiresAt, d.ManifestDigest = canonicalScope(scope), &retriever, exp.Format(TimeFormat), manifest.Digest
@@ -193,7 +211,7 @@ func (s *Service) PrepareDecision(ctx context.Context, officerID, requestID stri
 		ManifestDigest: d.ManifestDigest, RetrieverKind: string(retriever.Kind), RetrieverID: retriever.UserID,
 		ExtractExpiresAt: expiresAt}
 	return s.prepareDecisionRow(ctx, officerID, h, d, manifest, describe, drow,
-		map[string]any{"entries": len(manifest.Entries)})
+		map[string]any{"entries": len(manifest.Entries), "identity_override": d.IdentityOverride != nil})
 }
 
 // decidedScope is the scope an officer decides on: the one asked, or the officer's narrowing of it (never
@@ -214,10 +232,10 @@ func decidedScope(req Request, in DecisionInput) (Scope, error) {
 	return scope, nil
 }
 
-// selectManifest asks the records what a scope selects and checks the answer: every entry inside the scope,
-// at least one entry, and the digest (when the records side gives one) equal to ours.
-func (s *Service) selectManifest(ctx context.Context, scope Scope) (Manifest, error) {
-	m, err := s.records.Select(ctx, scope.Patient, scope)
+// selectManifest asks the records what a scope selects (masked entries left out) and checks the answer: every
+// entry inside the scope, at least one entry, and the digest (when the records side gives one) equal to ours.
+func (s *Service) selectManifest(ctx context.Context, scope Scope, rs restrictionSet) (Manifest, error) {
+	m, _, err := s.selectUnmasked(ctx, scope, rs)
 	if err != nil {
 		return Manifest{}, fmt.Errorf("select manifest: %w", err)
 	}

@@ -16,6 +16,10 @@ type Records interface {
 	// Select returns the entries of the patient named by id that the scope covers today. It returns an error
 	// wrapping ErrNoPatient when no patient carries that identifier.
 	Select(ctx context.Context, id Identifier, scope Scope) (Manifest, error)
+	// Traits returns the identity traits the records' Patient holds (the official name's family and first
+	// given name, birth date, gender), "" for what they lack; an error wrapping ErrNoPatient when no patient
+	// carries the identifier. Only the console's review and decisions ask it, never the intake.
+	Traits(ctx context.Context, id Identifier) (Traits, error)
 }
 
 // ErrNoPatient is what a Records implementation wraps when the identifier names nobody.

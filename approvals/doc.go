@@ -15,6 +15,13 @@
 // handlers call Queue, OpenReview, PrepareDecision, CompleteDecision and ClaimExtract. A FieldErrors error
 // lists {"field","code"} pairs to show next to the fields or return as JSON.
 //
+// Identity vigilance: a Filing may carry the INS identity Traits (sealed like the identifier, never logged,
+// never returned to the requester). OpenReview compares them trait by trait with the records' Patient
+// (Records.Traits; Review.Identity: match, differs, missing); PrepareDecision refuses an approval while a trait
+// differs (ErrTraitsDiffer) unless DecisionInput.IdentityOverride gives a reason, signed in the decision as
+// identity_override (Decision.IdentityOverride) and printed by its Summary (the receipt). Filing never asks
+// the records, so the requester's answers cannot depend on whether the patient exists or matches.
+//
 // Extracts at retrieval: ClaimExtract (one atomic UPDATE, committed with its audit row), then DeliverExtract,
 // which renders exactly the signed manifest through Deps.Renderer (the gateway adapts gateway/records, so no
 // intake handler touches the records) and records what was sent (extract.delivered: SHA-256, size, complete). Lists:
@@ -22,10 +29,14 @@
 // CompleteRevocation; VerifyRevocation re-checks it offline) and re-issues one whose delivery broke with a new
 // signed decision (PrepareReissue, then CompleteDecision).
 //
-// Patients' restrictions (restriction.go): on the patient's written request an officer records, signed like
+// Patients' restrictions (restriction*.go): on the patient's written request an officer records, signed like
 // a decision, a blocked professional, a masked entry or category, or an opposition to emergency access
 // (PrepareRestriction, CompleteRestriction) and lifts it the same way (PrepareLift, CompleteRestriction);
-// VerifyRestriction re-checks one, Restrictions lists those in force. Emergency access asks
+// VerifyRestriction re-checks one; Restrictions gathers a patient's page (RestrictionPatient finds the patient
+// of a restriction id). Enforced here, not in pages: every manifest comes through selectUnmasked (masked
+// entries never enter one, the review counts them in Review.Masked); an approval of a blocked professional's
+// request is refused (ErrBlocked, Review.Blocked) at preparation and again inside the completing transaction;
+// a block or mask revokes the ready extracts it touches. Emergency access asks
 // emergencyOpposed(ctx, db, patient Identifier) inside its own transaction: true means the patient is
 // treated like any other.
 package approvals

@@ -71,6 +71,13 @@ func (s *Service) PrepareReissue(ctx context.Context, officerID, extractID strin
 	if err := s.checkPersons(ctx, off, req); err != nil {
 		return Prepared{}, err
 	}
+	rs, err := s.restrictionsOf(ctx, s.db, req.Scope.Patient)
+	if err != nil {
+		return Prepared{}, err
+	}
+	if err := s.checkBlocked(ctx, off, req, rs); err != nil {
+		return Prepared{}, err
+	}
 	var first decisionRow
 	if err := s.db.WithContext(ctx).Where("id = ?", xr.DecisionID).Take(&first).Error; err != nil {
 		return Prepared{}, fmt.Errorf("decision of %s: %w", extractID, err)
@@ -97,7 +104,9 @@ func (s *Service) PrepareReissue(ctx context.Context, officerID, extractID strin
 	exp := h.At.Truncate(time.Second).Add(ttl)
 	d := Decision{RequestID: row.ID, OfficerID: officerID, Verdict: Approve, Scope: fd.Scope,
 		ManifestDigest: xr.ManifestDigest, Retriever: fd.Retriever, ExpiresAt: exp.Format(TimeFormat),
-		WordingVersion: strings.TrimSpace(in.WordingVersion)}
+		WordingVersion: strings.TrimSpace(in.WordingVersion),
+		// The release was approved with this override: the re-issue signs it again, so its receipt says so.
+		IdentityOverride: fd.IdentityOverride}
 	describe := func(d Decision, _ Manifest) string {
 		if in.Shown != "" {
 			return in.Shown

@@ -192,6 +192,8 @@ type Request struct {
 	Reference string
 	// State is what a person reads about the request, filled by MyRequest(s) and StateOf.
 	State RequestState
+	// Traits are the INS identity traits filed with the request (sealed at rest; for the console only).
+	Traits Traits
 }
 
 // requestRow is the stored form of a Request.
@@ -202,6 +204,7 @@ type requestRow struct {
 	PatientIndex        string
 	JustificationSealed []byte
 	ReferenceSealed     []byte
+	TraitsSealed        []byte
 	Categories          string
 	PeriodFrom          string
 	PeriodTo            string

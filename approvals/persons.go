@@ -12,13 +12,7 @@ import (
 // person, nor give a second approval after any account of the same person gave the first. A refusal is
 // audited (it may be a person trying their two accounts), with ids and a reason code only.
 func (s *Service) checkPersons(ctx context.Context, officer User, req Request) error {
-	refuse := func(code string, err error) error {
-		if aerr := audit.Record(context.WithoutCancel(ctx), s.db, audit.Event{At: s.clock(), Actor: "user:" + officer.ID,
-			Action: "decision.refused", Subject: "request:" + req.ID, Details: map[string]any{"reason": code}}); aerr != nil {
-			return fmt.Errorf("%w (and its audit row failed: %v)", err, aerr)
-		}
-		return err
-	}
+	refuse := func(code string, err error) error { return s.refuseDecision(ctx, officer, req, code, err) }
 	same, err := s.samePerson(ctx, officer, req.RequesterID)
 	if err != nil {
 		return err
@@ -50,4 +44,13 @@ func (s *Service) samePerson(ctx context.Context, u User, otherID string) (bool,
 		return false, fmt.Errorf("user %s: %w", otherID, err)
 	}
 	return other.person() == u.person(), nil
+}
+
+// refuseDecision audits an officer's refused decision (ids and a reason code only) and returns err.
+func (s *Service) refuseDecision(ctx context.Context, officer User, req Request, code string, err error) error {
+	if aerr := audit.Record(context.WithoutCancel(ctx), s.db, audit.Event{At: s.clock(), Actor: "user:" + officer.ID,
+		Action: "decision.refused", Subject: "request:" + req.ID, Details: map[string]any{"reason": code}}); aerr != nil {
+		return fmt.Errorf("%w (and its audit row failed: %v)", err, aerr)
+	}
+	return err
 }

@@ -49,6 +49,8 @@ type Filing struct {
 	Delivery      RetrieverKind
 	// Reference is the requester's own reference (optional): what they file the answer under.
 	Reference string
+	// Traits are the patient's INS identity traits as the requester holds them (each optional).
+	Traits Traits
 }
 
 // FieldError names one invalid field and why, as a message key the page or API translates.
@@ -92,6 +94,7 @@ func (f Filing) normalize() Filing {
 	f.Period.To = strings.TrimSpace(f.Period.To)
 	f.Justification = normalizeText(f.Justification)
 	f.Reference = strings.TrimSpace(f.Reference)
+	f.Traits = f.Traits.normalize()
 	cs := slices.Clone(f.Categories)
 	slices.Sort(cs)
 	f.Categories = slices.Compact(cs)
@@ -173,6 +176,7 @@ func (f Filing) validate(today string) FieldErrors {
 	case strings.ContainsFunc(r, unicode.IsControl) || !utf8.ValidString(r):
 		add("reference", CodeInvalid)
 	}
+	f.Traits.validate(today, add)
 	switch f.Urgency {
 	case "":
 		add("urgency", CodeRequired)
@@ -251,12 +255,22 @@ func (s *Service) FileRequest(ctx context.Context, f Filing) (Request, error) {
 	if err != nil {
 		return Request{}, err
 	}
+	// Traits are sealed like the identifier; none given stays NULL.
+	var traits []byte
+	if !f.Traits.IsZero() {
+		plain, err := json.Marshal(f.Traits)
+		if err != nil {
+			return Request{}, err
+		}
+		traits = s.sealer.seal("approval_requests", "traits", id, plain)
+	}
 	row := requestRow{
 		ID: id, RequesterID: f.RequesterID,
 		PatientSealed:       s.sealer.seal("approval_requests", "patient", id, patient),
 		PatientIndex:        s.sealer.patientIndex(f.Patient),
 		JustificationSealed: s.sealer.seal("approval_requests", "justification", id, []byte(f.Justification)),
 		ReferenceSealed:     s.sealOptional("approval_requests", "reference", id, f.Reference),
+		TraitsSealed:        traits,
 		Categories:          joinCategories(f.Categories),
 		PeriodFrom:          f.Period.From, PeriodTo: f.Period.To,
 		Purpose: string(f.Purpose), Urgency: string(f.Urgency), Delivery: string(f.Delivery),
@@ -283,7 +297,7 @@ func (s *Service) FileRequest(ctx context.Context, f Filing) (Request, error) {
 		}
 		return audit.Append(tx, audit.Event{At: now, Actor: "user:" + f.RequesterID, Action: "request.filed",
 			Subject: "request:" + id, Details: map[string]any{"categories": len(f.Categories),
-				"purpose": string(f.Purpose), "urgency": string(f.Urgency)}})
+				"purpose": string(f.Purpose), "urgency": string(f.Urgency), "traits": traitCount(f.Traits)}})
 	})
 	if err != nil {
 		return Request{}, fmt.Errorf("file request: %w", err)
@@ -330,8 +344,18 @@ func (s *Service) toRequest(r requestRow) (Request, error) {
 			return Request{}, err
 		}
 	}
+	var traits Traits
+	if len(r.TraitsSealed) > 0 {
+		t, err := s.sealer.open("approval_requests", "traits", r.ID, r.TraitsSealed)
+		if err != nil {
+			return Request{}, err
+		}
+		if err := json.Unmarshal(t, &traits); err != nil {
+			return Request{}, fmt.Errorf("request %s: traits: %w", r.ID, err)
+		}
+	}
 	return Request{
-		ID: r.ID, RequesterID: r.RequesterID, Reference: string(ref),
+		ID: r.ID, RequesterID: r.RequesterID, Reference: string(ref), Traits: traits,
 		Scope: Scope{Patient: id, Categories: splitCategories(r.Categories),
 			Period: Period{From: r.PeriodFrom, To: r.PeriodTo}, Purpose: Purpose(r.Purpose)},
 		Justification: string(j), Urgency: Urgency(r.Urgency), Delivery: RetrieverKind(r.Delivery),

@@ -120,6 +120,12 @@ type Review struct {
 	// nobody (the officer then denies).
 	Manifest  Manifest
 	NoPatient bool
+	// Masked is how many entries the scope would select that the patient masked (never which: they are left
+	// out of Manifest). Blocked says that the patient blocked the requester: the request cannot be approved.
+	Masked  int
+	Blocked bool
+	// Identity compares the filed traits with the records' Patient, trait by trait (nil when NoPatient).
+	Identity IdentityCheck
 }
 
 // OpenReview gathers a request's review for an officer and audits that the officer saw it.
@@ -151,7 +157,11 @@ func (s *Service) OpenReview(ctx context.Context, officerID, id string) (Review,
 		rv.Stats.ByStatus[Status(c.Status)] = c.N
 		rv.Stats.Filed += c.N
 	}
-	rv.Manifest, err = s.records.Select(ctx, req.Scope.Patient, req.Scope)
+	rs, err := s.restrictionsOf(ctx, s.db, req.Scope.Patient)
+	if err != nil {
+		return Review{}, fmt.Errorf("review %s: %w", id, err)
+	}
+	rv.Manifest, rv.Masked, err = s.selectUnmasked(ctx, req.Scope, rs)
 	switch {
 	case errors.Is(err, ErrNoPatient):
 		rv.NoPatient, rv.Manifest = true, Manifest{}
@@ -159,9 +169,14 @@ func (s *Service) OpenReview(ctx context.Context, officerID, id string) (Review,
 		return Review{}, fmt.Errorf("review %s: manifest: %w", id, err)
 	default:
 		rv.Manifest.Digest = ManifestDigest(rv.Manifest.Entries)
+		if rv.Identity, err = s.checkIdentity(ctx, req); err != nil {
+			return Review{}, fmt.Errorf("review %s: %w", id, err)
+		}
 	}
+	rv.Blocked = rs.blocks(rv.Requester)
 	err = audit.Record(ctx, s.db, audit.Event{At: s.clock(), Actor: "user:" + officerID, Action: "request.viewed",
-		Subject: "request:" + id, Details: map[string]any{"entries": len(rv.Manifest.Entries)}})
+		Subject: "request:" + id, Details: map[string]any{"entries": len(rv.Manifest.Entries),
+			"traits_differ": len(rv.Identity.Differs())}})
 	if err != nil {
 		return Review{}, err
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"gorm.io/gorm"
@@ -16,7 +17,8 @@ import (
 // CompleteRestriction takes the officer's signature over a prepared restriction or lifting, checks (trusting
 // no signer) that it signed this document's challenge and that the assertion verifies offline, then, in one
 // transaction with its audit row, consumes the preparation and keeps the assertion: a recording is in force
-// from then on; a lifting ends the restriction it names, once. On any refusal nothing changes.
+// from then on (a block or a mask revokes the patient's ready extracts it touches, see restrictedExtracts); a
+// lifting ends the restriction it names, once. On any refusal nothing changes.
 func (s *Service) CompleteRestriction(ctx context.Context, officerID, preparationID string, response []byte) (Restriction, error) {
 	if len(bytes.TrimSpace(response)) == 0 {
 		return Restriction{}, ErrNoAssertion
@@ -51,6 +53,12 @@ func (s *Service) CompleteRestriction(ctx context.Context, officerID, preparatio
 		a.Signature); err != nil {
 		return Restriction{}, fmt.Errorf("%w: %v", ErrChallenge, err)
 	}
+	var touched []string
+	if prep.Lifts == "" {
+		if touched, err = s.restrictedExtracts(ctx, prep.PatientIndex, r, now); err != nil {
+			return Restriction{}, err
+		}
+	}
 	err = store.Tx(ctx, s.db, func(tx *gorm.DB) error {
 		if err := a.Commit(tx); err != nil {
 			return err
@@ -79,8 +87,11 @@ func (s *Service) CompleteRestriction(ctx context.Context, officerID, preparatio
 			}
 			action, details["lifts"] = "restriction.lifted", prep.Lifts
 		}
-		return audit.Append(tx, audit.Event{At: now, Actor: "user:" + officerID, Action: action,
-			Subject: "restriction:" + prep.ID, Details: details})
+		if err := audit.Append(tx, audit.Event{At: now, Actor: "user:" + officerID, Action: action,
+			Subject: "restriction:" + prep.ID, Details: details}); err != nil {
+			return err
+		}
+		return revokeRestricted(tx, touched, officerID, prep.ID, now)
 	})
 	if err != nil {
 		return Restriction{}, fmt.Errorf("complete restriction: %w", err)
@@ -121,32 +132,82 @@ type RestrictionInForce struct {
 	RecordedAt time.Time
 }
 
-// Restrictions lists the restrictions in force for a patient, oldest first, for the console (officer or
-// data-protection officer). Reading them is audited (the patient by blind index only).
-func (s *Service) Restrictions(ctx context.Context, officerID string, patient Identifier) ([]RestrictionInForce, error) {
+// RestrictableEntry is one of the patient's entries as the restrictions page lists it (display included, for
+// the officer to pick the entry the patient names), and whether a restriction in force masks it.
+type RestrictableEntry struct {
+	ManifestEntry
+	Masked bool
+}
+
+// PatientRestrictions is the console's page of one patient's restrictions.
+type PatientRestrictions struct {
+	Patient Identifier
+	InForce []RestrictionInForce
+	Entries []RestrictableEntry
+	// NoPatient says that the records hold nobody with this identifier (a block or an opposition may still be
+	// recorded, for later requests).
+	NoPatient bool
+}
+
+// Restrictions gathers, for an officer, a patient's restrictions in force (oldest first) and entries. Reading
+// them is audited (the patient by blind index only).
+func (s *Service) Restrictions(ctx context.Context, officerID string, patient Identifier) (PatientRestrictions, error) {
 	if _, err := s.restrictor(ctx, officerID); err != nil {
-		return nil, err
+		return PatientRestrictions{}, err
+	}
+	patient = Identifier{System: strings.TrimSpace(patient.System), Value: strings.TrimSpace(patient.Value)}
+	if patient.System == "" || patient.Value == "" || !cleanText(patient.System) || !cleanText(patient.Value) {
+		return PatientRestrictions{}, fmt.Errorf("%w: patient", ErrRestrictionInput)
 	}
 	index := s.sealer.patientIndex(patient)
 	var rows []restrictionRow
 	if err := inForce(s.db.WithContext(ctx)).Where("patient_index = ?", index).Order("completed_at, id").
 		Find(&rows).Error; err != nil {
-		return nil, fmt.Errorf("restrictions: %w", err)
+		return PatientRestrictions{}, fmt.Errorf("restrictions: %w", err)
 	}
-	out := make([]RestrictionInForce, 0, len(rows))
+	out := PatientRestrictions{Patient: patient}
+	rs := newRestrictionSet()
 	for _, row := range rows {
 		r, err := s.openRestriction(row)
 		if err != nil {
-			return nil, err
+			return PatientRestrictions{}, err
 		}
-		out = append(out, RestrictionInForce{Restriction: r, RecordedAt: row.CompletedAt.UTC()})
+		rs.add(r)
+		out.InForce = append(out.InForce, RestrictionInForce{Restriction: r, RecordedAt: row.CompletedAt.UTC()})
 	}
-	err := audit.Record(ctx, s.db, audit.Event{At: s.clock(), Actor: "user:" + officerID, Action: "restriction.listed",
-		Subject: "patient-index:" + index, Details: map[string]any{"restrictions": len(out)}})
+	m, err := s.records.Select(ctx, patient, Scope{Patient: patient, Categories: Categories})
+	switch {
+	case errors.Is(err, ErrNoPatient):
+		out.NoPatient = true
+	case err != nil:
+		return PatientRestrictions{}, fmt.Errorf("restrictions: entries: %w", err)
+	}
+	for _, e := range m.Entries {
+		out.Entries = append(out.Entries, RestrictableEntry{ManifestEntry: e, Masked: rs.masks(e)})
+	}
+	err = audit.Record(ctx, s.db, audit.Event{At: s.clock(), Actor: "user:" + officerID, Action: "restriction.listed",
+		Subject: "patient-index:" + index, Details: map[string]any{"restrictions": len(out.InForce), "entries": len(out.Entries)}})
 	if err != nil {
-		return nil, err
+		return PatientRestrictions{}, err
 	}
 	return out, nil
+}
+
+// RestrictionPatient returns the patient a restriction (or lifting) names, so that the console can come back
+// to the patient's page by the restriction's id, never by an identifier in a URL.
+func (s *Service) RestrictionPatient(ctx context.Context, officerID, id string) (Identifier, error) {
+	if _, err := s.restrictor(ctx, officerID); err != nil {
+		return Identifier{}, err
+	}
+	var row restrictionRow
+	if err := s.db.WithContext(ctx).Where("id = ?", id).Take(&row).Error; err != nil {
+		if errors.Is(err, gorm.ErrRecordNotFound) {
+			return Identifier{}, fmt.Errorf("restriction %s: %w", id, ErrNotFound)
+		}
+		return Identifier{}, err
+	}
+	r, err := s.openRestriction(row)
+	return r.Patient, err
 }
 
 // emergencyOpposed says whether the patient opposes emergency access (an OpposeEmergency restriction in

@@ -3,7 +3,11 @@ package approvals_test
 import (
 	"context"
 	"errors"
+	"reflect"
+	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"gorm.io/gorm"
 
@@ -163,6 +167,167 @@ func TestRestrictionRefusals(t *testing.T) {
 		}
 		if f.restrictionRows() != before || f.snapshot().Audit != audits {
 			t.Fatal("a refused restriction changed something")
+		}
+	})
+}
+
+func TestBlockedProfessional(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
+		f := newFixture(t, db, approvals.Policy{})
+		ctx := context.Background()
+		f.users.SetProfessional("req1", "10000000001")
+		f.users.SetProfessional("req2", "10000000002")
+		approve := approvals.DecisionInput{Verdict: approvals.Approve}
+
+		// An extract released to req1 before the block is revoked when the block is put in force.
+		_, ready := f.approved(approvals.ToRequester, time.Hour)
+		blocked := f.file(validFiling())
+		other := f.file(approvals.Filing{RequesterID: "req2", Patient: patient, Categories: []approvals.Category{approvals.Allergies},
+			Purpose: approvals.PurposeCareContinuity, Justification: "Follow-up.", Urgency: approvals.Routine, Delivery: approvals.ToRequester})
+		stateBefore, err := f.svc.MyRequest(ctx, "req1", blocked.ID)
+		must(t, err)
+		block := f.restrict("off1", approvals.RestrictionInput{Patient: patient, Kind: approvals.BlockProfessional, Target: " 10000000001 "})
+		if _, err := f.svc.ClaimExtract(ctx, ready, "req1"); !errors.Is(err, approvals.ErrRevoked) {
+			t.Fatalf("the blocked professional's ready extract was not revoked: %v", err)
+		}
+		var revoked int64
+		must(t, db.Raw("SELECT COUNT(*) FROM audit_events WHERE action = 'extract.revoked' AND subject = ? AND details LIKE ?",
+			"extract:"+ready, "%"+block+"%").Scan(&revoked).Error)
+		if revoked != 1 {
+			t.Fatal("the revocation by the block is not audited with the restriction")
+		}
+
+		// The officer sees why; approving is refused (audited), nothing else changes; denying stays possible.
+		rv, err := f.svc.OpenReview(ctx, "off1", blocked.ID)
+		if err != nil || !rv.Blocked {
+			t.Fatalf("the review does not say the requester is blocked: %+v %v", rv.Blocked, err)
+		}
+		if rv, err := f.svc.OpenReview(ctx, "off1", other.ID); err != nil || rv.Blocked {
+			t.Fatalf("another professional's request shows as blocked: %v", err)
+		}
+		before := f.snapshot()
+		refused := f.auditCount("decision.refused")
+		if _, err := f.svc.PrepareDecision(ctx, "off2", blocked.ID, approvals.DecisionInput{Verdict: approvals.Approve,
+			WordingVersion: "review-v1"}); !errors.Is(err, approvals.ErrBlocked) {
+			t.Fatalf("a blocked professional's request approved: %v", err)
+		}
+		if after := f.snapshot(); after.Statuses != before.Statuses || after.Receipts != before.Receipts ||
+			after.Extracts != before.Extracts || f.auditCount("decision.refused") != refused+1 {
+			t.Fatal("the refusal changed something, or was not audited")
+		}
+		f.prepare("off2", blocked.ID, approvals.DecisionInput{Verdict: approvals.Deny, Reason: "No."})
+		if out := f.decide("off2", other.ID, approve); out.Status != approvals.StatusApproved {
+			t.Fatalf("another professional's request: %s", out.Status)
+		}
+		// The requester reads the same thing as before the block.
+		stateAfter, err := f.svc.MyRequest(ctx, "req1", blocked.ID)
+		if err != nil || stateAfter.Status != stateBefore.Status || !reflect.DeepEqual(stateAfter.State, stateBefore.State) {
+			t.Fatalf("the requester's answer changed: %+v / %+v %v", stateBefore.State, stateAfter.State, err)
+		}
+
+		// Lifted: approvable. Blocked again between preparation and signature: the signature is refused.
+		f.lift("off1", block)
+		p, resp := f.prepare("off1", blocked.ID, approve)
+		block = f.restrict("off2", approvals.RestrictionInput{Patient: patient, Kind: approvals.BlockProfessional, Target: "10000000001"})
+		before = f.snapshot()
+		if _, err := f.svc.CompleteDecision(ctx, "off1", p.ID, resp); !errors.Is(err, approvals.ErrBlocked) {
+			t.Fatalf("a block recorded before the signature did not void it: %v", err)
+		}
+		if f.snapshot() != before {
+			t.Fatal("the refused signature changed something")
+		}
+		f.lift("off2", block)
+		if out := f.decide("off1", blocked.ID, approve); out.Status != approvals.StatusApproved || out.ExtractID == "" {
+			t.Fatalf("after the block was lifted: %+v", out)
+		}
+	})
+}
+
+func TestMaskedEntries(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
+		f := newFixture(t, db, approvals.Policy{})
+		ctx := context.Background()
+		r := &fakeRenderer{}
+		key := make([]byte, 32)
+		for i := range key {
+			key[i] = byte(i)
+		}
+		svc, err := approvals.New(approvals.Deps{DB: db, Records: f.records, Renderer: r, Signer: f.signer, Users: f.users,
+			SealKey: key, Now: f.clock.Now})
+		must(t, err)
+		all := approvals.Filing{RequesterID: "req1", Patient: patient,
+			Categories: []approvals.Category{approvals.Allergies, approvals.Results, approvals.Documents},
+			Purpose:    approvals.PurposeCareContinuity, Justification: "Follow-up.", Urgency: approvals.Routine, Delivery: approvals.ToRequester}
+		ids := func(es []approvals.ManifestEntry) string {
+			var s []string
+			for _, e := range es {
+				s = append(s, e.ID)
+			}
+			slices.Sort(s)
+			return strings.Join(s, " ")
+		}
+		const kept = "e-allergy-2 e-doc-1"
+
+		// A ready extract holding e-result-1 is revoked when results are masked.
+		_, ready := f.approved(approvals.ToRequester, time.Hour)
+		req := f.file(all)
+		entry := f.restrict("off1", approvals.RestrictionInput{Patient: patient, Kind: approvals.MaskEntry, Target: "e-allergy-1"})
+		category := f.restrict("off2", approvals.RestrictionInput{Patient: patient, Kind: approvals.MaskCategory, Target: "results"})
+		if _, err := f.svc.ClaimExtract(ctx, ready, "req1"); !errors.Is(err, approvals.ErrRevoked) {
+			t.Fatalf("an extract holding a masked entry was not revoked: %v", err)
+		}
+
+		// The review counts the masked entries and lists only the others.
+		rv, err := f.svc.OpenReview(ctx, "off1", req.ID)
+		must(t, err)
+		if rv.Masked != 2 || ids(rv.Manifest.Entries) != kept || rv.Manifest.Digest != approvals.ManifestDigest(rv.Manifest.Entries) {
+			t.Fatalf("review: %d masked, manifest %q", rv.Masked, ids(rv.Manifest.Entries))
+		}
+
+		// Masked again between preparation and signature: the signature is refused and changes nothing.
+		f.lift("off1", entry)
+		p, resp := f.prepare("off1", req.ID, approvals.DecisionInput{Verdict: approvals.Approve})
+		if ids(p.Manifest.Entries) != "e-allergy-1 "+kept {
+			t.Fatalf("after lifting, the manifest is %q", ids(p.Manifest.Entries))
+		}
+		entry = f.restrict("off1", approvals.RestrictionInput{Patient: patient, Kind: approvals.MaskEntry, Target: "e-allergy-1"})
+		before := f.snapshot()
+		if _, err := f.svc.CompleteDecision(ctx, "off1", p.ID, resp); !errors.Is(err, approvals.ErrMasked) {
+			t.Fatalf("a mask recorded before the signature did not void it: %v", err)
+		}
+		if f.snapshot() != before {
+			t.Fatal("the refused signature changed something")
+		}
+
+		// Signed: the manifest, its digest, the extract and what is delivered hold the unmasked entries only.
+		p, resp = f.prepare("off1", req.ID, approvals.DecisionInput{Verdict: approvals.Approve})
+		if ids(p.Manifest.Entries) != kept || p.Decision.ManifestDigest != approvals.ManifestDigest(p.Manifest.Entries) {
+			t.Fatalf("prepared manifest %q digest %s", ids(p.Manifest.Entries), p.Decision.ManifestDigest)
+		}
+		out, err := f.svc.CompleteDecision(ctx, "off1", p.ID, resp)
+		must(t, err)
+		x, err := svc.ClaimExtract(ctx, out.ExtractID, "req1")
+		must(t, err)
+		if ids(x.Entries) != kept || x.ManifestDigest != p.Decision.ManifestDigest {
+			t.Fatalf("extract %q", ids(x.Entries))
+		}
+		var delivered strings.Builder
+		_, err = svc.DeliverExtract(ctx, x, "req1", approvals.FormatFHIR, "fr", &delivered, handedOver)
+		must(t, err)
+		if got := strings.Fields(delivered.String()); strings.Join(got, " ") != kept {
+			t.Fatalf("delivered %q", got)
+		}
+
+		// Everything the scope selects masked: an approval has nothing to release; "nothing recorded" answers.
+		only := f.file(approvals.Filing{RequesterID: "req1", Patient: patient, Categories: []approvals.Category{approvals.Results},
+			Purpose: approvals.PurposeCareContinuity, Justification: "Follow-up.", Urgency: approvals.Routine, Delivery: approvals.ToRequester})
+		if _, err := f.svc.PrepareDecision(ctx, "off1", only.ID, approvals.DecisionInput{Verdict: approvals.Approve,
+			WordingVersion: "review-v1"}); !errors.Is(err, approvals.ErrEmptyManifest) {
+			t.Fatalf("approved a scope wholly masked: %v", err)
+		}
+		f.lift("off2", category)
+		if rv, err := f.svc.OpenReview(ctx, "off1", only.ID); err != nil || rv.Masked != 0 || ids(rv.Manifest.Entries) != "e-result-1" {
+			t.Fatalf("after lifting the category: %v", err)
 		}
 	})
 }

@@ -56,6 +56,18 @@ func (a recordsAdapter) Select(ctx context.Context, id approvals.Identifier, sco
 	return out, nil
 }
 
+// Traits gives approvals the identity traits of the records' Patient (console only: the review and decisions).
+func (a recordsAdapter) Traits(ctx context.Context, id approvals.Identifier) (approvals.Traits, error) {
+	t, err := a.rec.PatientTraits(ctx, records.Identifier{System: id.System, Value: id.Value})
+	if errors.Is(err, records.ErrNoPatient) {
+		return approvals.Traits{}, fmt.Errorf("%w", approvals.ErrNoPatient)
+	}
+	if err != nil {
+		return approvals.Traits{}, err
+	}
+	return approvals.Traits{BirthName: t.Family, GivenName: t.Given, BirthDate: t.BirthDate, Sex: t.Gender}, nil
+}
+
 // signerAdapter lets approvals run signing ceremonies with the officer's registered passkey.
 type signerAdapter struct{ id *identity.Service }
 

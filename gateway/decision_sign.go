@@ -28,6 +28,8 @@ type reviewInput struct {
 	Retriever    string
 	ExpiresHours string
 	Reason       string
+	// IdentityOverride is the reason to approve although an identity trait differs (signed).
+	IdentityOverride string
 }
 
 func parseReviewInput(c echo.Context) (reviewInput, error) {
@@ -37,7 +39,7 @@ func parseReviewInput(c echo.Context) (reviewInput, error) {
 	}
 	return reviewInput{Verdict: f.Get("verdict"), Categories: f["categories"], PeriodFrom: strings.TrimSpace(f.Get("period_from")),
 		PeriodTo: strings.TrimSpace(f.Get("period_to")), Retriever: f.Get("retriever"), ExpiresHours: f.Get("expires_hours"),
-		Reason: f.Get("reason")}, nil
+		Reason: f.Get("reason"), IdentityOverride: f.Get("identity_override")}, nil
 }
 
 // prepareDecision answers POST /review/:id/prepare: it checks the officer's choice, builds the decision and
@@ -72,6 +74,7 @@ func (h *handler) prepareDecision(c echo.Context) error {
 		}
 		narrowed.Period = approvals.Period{From: in.PeriodFrom, To: in.PeriodTo}
 		di.Scope = &narrowed
+		di.IdentityOverride = in.IdentityOverride
 		if in.ExpiresHours != "" {
 			hrs, err := strconv.Atoi(in.ExpiresHours)
 			if err != nil || hrs <= 0 {
@@ -185,6 +188,14 @@ func describeDecision(lang string, zone *time.Location, d approvals.Decision, m 
 		line("sign.line.expires", at(d.ExpiresAt))
 		line("sign.line.entries", strconv.Itoa(len(m.Entries)))
 		line("sign.line.digest", d.ManifestDigest)
+		if o := d.IdentityOverride; o != nil {
+			traits := make([]string, len(o.Differs))
+			for i, tr := range o.Differs {
+				traits[i] = t("filing.field." + tr)
+			}
+			line("sign.line.override", strings.Join(traits, ", "))
+			line("sign.line.override.reason", o.Reason)
+		}
 	}
 	line("sign.line.issued", at(d.IssuedAt))
 	return b.String()

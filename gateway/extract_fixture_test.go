@@ -67,6 +67,8 @@ type xfix struct {
 	users  map[string]testUser
 	// logs holds everything the server logged.
 	logs *syncBuffer
+	// people counts the users addUser registered (each gets a professional id of their own).
+	people int
 }
 
 // syncBuffer is a bytes.Buffer safe for concurrent writers (the server logs from many requests at once).
@@ -90,6 +92,7 @@ func (s *syncBuffer) Bytes() []byte {
 type testUser struct {
 	id, listener, cookie, csrf string
 	key                        *identitytest.Key
+	professionalID             string
 }
 
 func repoFile(t testing.TB, rel string) string {

@@ -31,6 +31,11 @@ type filingInput struct {
 	Urgency       string   `json:"urgency"`
 	Delivery      string   `json:"delivery"`
 	Reference     string   `json:"reference"`
+	// The INS identity traits, each optional (approvals.Traits).
+	BirthName string `json:"birth_name"`
+	GivenName string `json:"given_name"`
+	BirthDate string `json:"birth_date"`
+	Sex       string `json:"sex"`
 }
 
 func (in filingInput) filing(requesterID string) approvals.Filing {
@@ -38,7 +43,8 @@ func (in filingInput) filing(requesterID string) approvals.Filing {
 		Patient: approvals.Identifier{System: in.PatientSystem, Value: in.PatientValue},
 		Period:  approvals.Period{From: in.PeriodFrom, To: in.PeriodTo}, Purpose: approvals.Purpose(in.Purpose),
 		Justification: in.Justification, Urgency: approvals.Urgency(in.Urgency), Delivery: approvals.RetrieverKind(in.Delivery),
-		Reference: in.Reference}
+		Reference: in.Reference,
+		Traits:    approvals.Traits{BirthName: in.BirthName, GivenName: in.GivenName, BirthDate: in.BirthDate, Sex: in.Sex}}
 	for _, c := range in.Categories {
 		f.Categories = append(f.Categories, approvals.Category(c))
 	}
@@ -78,7 +84,8 @@ func parseFiling(c echo.Context) (filingInput, error) {
 	in = filingInput{PatientSystem: form.Get("patient_system"), PatientValue: form.Get("patient_value"),
 		Categories: form["categories"], PeriodFrom: form.Get("period_from"), PeriodTo: form.Get("period_to"),
 		Purpose: form.Get("purpose"), Justification: form.Get("justification"), Urgency: form.Get("urgency"),
-		Delivery: form.Get("delivery"), Reference: form.Get("reference")}
+		Delivery: form.Get("delivery"), Reference: form.Get("reference"), BirthName: form.Get("birth_name"),
+		GivenName: form.Get("given_name"), BirthDate: form.Get("birth_date"), Sex: form.Get("sex")}
 	return in, nil
 }
 
@@ -103,6 +110,7 @@ type filingForm struct {
 	Purposes   []approvals.Purpose
 	Limit      bool // the filing limit was reached
 	MaxJust    int
+	Sexes      []string
 }
 
 // Error gives the message key of a field's first error, "" if the field is fine: the field's own message
@@ -153,7 +161,7 @@ func (h *handler) newRequestPage(c echo.Context) error {
 }
 
 func (h *handler) renderFiling(c echo.Context, status int, f filingForm) error {
-	f.Categories, f.Purposes, f.MaxJust = approvals.Categories, approvals.Purposes, approvals.MaxJustificationLen
+	f.Categories, f.Purposes, f.MaxJust, f.Sexes = approvals.Categories, approvals.Purposes, approvals.MaxJustificationLen, approvals.Sexes
 	return h.render(c, status, "request_new", &templates.Page{Title: "filing.title", Data: f})
 }
 

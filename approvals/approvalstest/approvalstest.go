@@ -42,6 +42,15 @@ func (u *Users) Add(id string, role approvals.Role) approvals.User {
 	return usr
 }
 
+// SetProfessional gives a user another professional id (Add gives everyone the same one).
+func (u *Users) SetProfessional(id, professionalID string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	usr := u.users[id]
+	usr.ProfessionalID = professionalID
+	u.users[id] = usr
+}
+
 // User implements approvals.Users.
 func (u *Users) User(_ context.Context, id string) (approvals.User, error) {
 	u.mu.Lock()
@@ -57,13 +66,32 @@ func (u *Users) User(_ context.Context, id string) (approvals.User, error) {
 type Records struct {
 	mu       sync.Mutex
 	patients map[approvals.Identifier][]approvals.ManifestEntry
-	// Calls counts Select calls (a test checks that filing never selects).
+	traits   map[approvals.Identifier]approvals.Traits
+	// Calls counts Select and Traits calls (a test checks that filing never reads the records).
 	Calls int
 }
 
 // NewRecords returns an empty record set.
 func NewRecords() *Records {
-	return &Records{patients: map[approvals.Identifier][]approvals.ManifestEntry{}}
+	return &Records{patients: map[approvals.Identifier][]approvals.ManifestEntry{}, traits: map[approvals.Identifier]approvals.Traits{}}
+}
+
+// SetTraits gives a patient (already added) the identity traits its records hold.
+func (r *Records) SetTraits(id approvals.Identifier, t approvals.Traits) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.traits[id] = t
+}
+
+// Traits implements approvals.Records.
+func (r *Records) Traits(_ context.Context, id approvals.Identifier) (approvals.Traits, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.Calls++
+	if _, ok := r.patients[id]; !ok {
+		return approvals.Traits{}, fmt.Errorf("traits: %w", approvals.ErrNoPatient)
+	}
+	return r.traits[id], nil
 }
 
 // Add gives a patient some entries.

@@ -19,6 +19,13 @@ import (
 // decision id.
 func approvedDecision(t *testing.T, dir string) (dbPath, keyPath, decisionID string) {
 	t.Helper()
+	return approvedDecisionWith(t, dir, approvals.Traits{}, "")
+}
+
+// approvedDecisionWith is approvedDecision for a request filed with traits and approved with an identity
+// override reason (the records hold the patient as DUPONT Marie, born 1980-01-01, female).
+func approvedDecisionWith(t *testing.T, dir string, traits approvals.Traits, override string) (dbPath, keyPath, decisionID string) {
+	t.Helper()
 	ctx := context.Background()
 	dbPath, keyPath = filepath.Join(dir, "gateway.db"), filepath.Join(dir, "gateway.key")
 	if err := keys.Init(keyPath); err != nil {
@@ -42,6 +49,7 @@ func approvedDecision(t *testing.T, dir string) (dbPath, keyPath, decisionID str
 	signer.Enroll("off1", false)
 	patient := approvals.Identifier{System: "urn:oid:1.2.3", Value: "P-1"}
 	records.Add(patient, approvalstest.Entry("e1", approvals.Allergies, "2024-01-01"))
+	records.SetTraits(patient, approvals.Traits{BirthName: "Dupont", GivenName: "Marie", BirthDate: "1980-01-01", Sex: "female"})
 	svc, err := approvals.New(approvals.Deps{DB: db, Records: records, Signer: signer, Users: users,
 		SealKey: master.Derive(keys.PurposeApprovals)})
 	if err != nil {
@@ -49,12 +57,12 @@ func approvedDecision(t *testing.T, dir string) (dbPath, keyPath, decisionID str
 	}
 	r, err := svc.FileRequest(ctx, approvals.Filing{RequesterID: "req1", Patient: patient,
 		Categories: []approvals.Category{approvals.Allergies}, Purpose: approvals.PurposeSecondOpinion,
-		Justification: "Second opinion before surgery.", Urgency: approvals.Urgent, Delivery: approvals.ToStaff})
+		Justification: "Second opinion before surgery.", Urgency: approvals.Urgent, Delivery: approvals.ToStaff, Traits: traits})
 	if err != nil {
 		t.Fatal(err)
 	}
 	p, err := svc.PrepareDecision(ctx, "off1", r.ID, approvals.DecisionInput{Verdict: approvals.Approve,
-		ExpiresIn: 2 * time.Hour, WordingVersion: "review-v1"})
+		ExpiresIn: 2 * time.Hour, WordingVersion: "review-v1", IdentityOverride: override})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,6 +71,27 @@ func approvedDecision(t *testing.T, dir string) (dbPath, keyPath, decisionID str
 		t.Fatal(err)
 	}
 	return dbPath, keyPath, out.DecisionID
+}
+
+// A decision approved although an identity trait differed: receipt verify prints the override, its traits
+// and the officer's reason, all signed.
+func TestReceiptVerifyShowsIdentityOverride(t *testing.T) {
+	dir := t.TempDir()
+	reason := "Birth date checked on the patient's identity card."
+	dbPath, keyPath, id := approvedDecisionWith(t, dir, approvals.Traits{BirthName: "DUPONT", BirthDate: "1980-01-02"}, reason)
+	file := filepath.Join(dir, "receipt.json")
+	if _, errOut, code := runCLI(t, "receipt", "export", id, "--db", dbPath, "--key-file", keyPath, "--out", file); code != 0 {
+		t.Fatalf("export: exit %d: %s", code, errOut)
+	}
+	out, errOut, code := runCLI(t, "receipt", "verify", file)
+	if code != 0 {
+		t.Fatalf("verify: exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{"Receipt OK", "IDENTITY OVERRIDE", "differ from the records: birth_date\n", "Override reason: " + reason} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("verify output lacks %q:\n%s", want, out)
+		}
+	}
 }
 
 func TestReceiptExportThenVerify(t *testing.T) {

@@ -55,15 +55,19 @@ func makeStates(t *testing.T, srv *browsertest.Server, requesterID, staffID stri
 	// Two hours ago, for an extract that has expired by now.
 	past := domainAt(func() time.Time { return now.Add(-2 * time.Hour) })
 	alberto := approvals.Identifier{System: "https://github.com/synthetichealth/synthea", Value: "fc712d1f-5a2e-4407-9c55-a2a2bad623c2"}
-	file := func(d *approvals.Service, ref string, cats ...approvals.Category) string {
+	fileWith := func(d *approvals.Service, traits approvals.Traits, ref string, cats ...approvals.Category) string {
 		t.Helper()
 		r, err := d.FileRequest(ctx, approvals.Filing{RequesterID: requesterID, Patient: alberto, Categories: cats,
 			Purpose: approvals.PurposeCareContinuity, Justification: "Follow-up after transfer to our ward.",
-			Urgency: approvals.Routine, Delivery: approvals.ToRequester, Reference: ref})
+			Urgency: approvals.Routine, Delivery: approvals.ToRequester, Reference: ref, Traits: traits})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return r.ID
+	}
+	file := func(d *approvals.Service, ref string, cats ...approvals.Category) string {
+		t.Helper()
+		return fileWith(d, approvals.Traits{}, ref, cats...)
 	}
 	decide := func(d *approvals.Service, id string, in approvals.DecisionInput) approvals.Outcome {
 		t.Helper()
@@ -79,7 +83,10 @@ func makeStates(t *testing.T, srv *browsertest.Server, requesterID, staffID stri
 		return out
 	}
 	var s states
-	s.pending = file(domain, "DOS-1001", approvals.Conditions, approvals.Treatments)
+	// The pending request carries INS traits, its birth date differing from the records: its review page shows
+	// the identity check and the override field.
+	s.pending = fileWith(domain, approvals.Traits{BirthName: "Atencio", GivenName: "Alberto", BirthDate: "1993-06-08", Sex: "male"},
+		"DOS-1001", approvals.Conditions, approvals.Treatments)
 
 	s.ready = file(domain, "DOS-1002", approvals.Results, approvals.Immunizations)
 	out := decide(domain, s.ready, approvals.DecisionInput{Verdict: approvals.Approve, ExpiresIn: 4 * time.Hour,
@@ -251,11 +258,12 @@ func TestEveryPageFitsAndIsAccessible(t *testing.T) {
 		{"requester", in + "/extracts", `[data-extract]`, "extract-requester-list"},
 		{"officer", co + "/officer", `[data-home="officer"]`, ""},
 		{"officer", co + "/queue", `[data-test="queue"]`, "queue"},
-		{"officer", co + "/review/" + s.pending, `[data-test="approve-form"]`, "review-page"},
+		{"officer", co + "/review/" + s.pending, `[data-test="identity-override"]`, "review-page"},
 		{"officer", co + "/review/" + s.ready, `[data-test="signed"]`, "review-signed"},
 		{"officer", co + "/review/" + s.denied, `[data-test="signed"]`, ""},
 		{"officer", co + "/review/" + s.nothing, `[data-test="signed"]`, ""},
 		{"officer", co + "/extracts/" + s.readyExtract, `[data-test="revoke"]`, "extract-officer"},
+		{"officer", co + "/restrictions", `[data-test="restrictions-find"]`, ""},
 		{"staff", co + "/staff", `[data-home="staff"]`, ""},
 		{"staff", co + "/handover", `[data-extract]`, "extract-staff-list"},
 		{"admin", co + "/admin", `[data-home="admin"]`, ""},
@@ -298,9 +306,17 @@ func TestEveryPageFitsAndIsAccessible(t *testing.T) {
 		officer, requester := tabs[identity.RoleOfficer], tabs[identity.RoleRequester]
 		browsertest.Run(t, officer, "prepare an approval", chromedp.EmulateViewport(360, 800),
 			chromedp.Navigate(co+"/review/"+s.pending+"?lang="+lang),
+			chromedp.SendKeys(`#identity_override`, "Birth date checked on the identity card.", chromedp.NodeVisible),
 			chromedp.Click(`[data-test="prepare-approve"]`, chromedp.NodeVisible),
 			chromedp.WaitVisible(`[data-test="shown"]`))
 		checkPage(t, officer, "officer sign page "+lang)
+		browsertest.Run(t, officer, "find a patient's restrictions", chromedp.EmulateViewport(360, 800),
+			chromedp.Navigate(co+"/restrictions?lang="+lang),
+			chromedp.SetValue(`#system`, "https://github.com/synthetichealth/synthea"),
+			chromedp.SetValue(`#value`, "fc712d1f-5a2e-4407-9c55-a2a2bad623c2"),
+			chromedp.Click(`[data-test="restrictions-find-button"]`, chromedp.NodeVisible),
+			chromedp.WaitVisible(`[data-test="block-form"]`))
+		checkPage(t, officer, "patient's restrictions "+lang)
 		browsertest.Run(t, requester, "send an empty form", chromedp.EmulateViewport(360, 800),
 			chromedp.Navigate(in+"/requests/new?lang="+lang),
 			chromedp.Click(`[data-test="file"]`, chromedp.NodeVisible),
