@@ -38,7 +38,8 @@ const DecisionFormat = 2
 //		 "expires_at":"YYYY-MM-DDTHH:MM:SSZ"|"","issued_at":"YYYY-MM-DDTHH:MM:SSZ",
 //		 "nonce":"<base64url, no padding, of 32 bytes>","wording_version":"...",
 //		 "shown_sha256":"<64 hex>","audit_anchor":{"seq":N,"hash":"<64 hex>"},"reason":"..."
-//		 [,"identity_override":{"differs":["birth_name"|"given_name"|"birth_date"|"sex",...],"reason":"..."}]}
+//		 [,"identity_override":{"differs":["birth_name"|"given_name"|"birth_date"|"sex",...],"reason":"..."}]
+//		 [,"emergency":true]}
 //
 //	  - decision_id is the id the gateway gives the decision (and its receipt);
 //	  - issued_at is the preparation time: when the officer's choice was checked and the signature asked;
@@ -56,6 +57,7 @@ const DecisionFormat = 2
 //	    Patient: it names those traits (in the order birth_name, given_name, birth_date, sex) and holds the
 //	    officer's reason. A decision without it keeps exactly its earlier bytes; a verifier that does not
 //	    know the member refuses it rather than ignore it (unknown fields are refused).
+//	  - "emergency":true closes an approval released under the emergency rules (absent otherwise).
 //
 // The WebAuthn challenge is nonce || SHA-256(canonical): 64 bytes.
 type Decision struct {
@@ -76,6 +78,9 @@ type Decision struct {
 	Reason         string          `json:"reason"`
 	// IdentityOverride is present only in an approval signed although identity traits differed.
 	IdentityOverride *IdentityOverride `json:"identity_override,omitempty"`
+	// Emergency is set on an approval that uses the emergency privileges (one signature, the short expiry,
+	// the IPS-shaped extract, a post-hoc review); absent otherwise, so earlier receipts keep their bytes.
+	Emergency bool `json:"emergency,omitempty"`
 }
 
 // AuditAnchor is a position of the audit chain as it is signed: a row's seq and hash.
@@ -242,6 +247,9 @@ func (d Decision) Summary() string {
 			fmt.Fprintf(&b, "IDENTITY OVERRIDE: approved although these identity traits differ from the records: %s\n",
 				strings.Join(o.Differs, ", "))
 			fmt.Fprintf(&b, "Override reason: %s\n", o.Reason)
+		}
+		if d.Emergency {
+			b.WriteString("Emergency access: one signature, short expiry, post-hoc review by a second officer\n")
 		}
 	}
 	fmt.Fprintf(&b, "Review page wording: %s\n", d.WordingVersion)

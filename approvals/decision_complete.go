@@ -142,7 +142,9 @@ func (s *Service) CompleteDecision(ctx context.Context, officerID, preparationID
 			// Nothing is released, so one officer's signature answers, whatever the two-officer rule.
 			to = StatusNothingRecorded
 			updates["final_decision_id"] = prep.ID
-		case from == StatusPending && s.policy.needsTwoOfficers(d.Scope.Scope()):
+		case from == StatusPending && s.policy.needsTwoOfficers(d.Scope.Scope()) && !prep.Emergency:
+			// An emergency release needs one signature whatever the two-officer rule: the post-hoc review by a
+			// second officer takes the second look.
 			to = StatusAwaitingSecond
 			updates["first_officer_id"] = officerID
 		default:
@@ -168,6 +170,9 @@ func (s *Service) CompleteDecision(ctx context.Context, officerID, preparationID
 			return err
 		}
 		details := map[string]any{"decision": prep.ID, "status": string(to)}
+		if prep.Emergency {
+			details["emergency"] = true
+		}
 		if prep.ReissueOf != "" {
 			if err := markReissued(tx, prep); err != nil {
 				return err
@@ -188,8 +193,10 @@ func (s *Service) CompleteDecision(ctx context.Context, officerID, preparationID
 		if to != StatusApproved {
 			return nil
 		}
-		out.ExtractID, err = s.createExtract(tx, prep, now)
-		return err
+		if out.ExtractID, err = s.createExtract(tx, prep, now); err != nil || !prep.Emergency {
+			return err
+		}
+		return s.awaitEmergencyReview(tx, prep, out.ExtractID, now)
 	})
 	if err != nil {
 		return Outcome{}, fmt.Errorf("complete decision: %w", err)
@@ -209,7 +216,7 @@ func (s *Service) createExtract(tx *gorm.DB, prep decisionRow, now time.Time) (s
 	}
 	x := extractRow{ID: newID(), RequestID: prep.RequestID, DecisionID: prep.ID, RetrieverKind: prep.RetrieverKind,
 		RetrieverID: prep.RetrieverID, Manifest: prep.Manifest, ManifestDigest: prep.ManifestDigest,
-		CreatedAt: now, ExpiresAt: prep.ExtractExpiresAt.UTC()}
+		CreatedAt: now, ExpiresAt: prep.ExtractExpiresAt.UTC(), Emergency: prep.Emergency}
 	if err := tx.Create(&x).Error; err != nil {
 		return "", fmt.Errorf("create extract: %w", err)
 	}

@@ -73,6 +73,8 @@ type decisionRow struct {
 	CompletedAt      *time.Time
 	// ReissueOf is the extract whose broken delivery this approval re-issues ("" for a first decision).
 	ReissueOf string
+	// Emergency is an approval under the emergency rules (Decision.Emergency).
+	Emergency bool
 }
 
 func (decisionRow) TableName() string { return "approval_decisions" }
@@ -113,6 +115,7 @@ func (s *Service) PrepareDecision(ctx context.Context, officerID, requestID stri
 		manifest  Manifest
 		retriever RetrieverField
 		expiresAt *time.Time
+		emergency bool
 	)
 	switch in.Verdict {
 	case Deny:
@@ -167,12 +170,18 @@ func (s *Service) PrepareDecision(ctx context.Context, officerID, requestID stri
 		default:
 			return Prepared{}, fmt.Errorf("%w: retriever %q", ErrBadInput, in.Retriever)
 		}
-		ttl := in.ExpiresIn
-		if ttl == 0 {
-			ttl = s.policy.DefaultExtractTTL
+		// The opposition is asked again here: it may have been recorded since the filing.
+		if req.Emergency {
+			if emergency, err = s.emergencyGranted(ctx, s.db, req.Scope.Purpose, req.Scope.Patient); err != nil {
+				return Prepared{}, err
+			}
 		}
-		if ttl < time.Minute || ttl > s.policy.MaxExtractTTL {
-			return Prepared{}, fmt.Errorf("%w: %s (at most %s)", ErrExpiryOutOfRange, ttl, s.policy.MaxExtractTTL)
+		if req.Scope.Purpose == PurposeEmergency && !InMinimumDataset(scope.Categories) {
+			return Prepared{}, ErrWidened
+		}
+		ttl, err := s.extractTTL(in.ExpiresIn, emergency)
+		if err != nil {
+			return Prepared{}, err
 		}
 		exp := now.Truncate(time.Second).Add(ttl)
 		expiresAt = &exp
@@ -184,6 +193,7 @@ func (s *Service) PrepareDecision(ctx context.Context, officerID, requestID stri
 			return Prepared{}, err
 		}
 		d.Scope, d.Retriever, d.ExpiresAt, d.ManifestDigest = canonicalScope(scope), &retriever, exp.Format(TimeFormat), manifest.Digest
+		d.Emergency = emergency
 		if req.Status == StatusAwaitingSecond {
 			if err := s.matchFirstApproval(ctx, req, d); err != nil {
 				return Prepared{}, err
@@ -209,9 +219,9 @@ func (s *Service) PrepareDecision(ctx context.Context, officerID, requestID stri
 	}
 	drow := decisionRow{RequestID: req.ID, RequestStatus: string(req.Status), Manifest: string(entries),
 		ManifestDigest: d.ManifestDigest, RetrieverKind: string(retriever.Kind), RetrieverID: retriever.UserID,
-		ExtractExpiresAt: expiresAt}
+		ExtractExpiresAt: expiresAt, Emergency: emergency}
 	return s.prepareDecisionRow(ctx, officerID, h, d, manifest, describe, drow,
-		map[string]any{"entries": len(manifest.Entries), "identity_override": d.IdentityOverride != nil})
+		map[string]any{"entries": len(manifest.Entries), "identity_override": d.IdentityOverride != nil, "emergency": emergency})
 }
 
 // decidedScope is the scope an officer decides on: the one asked, or the officer's narrowing of it (never

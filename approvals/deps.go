@@ -114,6 +114,11 @@ type Policy struct {
 	FilingLimit int
 	// SignWindow is how long a prepared decision waits for its signature (default 5 min).
 	SignWindow time.Duration
+	// EmergencyExtractTTL is the lifetime, default and longest, of an emergency extract (default 2 h).
+	EmergencyExtractTTL time.Duration
+	// EmergencyReviewWithin is how long a second officer has to confirm or flag an emergency release after
+	// it (default 72 h); past it the review is overdue.
+	EmergencyReviewWithin time.Duration
 }
 
 // DefaultPolicy is the policy when nothing is configured.
@@ -123,6 +128,9 @@ var DefaultPolicy = Policy{
 	MaxExtractTTL:     72 * time.Hour,
 	FilingLimit:       30,
 	SignWindow:        5 * time.Minute,
+
+	EmergencyExtractTTL:   DefaultEmergencyExtractTTL,
+	EmergencyReviewWithin: DefaultEmergencyReviewWithin,
 }
 
 func (p Policy) withDefaults() Policy {
@@ -141,6 +149,12 @@ func (p Policy) withDefaults() Policy {
 	}
 	if p.SignWindow > 0 {
 		d.SignWindow = p.SignWindow
+	}
+	if p.EmergencyExtractTTL > 0 {
+		d.EmergencyExtractTTL = p.EmergencyExtractTTL
+	}
+	if p.EmergencyReviewWithin > 0 {
+		d.EmergencyReviewWithin = p.EmergencyReviewWithin
 	}
 	d.TwoOfficerCategories = p.TwoOfficerCategories
 	return d

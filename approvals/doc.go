@@ -39,4 +39,12 @@
 // a block or mask revokes the ready extracts it touches. Emergency access asks
 // emergencyOpposed(ctx, db, patient Identifier) inside its own transaction: true means the patient is
 // treated like any other.
+//
+// Emergency access (emergency.go, emergency_review.go, alert.go): purpose emergency holds the minimum dataset
+// only (FieldError code emergency_minimum); unless emergencyOpposed, it heads the Queue, CompleteDecision
+// releases it on one signature (Decision.Emergency, signed), its extract lives at most
+// Policy.EmergencyExtractTTL and renders as an IPS-shaped document (RenderJob.Emergency). Each emergency
+// release awaits a post-hoc review (EmergencyReviews, ReviewEmergency by another person, OverdueEmergencyReviews
+// for the officers' home); RunOverdueReviews (in RunJobs) audits each overdue one once. Filings and overdue
+// reviews write alerts to an outbox in their own transaction; the gateway sends them (ClaimAlerts, AlertSent).
 package approvals

@@ -40,6 +40,8 @@ type RenderJob struct {
 	// when the extract came from the database: a renderer may stream from it instead of Entries.
 	Signed    string
 	Watermark Watermark
+	// Emergency asks for the International Patient Summary's shape (a document Bundle) in FHIR.
+	Emergency bool
 }
 
 // Watermark is what every rendered extract carries: ids, people (name and professional id, no patient data),
@@ -52,6 +54,8 @@ type Watermark struct {
 	Retriever      string
 	Expiry         time.Time
 	ManifestDigest string
+	// Released is when the extract was released (the final approval).
+	Released time.Time
 }
 
 // ErrNoRenderer is returned by DeliverExtract when the service was built without a Renderer.
@@ -94,8 +98,10 @@ func (s *Service) deliver(ctx context.Context, x Extract, retrieverID, format, l
 		return err
 	}
 	wm := Watermark{RequestID: x.RequestID, DecisionID: x.DecisionID, Requester: person(d.Requester),
-		Purpose: string(d.Purpose), Retriever: person(d.Retriever), Expiry: x.ExpiresAt, ManifestDigest: x.ManifestDigest}
-	return s.renderer.Render(ctx, w, RenderJob{Format: format, Lang: lang, Patient: d.Patient, Entries: x.Entries, Signed: x.signed, Watermark: wm})
+		Purpose: string(d.Purpose), Retriever: person(d.Retriever), Expiry: x.ExpiresAt, ManifestDigest: x.ManifestDigest,
+		Released: x.CreatedAt}
+	return s.renderer.Render(ctx, w, RenderJob{Format: format, Lang: lang, Patient: d.Patient, Entries: x.Entries,
+		Signed: x.signed, Watermark: wm, Emergency: x.Emergency})
 }
 
 // person is how the watermark names a user: display name and professional id (not patient data).

@@ -61,6 +61,7 @@ type extractViewRow struct {
 	DeliveryBytes    *int64
 	DeliveryComplete *bool
 	ReissuedBy       *string
+	Emergency        bool
 	Purpose          string
 	RequesterID      string
 }
@@ -69,7 +70,7 @@ func (r extractViewRow) extractRow() extractRow {
 	return extractRow{ID: r.ID, RequestID: r.RequestID, DecisionID: r.DecisionID, RetrieverKind: r.RetrieverKind,
 		RetrieverID: r.RetrieverID, Manifest: r.Manifest, ManifestDigest: r.ManifestDigest, CreatedAt: r.CreatedAt,
 		ExpiresAt: r.ExpiresAt, RetrievedAt: r.RetrievedAt, RetrievedBy: r.RetrievedBy, RevokedAt: r.RevokedAt,
-		RevokedBy: r.RevokedBy, ExpiredAt: r.ExpiredAt}
+		RevokedBy: r.RevokedBy, ExpiredAt: r.ExpiredAt, Emergency: r.Emergency}
 }
 
 func (r extractViewRow) view() (ExtractView, error) {

@@ -90,12 +90,10 @@ func (s *Service) PrepareReissue(ctx context.Context, officerID, extractID strin
 	if err != nil {
 		return Prepared{}, err
 	}
-	ttl := in.ExpiresIn
-	if ttl == 0 {
-		ttl = s.policy.DefaultExtractTTL
-	}
-	if ttl < time.Minute || ttl > s.policy.MaxExtractTTL {
-		return Prepared{}, fmt.Errorf("%w: %s (at most %s)", ErrExpiryOutOfRange, ttl, s.policy.MaxExtractTTL)
+	// An emergency release is re-issued as one: same short lifetime, same post-hoc review.
+	ttl, err := s.extractTTL(in.ExpiresIn, fd.Emergency)
+	if err != nil {
+		return Prepared{}, err
 	}
 	h, err := s.newSignedHeader(ctx)
 	if err != nil {
@@ -104,7 +102,7 @@ func (s *Service) PrepareReissue(ctx context.Context, officerID, extractID strin
 	exp := h.At.Truncate(time.Second).Add(ttl)
 	d := Decision{RequestID: row.ID, OfficerID: officerID, Verdict: Approve, Scope: fd.Scope,
 		ManifestDigest: xr.ManifestDigest, Retriever: fd.Retriever, ExpiresAt: exp.Format(TimeFormat),
-		WordingVersion: strings.TrimSpace(in.WordingVersion),
+		WordingVersion: strings.TrimSpace(in.WordingVersion), Emergency: fd.Emergency,
 		// The release was approved with this override: the re-issue signs it again, so its receipt says so.
 		IdentityOverride: fd.IdentityOverride}
 	describe := func(d Decision, _ Manifest) string {
@@ -115,7 +113,7 @@ func (s *Service) PrepareReissue(ctx context.Context, officerID, extractID strin
 	}
 	drow := decisionRow{RequestID: row.ID, RequestStatus: string(StatusApproved), Manifest: xr.Manifest,
 		ManifestDigest: xr.ManifestDigest, RetrieverKind: xr.RetrieverKind, RetrieverID: xr.RetrieverID,
-		ExtractExpiresAt: &exp, ReissueOf: extractID}
+		ExtractExpiresAt: &exp, ReissueOf: extractID, Emergency: fd.Emergency}
 	return s.prepareDecisionRow(ctx, officerID, h, d, Manifest{Digest: xr.ManifestDigest, Entries: xr.extractRow().entries()},
 		describe, drow, map[string]any{"reissue_of": extractID})
 }

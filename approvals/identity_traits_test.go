@@ -203,3 +203,45 @@ func TestTraitsValidatedSealedAndNeverReadAtFiling(t *testing.T) {
 		}
 	})
 }
+
+// Under the two-officer rule each officer signs the override for themselves (the second cannot approve
+// without one), and a re-issue of an extract released with an override signs that override again, so every
+// receipt of the release says it.
+func TestIdentityOverrideOnSecondApprovalAndReissue(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
+		f := newFixture(t, db, approvals.Policy{TwoOfficerCategories: []approvals.Category{approvals.Results}})
+		ctx := context.Background()
+		f.records.SetTraits(patient, heldTraits)
+		r := f.file(filingWithTraits(approvals.Traits{BirthName: "Lefèvre", Sex: "female"}))
+		reason := "Married name given by the ward; birth name checked on the identity card."
+		if out := f.decide("off1", r.ID, approvals.DecisionInput{Verdict: approvals.Approve, IdentityOverride: reason}); out.Status != approvals.StatusAwaitingSecond {
+			t.Fatalf("first approval: %+v", out)
+		}
+		if _, err := f.svc.PrepareDecision(ctx, "off2", r.ID, approvals.DecisionInput{Verdict: approvals.Approve,
+			WordingVersion: "review-v1"}); !errors.Is(err, approvals.ErrTraitsDiffer) {
+			t.Fatalf("second approval without override: %v", err)
+		}
+		out := f.decide("off2", r.ID, approvals.DecisionInput{Verdict: approvals.Approve, IdentityOverride: "Agreed: same patient."})
+		if out.Status != approvals.StatusApproved {
+			t.Fatalf("second approval: %+v", out)
+		}
+
+		_, err := f.svc.ClaimExtract(ctx, out.ExtractID, "req1")
+		must(t, err)
+		must(t, f.svc.RecordDelivery(ctx, out.ExtractID, "req1", approvals.Delivered{SHA256: "ab", Bytes: 10, Complete: false}))
+		p, err := f.svc.PrepareReissue(ctx, "off1", out.ExtractID, approvals.ReissueInput{WordingVersion: "reissue-v1"})
+		must(t, err)
+		if o := p.Decision.IdentityOverride; o == nil || o.Reason != "Agreed: same patient." || !slices.Equal(o.Differs, []string{"birth_name"}) {
+			t.Fatalf("re-issue override %+v", o)
+		}
+		again, err := f.svc.CompleteDecision(ctx, "off1", p.ID, f.signer.Sign("off1", p.Options))
+		must(t, err)
+		rc, err := f.svc.Receipt(ctx, again.DecisionID)
+		must(t, err)
+		file, err := json.Marshal(rc)
+		must(t, err)
+		if d := verifyFile(t, file); d.IdentityOverride == nil || !strings.Contains(d.Summary(), "IDENTITY OVERRIDE") {
+			t.Fatalf("re-issue receipt: %s", d.Summary())
+		}
+	})
+}

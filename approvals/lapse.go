@@ -106,7 +106,7 @@ func (s *Service) RunExpireExtracts(ctx context.Context, now time.Time) (int, er
 	return n, nil
 }
 
-// RunJobs runs the lapse and expiry jobs every interval until ctx ends. Every instance may run it: the job
+// RunJobs runs the lapse, expiry and overdue-review jobs every interval until ctx ends. Every instance may run it: the job
 // lock lets one do the work at a time.
 func (s *Service) RunJobs(ctx context.Context, every time.Duration, log *slog.Logger) {
 	t := time.NewTicker(every)
@@ -122,6 +122,11 @@ func (s *Service) RunJobs(ctx context.Context, every time.Duration, log *slog.Lo
 			log.Error("extract expiry job", "err", err)
 		} else if n > 0 {
 			log.Info("extracts expired", "count", n)
+		}
+		if n, err := s.RunOverdueReviews(ctx, now); err != nil {
+			log.Error("emergency review job", "err", err)
+		} else if n > 0 {
+			log.Info("emergency reviews overdue", "count", n)
 		}
 		select {
 		case <-ctx.Done():

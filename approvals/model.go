@@ -190,6 +190,9 @@ type Request struct {
 	FinalDecisionID string
 	// Reference is the requester's own reference for the request (optional, no health data).
 	Reference string
+	// Emergency says the request was filed with purpose emergency for a patient who did not oppose it: it
+	// heads the queue (the decision checks the opposition again).
+	Emergency bool
 	// State is what a person reads about the request, filled by MyRequest(s) and StateOf.
 	State RequestState
 	// Traits are the INS identity traits filed with the request (sealed at rest; for the console only).
@@ -216,6 +219,9 @@ type requestRow struct {
 	UpdatedAt           time.Time
 	FirstOfficerID      string
 	FinalDecisionID     string
+	Emergency           bool
+	// QueueRank is read by Queue only (queueRank), never written.
+	QueueRank int `gorm:"->"`
 }
 
 func (requestRow) TableName() string { return "approval_requests" }

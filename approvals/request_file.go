@@ -134,6 +134,9 @@ func (f Filing) validate(today string) FieldErrors {
 			break
 		}
 	}
+	if f.Purpose == PurposeEmergency && !fe.Has("categories") && !InMinimumDataset(f.Categories) {
+		add("categories", CodeEmergencyMinimum)
+	}
 
 	fromOK, toOK := true, true
 	if f.Period.From != "" {
@@ -277,6 +280,10 @@ func (s *Service) FileRequest(ctx context.Context, f Filing) (Request, error) {
 		Status: string(StatusPending), FiledAt: now, UpdatedAt: now,
 	}
 	err = store.Tx(ctx, s.db, func(tx *gorm.DB) error {
+		var err error
+		if row.Emergency, err = s.emergencyGranted(ctx, tx, f.Purpose, f.Patient); err != nil {
+			return err
+		}
 		if store.DialectOf(tx) == store.Postgres {
 			// Serializes one requester's filings so that two at once cannot both pass the count below. SQLite's
 			// immediate transaction already holds the single write lock.
@@ -295,9 +302,13 @@ func (s *Service) FileRequest(ctx context.Context, f Filing) (Request, error) {
 		if err := tx.Create(&row).Error; err != nil {
 			return err
 		}
-		return audit.Append(tx, audit.Event{At: now, Actor: "user:" + f.RequesterID, Action: "request.filed",
+		if err := audit.Append(tx, audit.Event{At: now, Actor: "user:" + f.RequesterID, Action: "request.filed",
 			Subject: "request:" + id, Details: map[string]any{"categories": len(f.Categories),
-				"purpose": string(f.Purpose), "urgency": string(f.Urgency), "traits": traitCount(f.Traits)}})
+				"purpose": string(f.Purpose), "urgency": string(f.Urgency), "traits": traitCount(f.Traits),
+				"emergency": row.Emergency}}); err != nil {
+			return err
+		}
+		return queueAlert(tx, row, now)
 	})
 	if err != nil {
 		return Request{}, fmt.Errorf("file request: %w", err)
@@ -360,6 +371,6 @@ func (s *Service) toRequest(r requestRow) (Request, error) {
 			Period: Period{From: r.PeriodFrom, To: r.PeriodTo}, Purpose: Purpose(r.Purpose)},
 		Justification: string(j), Urgency: Urgency(r.Urgency), Delivery: RetrieverKind(r.Delivery),
 		Status: Status(r.Status), FiledAt: r.FiledAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(),
-		FirstOfficerID: r.FirstOfficerID, FinalDecisionID: r.FinalDecisionID,
+		FirstOfficerID: r.FirstOfficerID, FinalDecisionID: r.FinalDecisionID, Emergency: r.Emergency,
 	}, nil
 }

@@ -68,10 +68,14 @@ func (s *Service) CancelRequest(ctx context.Context, requesterID, id string) err
 	})
 }
 
-// queueRank puts urgent requests first in the queue.
-const queueRank = "CASE WHEN urgency = 'urgent' THEN 0 ELSE 1 END"
+// queueRank puts emergency requests first in the queue, then urgent ones. An emergency loses its place as soon
+// as the patient opposes emergency access (an opposition in force, as emergencyOpposed reads it), even one
+// recorded after the filing: the patient is then treated like any other.
+const queueRank = "CASE WHEN emergency AND NOT EXISTS (SELECT 1 FROM patient_restrictions pr WHERE " +
+	"pr.patient_index = approval_requests.patient_index AND pr.kind = 'oppose_emergency' AND pr.lifts = '' AND " +
+	"pr.completed_at IS NOT NULL AND pr.lifted_at IS NULL) THEN 0 WHEN urgency = 'urgent' THEN 1 ELSE 2 END"
 
-// Queue lists one page of the requests waiting for an officer, urgent first, then oldest (keyset-paged on
+// Queue lists one page of the requests waiting for an officer, emergencies first, then urgent, then oldest (keyset-paged on
 // rank, filing time and id), with their total.
 func (s *Service) Queue(ctx context.Context, p store.Page) (store.Listed[Request], error) {
 	q := s.db.WithContext(ctx).Model(&requestRow{}).Where("status IN ?", []Status{StatusPending, StatusAwaitingSecond})
@@ -89,19 +93,22 @@ func (s *Service) Queue(ctx context.Context, p store.Page) (store.Listed[Request
 			c.Rank, c.Rank, c.At, c.At, c.ID)
 	}
 	var rows []requestRow
-	if err := page.Find(&rows).Error; err != nil {
+	if err := page.Select("approval_requests.*, " + queueRank + " AS queue_rank").Find(&rows).Error; err != nil {
 		return store.Listed[Request]{}, fmt.Errorf("queue: %w", err)
 	}
-	reqs, err := s.toRequests(rows)
-	if err != nil {
-		return store.Listed[Request]{}, err
+	reqs := make([]Request, len(rows))
+	ranks := make(map[string]int, len(rows))
+	for i, r := range rows {
+		req, err := s.toRequest(r)
+		if err != nil {
+			return store.Listed[Request]{}, err
+		}
+		// Emergency, as the queue shows it, is the privilege in force now.
+		req.Emergency = r.QueueRank == 0
+		reqs[i], ranks[req.ID] = req, r.QueueRank
 	}
 	return store.PageOf(reqs, p, total, func(r Request) store.Cursor {
-		rank := 1
-		if r.Urgency == Urgent {
-			rank = 0
-		}
-		return store.Cursor{Rank: rank, At: r.FiledAt, ID: r.ID}
+		return store.Cursor{Rank: ranks[r.ID], At: r.FiledAt, ID: r.ID}
 	}), nil
 }
 

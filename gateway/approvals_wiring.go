@@ -53,9 +53,12 @@ func (a recordsRenderer) Render(ctx context.Context, w io.Writer, job approvals.
 	}
 	wm := records.Watermark{RequestID: job.Watermark.RequestID, DecisionID: job.Watermark.DecisionID,
 		Requester: job.Watermark.Requester, Purpose: job.Watermark.Purpose, Recipient: job.Watermark.Retriever,
-		Expiry: job.Watermark.Expiry, ManifestDigest: job.Watermark.ManifestDigest, Zone: a.zone}
-	if job.Format == approvals.FormatHTML {
+		Expiry: job.Watermark.Expiry, ManifestDigest: job.Watermark.ManifestDigest, Released: job.Watermark.Released, Zone: a.zone}
+	switch {
+	case job.Format == approvals.FormatHTML:
 		return a.r.RenderHTML(ctx, w, m, id, wm, job.Lang)
+	case job.Emergency:
+		return a.r.RenderIPS(ctx, w, m, id, wm)
 	}
 	return a.r.RenderBundle(ctx, w, m, id, wm)
 }

@@ -69,5 +69,19 @@ func (h *handler) signOut(c echo.Context) error {
 // roleHome is the minimal home page of each role; later issues fill them.
 func (h *handler) roleHome(c echo.Context) error {
 	role := sessionOf(c).User.Role
-	return h.render(c, http.StatusOK, "role_home", &templates.Page{Title: "home." + role + ".title", Data: role})
+	d := homeData{Role: role}
+	if role == identity.RoleOfficer {
+		n, err := h.approvals.OverdueEmergencyReviews(c.Request().Context())
+		if err != nil {
+			return err
+		}
+		d.OverdueReviews = n
+	}
+	return h.render(c, http.StatusOK, "role_home", &templates.Page{Title: "home." + role + ".title", Data: d})
+}
+
+// homeData is what a role's home shows: the role, and for officers the emergency releases overdue for review.
+type homeData struct {
+	Role           string
+	OverdueReviews int
 }

@@ -62,6 +62,8 @@ type Config struct {
 
 	// Operating for years (issue 13).
 	operatingConfig
+	// Emergency access and alerts (issue 10).
+	emergencyConfig
 
 	timeZone       string
 	consoleAllow   []string
@@ -104,6 +106,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.JobsInterval, "jobs-interval", time.Minute, "how often the lapse and extract-expiry jobs run")
 	fs.StringVar(&c.timeZone, "time-zone", DefaultTimeZone, "the hospital's time zone (IANA name) for times on pages and printable extracts")
 	c.registerOperatingFlags(fs)
+	c.registerEmergencyFlags(fs)
 }
 
 // DefaultTimeZone is the time zone of the pages when none is configured. The zone database is embedded
@@ -222,7 +225,10 @@ func (c *Config) finish() error {
 	if err := c.finishOperating(); err != nil {
 		return err
 	}
-	return c.finishPolicy()
+	if err := c.finishPolicy(); err != nil {
+		return err
+	}
+	return c.finishEmergency(c.MaxExtractTTL)
 }
 
 // finishPolicy checks the approvals policy settings, one clear line each.
@@ -268,7 +274,7 @@ func categoryNames() string {
 // Policy is the approvals policy the settings describe.
 func (c *Config) Policy() approvals.Policy {
 	p := approvals.Policy{MaxPending: c.MaxPending, MaxExtractTTL: c.MaxExtractTTL, DefaultExtractTTL: c.DefaultExtractTTL,
-		FilingLimit: c.FilingLimit}
+		FilingLimit: c.FilingLimit, EmergencyExtractTTL: c.EmergencyExtractTTL, EmergencyReviewWithin: c.EmergencyReviewWithin}
 	for _, name := range c.TwoOfficerCategories {
 		p.TwoOfficerCategories = append(p.TwoOfficerCategories, approvals.Category(name))
 	}

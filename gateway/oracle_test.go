@@ -195,8 +195,13 @@ func oracleAnswers(t *testing.T, f *xfix, trace *sqlTrace, c oracleCase, u testU
 	review := func() {
 		t.Helper()
 		for _, id := range ids {
-			if w := f.get("officer", "/review/"+id); w.Code != http.StatusOK {
+			w := f.get("officer", "/review/"+id)
+			if w.Code != http.StatusOK {
 				t.Fatalf("%s: review %d", c.name, w.Code)
+			}
+			// The officer, not the requester, is told of the block (so the blocked case was really blocked).
+			if blocked := strings.Contains(w.Body.String(), `data-test="blocked"`); blocked != (c.setup != nil) {
+				t.Fatalf("%s: the review says blocked: %v", c.name, blocked)
 			}
 		}
 	}

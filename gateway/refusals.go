@@ -84,6 +84,8 @@ var refusals = []struct {
 	{approvals.ErrNoPatient, refusal{"no_patient", http.StatusUnprocessableEntity, "decision.err.no_patient"}},
 	{approvals.ErrBadInput, refusal{"bad_input", http.StatusUnprocessableEntity, "decision.err.bad_input"}},
 	{approvals.ErrControlChars, refusal{"control_chars", http.StatusUnprocessableEntity, "decision.err.control_chars"}},
+	{approvals.ErrOwnRelease, refusal{"own_release", http.StatusUnprocessableEntity, "emergency.err.own_release"}},
+	{approvals.ErrAlreadyReviewed, refusal{"already_reviewed", http.StatusConflict, "emergency.err.already_reviewed"}},
 	{store.ErrBadCursor, refusal{"bad_input", http.StatusUnprocessableEntity, "error.422"}},
 	{identity.ErrUnknownCredential, refusal{"no_key", http.StatusUnauthorized, "decision.err.no_key"}},
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -33,6 +34,8 @@ type reviewPage struct {
 	Names map[string]string
 	// In is what the officer chose, kept when the form comes back with an error.
 	In reviewInput
+	// The emergency rules, for the notice of an emergency request.
+	EmergencyTTLHours, ReviewWithinHours int
 }
 
 type categoryCount struct {
@@ -143,10 +146,19 @@ func (h *handler) reviewData(c echo.Context, in reviewInput) (reviewPage, error)
 		}
 	}
 	pol := h.approvals.Policy()
-	for _, hrs := range []int{1, 4, 8, 12, 24, 48, 72, 168} {
-		if d := time.Duration(hrs) * time.Hour; d <= pol.MaxExtractTTL {
-			p.ExpiryChoices = append(p.ExpiryChoices, expiryChoice{Hours: hrs, Default: d == pol.DefaultExtractTTL})
+	p.EmergencyTTLHours, p.ReviewWithinHours = int(pol.EmergencyExtractTTL.Hours()), int(pol.EmergencyReviewWithin.Hours())
+	// An emergency extract lives at most the emergency lifetime, which it takes by default.
+	max, def, hours := pol.MaxExtractTTL, pol.DefaultExtractTTL, []int{1, 4, 8, 12, 24, 48, 72, 168}
+	if rv.Request.Emergency {
+		max, def, hours = min(pol.EmergencyExtractTTL, max), min(pol.EmergencyExtractTTL, max), []int{1, 2, 4, 8, 12, 24}
+	}
+	for _, hrs := range hours {
+		if d := time.Duration(hrs) * time.Hour; d <= max {
+			p.ExpiryChoices = append(p.ExpiryChoices, expiryChoice{Hours: hrs, Default: d == def})
 		}
+	}
+	if n := len(p.ExpiryChoices); n > 0 && !slices.ContainsFunc(p.ExpiryChoices, func(e expiryChoice) bool { return e.Default }) {
+		p.ExpiryChoices[n-1].Default = true
 	}
 	return p, nil
 }

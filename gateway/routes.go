@@ -79,6 +79,9 @@ func (s *Server) ConsoleRoutes() []Route {
 		{http.MethodGet, "/review/:id", RoleOfficer, h.showReview},
 		{http.MethodPost, "/review/:id/prepare", RoleOfficer, h.prepareDecision},
 		{http.MethodPost, "/review/:id/sign", RoleOfficer, h.signDecision},
+		// Emergency releases (issue 10): the post-hoc review by a second officer.
+		{http.MethodGet, "/emergency-reviews", RoleOfficer, h.showEmergencyReviews},
+		{http.MethodPost, "/emergency-reviews/:id", RoleOfficer, h.reviewEmergency},
 		{http.MethodGet, "/staff", RoleStaff, h.roleHome},
 		{http.MethodGet, "/admin", RoleAdmin, h.roleHome},
 		{http.MethodGet, "/admin/users", RoleAdmin, h.adminUsers},

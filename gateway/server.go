@@ -16,6 +16,7 @@ import (
 	"gorm.io/gorm"
 
 	"gatewayd/approvals"
+	"gatewayd/gateway/alerts"
 	"gatewayd/gateway/identity"
 	"gatewayd/gateway/keys"
 	"gatewayd/gateway/records"
@@ -48,6 +49,7 @@ type Server struct {
 	intake  *echo.Echo
 	console *echo.Echo
 	h       *handler
+	alerts  *alerts.Sender
 }
 
 // handler is the receiver of every HTTP handler; its fields are their dependencies.
@@ -107,8 +109,15 @@ func New(d Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The webhook's host is resolved against the internal networks now: a wrong one stops the start.
+	actx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	snd, err := alerts.New(actx, d.Config.AlertSyslog, d.Config.AlertWebhook, d.Config.ConsoleAllow)
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{
-		cfg: d.Config, db: d.DB, log: d.Log,
+		cfg: d.Config, db: d.DB, log: d.Log, alerts: snd,
 		h: &handler{cfg: d.Config, db: d.DB, keys: master, pages: pages, log: d.Log, now: now, id: id,
 			csrfKey: csrfKey, approvals: appr, records: rec},
 	}
@@ -133,6 +142,13 @@ func newIdentity(d Deps, now func() time.Time) (*identity.Service, error) {
 		TrustAnchors: anchors, DevAllowSoftwareKeys: d.Config.DevAllowSoftwareKeys,
 		IdleConsole: d.Config.SessionIdleConsole, IdleIntake: d.Config.SessionIdleIntake,
 		SessionMax: d.Config.SessionMax, InvitationTTL: d.Config.InvitationTTL})
+}
+
+// RunAlerts sends the alerts the domain writes (queue, emergency, overdue reviews) to the local syslog and the
+// internal webhook, every second until ctx ends. Without either configured, alerts are marked sent and go
+// nowhere. Several instances may run it: each alert is claimed by one at a time.
+func (s *Server) RunAlerts(ctx context.Context) {
+	s.alerts.Run(ctx, s.h.approvals, time.Second, func(err error) { s.log.Error("alerts", "error", err) })
 }
 
 // Identity is the identity service the server uses (tests and the CLI share it).

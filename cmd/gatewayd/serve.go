@@ -68,6 +68,7 @@ func (a *app) serve(ctx context.Context) error {
 		defer close(jobsDone)
 		var wg sync.WaitGroup
 		wg.Go(func() { a.runOperatingJobs(jobsCtx, db) })
+		wg.Go(func() { srv.RunAlerts(jobsCtx) })
 		srv.Approvals().RunJobs(jobsCtx, a.cfg.JobsInterval, a.log)
 		wg.Wait()
 	}()

@@ -138,13 +138,23 @@ const syslogPRI = 110
 // action; the structured data (private id gatewayd@32473, the enterprise number RFC 5612 reserves for
 // examples) carries the ids. Details never leave: they are the database's to keep.
 func (f *Forwarder) message(r Row) string {
-	msgID := r.Action
-	if len(msgID) > 32 {
-		msgID = msgID[:32]
+	return SyslogMessage(syslogPRI, r.At, f.Hostname, f.PID, r.Action, "gatewayd@32473", [][2]string{
+		{"seq", strconv.FormatInt(r.Seq, 10)}, {"actor", r.Actor}, {"subject", r.Subject}, {"hash", r.Hash}}, r.Action)
+}
+
+// SyslogMessage formats one RFC 5424 message: <PRI>1 TIMESTAMP HOSTNAME APP-NAME(gatewayd) PROCID MSGID
+// [SDID name="value" ...] MSG, header fields kept printable, parameter values escaped. The alerts (package
+// gateway/alerts) use it too, so that the gateway speaks one syslog.
+func SyslogMessage(pri int, at time.Time, hostname string, pid int, msgID, sdID string, params [][2]string, msg string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "<%d>1 %s %s gatewayd %d %s [%s", pri, at.UTC().Format(TimeLayout), printable(hostname, 255), pid,
+		printable(msgID, 32), sdID)
+	for _, p := range params {
+		fmt.Fprintf(&b, ` %s="%s"`, p[0], sdEscape(p[1]))
 	}
-	return fmt.Sprintf(`<%d>1 %s %s gatewayd %d %s [gatewayd@32473 seq="%d" actor="%s" subject="%s" hash="%s"] %s`,
-		syslogPRI, r.At.UTC().Format(TimeLayout), printable(f.Hostname, 255), f.PID, printable(msgID, 32), r.Seq,
-		sdEscape(r.Actor), sdEscape(r.Subject), r.Hash, sdEscape(r.Action))
+	b.WriteString("] ")
+	b.WriteString(sdEscape(msg))
+	return b.String()
 }
 
 // printable keeps a header field to printable US-ASCII without spaces, as RFC 5424 asks ("-" when empty).

@@ -235,6 +235,7 @@ func TestEveryPageFitsAndIsAccessible(t *testing.T) {
 			identity.RoleOfficer: "Officer Bernard", identity.RoleStaff: "Claire (front desk)", identity.RoleAdmin: "Admin Dupont"}[role])
 	}
 	s := makeStates(t, srv, ids[identity.RoleRequester], ids[identity.RoleStaff])
+	em := makeEmergencyStates(t, srv, ids[identity.RoleRequester])
 	// One invitation pending, for the admin's page.
 	if _, err := srv.Identity().Invite(context.Background(), "cli", identity.NewInvitation{Role: identity.RoleRequester,
 		DisplayName: "Dr Invited", ProfessionalID: "10001112223"}); err != nil {
@@ -256,8 +257,10 @@ func TestEveryPageFitsAndIsAccessible(t *testing.T) {
 		{"requester", in + "/requests/" + s.nothing, `[data-test="nothing-recorded"]`, "request-nothing-recorded"},
 		{"requester", in + "/requests/" + s.pending, `[data-test="cancel"]`, ""},
 		{"requester", in + "/extracts", `[data-extract]`, "extract-requester-list"},
-		{"officer", co + "/officer", `[data-home="officer"]`, ""},
-		{"officer", co + "/queue", `[data-test="queue"]`, "queue"},
+		{"officer", co + "/officer", `[data-test="overdue-reviews"]`, ""},
+		{"officer", co + "/queue", `[data-request="` + em.pending + `"] [data-test="emergency"]`, "queue"},
+		{"officer", co + "/review/" + em.pending, `[data-test="emergency-notice"]`, ""},
+		{"officer", co + "/emergency-reviews", `[data-review][data-request="` + em.overdue + `"][data-state="overdue"]`, "emergency-reviews"},
 		{"officer", co + "/review/" + s.pending, `[data-test="identity-override"]`, "review-page"},
 		{"officer", co + "/review/" + s.ready, `[data-test="signed"]`, "review-signed"},
 		{"officer", co + "/review/" + s.denied, `[data-test="signed"]`, ""},

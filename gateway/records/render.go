@@ -19,6 +19,8 @@ type Watermark struct {
 	Recipient      string
 	Expiry         time.Time
 	ManifestDigest string
+	// Released is when the extract was released (the approval): an IPS document's date.
+	Released time.Time
 	// Zone is the hospital's time zone, in which the printable page shows times (nil: UTC). The Bundle keeps
 	// UTC.
 	Zone *time.Location

@@ -27,7 +27,23 @@ type fhirCoding struct {
 // urn:gatewayd:watermark, code = field name, display = value); Bundle.identifier is the request id. Nothing in
 // the output depends on the time of rendering: the same manifest renders to the same bytes.
 func (s *Service) RenderBundle(ctx context.Context, w io.Writer, m Manifest, id Identifier, wm Watermark) error {
+	return s.renderBundle(ctx, w, m, id, wm, false)
+}
+
+// RenderIPS writes an emergency extract in the International Patient Summary's shape: the Bundle of
+// RenderBundle, of type document, stamped with the release time (wm.Released), whose first entry is a
+// Composition (see ipsComposition) with the allergies, medications, problems and immunizations sections, each
+// referring to the Bundle's entries of its category. The entries themselves are rendered as in RenderBundle.
+func (s *Service) RenderIPS(ctx context.Context, w io.Writer, m Manifest, id Identifier, wm Watermark) error {
+	return s.renderBundle(ctx, w, m, id, wm, true)
+}
+
+func (s *Service) renderBundle(ctx context.Context, w io.Writer, m Manifest, id Identifier, wm Watermark, ips bool) error {
 	d, err := s.patientFor(ctx, m, id)
+	if err != nil {
+		return err
+	}
+	targets, sections, err := s.targetsOf(ctx, m, d.FHIRID)
 	if err != nil {
 		return err
 	}
@@ -42,28 +58,38 @@ func (s *Service) RenderBundle(ctx context.Context, w io.Writer, m Manifest, id 
 			System string `json:"system"`
 			Value  string `json:"value"`
 		} `json:"identifier"`
-		Type string `json:"type"` // no "total": FHIR allows it only in search and history bundles
+		Type      string `json:"type"` // no "total": FHIR allows it only in search and history bundles
+		Timestamp string `json:"timestamp,omitempty"`
 	}{ResourceType: "Bundle", Type: "collection"}
 	head.Meta.Security = []fhirCoding{{System: "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", Code: "R", Display: "restricted"}}
 	head.Meta.Tag = watermarkTags(wm)
 	head.Identifier.System = "urn:gatewayd:extract"
 	head.Identifier.Value = wm.RequestID
+	var composition []byte
+	if ips {
+		// A document Bundle must carry a timestamp (bdl-10): the release, not the rendering, so that the same
+		// extract still renders to the same bytes.
+		head.Type, head.Timestamp = "document", wm.Released.UTC().Format(time.RFC3339)
+		if composition, err = json.Marshal(ipsComposition(wm, fullURL("Patient", d.FHIRID), sections)); err != nil {
+			return err
+		}
+	}
 	hb, err := json.Marshal(head)
 	if err != nil {
 		return err
 	}
 	bw.Write(hb[:len(hb)-1]) // leave the object open for "entry"
 	bw.WriteString(`,"entry":[`)
+	if ips {
+		writeEntry(bw, compositionURL(wm), composition)
+		bw.WriteByte(',')
+	}
 	p := minimalPatient(d, id)
 	pb, err := json.Marshal(p)
 	if err != nil {
 		return err
 	}
 	writeEntry(bw, fullURL("Patient", d.FHIRID), pb)
-	targets, err := s.targetsOf(ctx, m, d.FHIRID)
-	if err != nil {
-		return err
-	}
 	err = s.eachEntry(ctx, m, withResource, func(e *loadedEntry) error {
 		res, originals, err := targets.selfContained(e.resource)
 		if err != nil {
@@ -167,15 +193,18 @@ func minimalPatient(d demographics, id Identifier) fhirPatient {
 	return p
 }
 
-// targetsOf indexes what the Bundle of m holds: the Patient and every entry. It reads the manifest once
-// before rendering, so that any entry may refer to one written after it.
-func (s *Service) targetsOf(ctx context.Context, m Manifest, patientFHIRID string) (bundleTargets, error) {
+// targetsOf indexes what the Bundle of m holds: the Patient and every entry, and the entries' fullUrls by
+// category (the IPS sections). It reads the manifest once before rendering, so that any entry may refer to one
+// written after it.
+func (s *Service) targetsOf(ctx context.Context, m Manifest, patientFHIRID string) (bundleTargets, map[Category][]string, error) {
 	t := bundleTargets{}
 	t.add("Patient", patientFHIRID)
+	sections := map[Category][]string{}
 	// Types and FHIR ids only: the resources are opened and hashed by the rendering pass.
 	err := s.eachEntry(ctx, m, 0, func(e *loadedEntry) error {
 		t.add(e.ResourceType, e.fhirID)
+		sections[e.Category] = append(sections[e.Category], fullURL(e.ResourceType, e.fhirID))
 		return nil
 	})
-	return t, err
+	return t, sections, err
 }

@@ -18,7 +18,8 @@ import (
 // has its own number range by convention: 0001 foundation, 0002 records, 0003 identity, 0004 approvals,
 // 0005 extracts, 0006 the patient index of requests, 0007 rate limits shared by instances, 0009 persons (one
 // professional id, one person), 0011 requesters' own references, 0012 identity traits filed with a request
-// (sealed), 0013 patients' restrictions (opposition and masking). Both folders must hold the same versions.
+// (sealed), 0013 patients' restrictions (opposition and masking), 0014 emergency access (flags, post-hoc
+// reviews, the alerts outbox). Both folders must hold the same versions.
 //
 //go:embed migrations
 var migrationFS embed.FS

@@ -1,0 +1,103 @@
+package approvals
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// Alert is a message for the hospital's own alerting (local syslog, an internal webhook): ids, a count and an
+// urgency, never patient data. Kinds: AlertFiled (a request entered the queue) and AlertReviewOverdue (an
+// emergency release waits past its post-hoc review deadline).
+type Alert struct {
+	ID   string
+	Kind string
+	// Urgency is "emergency", "urgent" or "routine".
+	Urgency string
+	// Subject is what the alert is about: "request:<id>" or "decision:<id>".
+	Subject string
+	// QueueCount is how many requests waited for an officer when the alert was written.
+	QueueCount int
+	CreatedAt  time.Time
+}
+
+// Alert kinds.
+const (
+	AlertFiled         = "request.filed"
+	AlertReviewOverdue = "emergency.review_overdue"
+)
+
+// UrgencyEmergency is an alert's urgency for an emergency request (above Urgent).
+const UrgencyEmergency = "emergency"
+
+// alertRow is an alert in the outbox: written in the transaction of what it announces (so an alert exists
+// exactly when its event committed), sent afterwards by one instance at a time.
+type alertRow struct {
+	ID           string
+	Kind         string
+	Urgency      string
+	Subject      string
+	QueueCount   int
+	CreatedAt    time.Time
+	ClaimedUntil *time.Time
+	SentAt       *time.Time
+}
+
+func (alertRow) TableName() string { return "alerts" }
+
+// queueAlert writes, inside the filing's transaction, the alert that a request entered the queue, with the
+// queue's length at that moment.
+func queueAlert(tx *gorm.DB, r requestRow, now time.Time) error {
+	urgency := r.Urgency
+	if r.Emergency {
+		urgency = UrgencyEmergency
+	}
+	return writeAlert(tx, AlertFiled, urgency, "request:"+r.ID, now)
+}
+
+// writeAlert inserts an alert with the queue's length counted in the same statement (one round trip).
+func writeAlert(tx *gorm.DB, kind, urgency, subject string, now time.Time) error {
+	return tx.Exec("INSERT INTO alerts (id, kind, urgency, subject, queue_count, created_at) "+
+		"SELECT ?, ?, ?, ?, COUNT(*), ? FROM approval_requests WHERE status IN ?",
+		newID(), kind, urgency, subject, now, []Status{StatusPending, StatusAwaitingSecond}).Error
+}
+
+// alertBatch bounds the alerts one claim hands out.
+const alertBatch = 50
+
+// ClaimAlerts hands out the alerts not yet sent, oldest first, each claimed for lease by one atomic UPDATE (so
+// that several instances do not send one alert twice while the lease runs). An alert whose sender died before
+// AlertSent is handed out again once its lease ends: alerts are delivered at least once.
+func (s *Service) ClaimAlerts(ctx context.Context, lease time.Duration) ([]Alert, error) {
+	now := s.clock()
+	var rows []alertRow
+	if err := s.db.WithContext(ctx).Where("sent_at IS NULL AND (claimed_until IS NULL OR claimed_until <= ?)", now).
+		Order("created_at, id").Limit(alertBatch).Find(&rows).Error; err != nil {
+		return nil, fmt.Errorf("claim alerts: %w", err)
+	}
+	var out []Alert
+	for _, r := range rows {
+		res := s.db.WithContext(ctx).Model(&alertRow{}).
+			Where("id = ? AND sent_at IS NULL AND (claimed_until IS NULL OR claimed_until <= ?)", r.ID, now).
+			Update("claimed_until", now.Add(lease))
+		if res.Error != nil {
+			return out, fmt.Errorf("claim alert %s: %w", r.ID, res.Error)
+		}
+		if res.RowsAffected == 1 {
+			out = append(out, Alert{ID: r.ID, Kind: r.Kind, Urgency: r.Urgency, Subject: r.Subject,
+				QueueCount: r.QueueCount, CreatedAt: r.CreatedAt.UTC()})
+		}
+	}
+	return out, nil
+}
+
+// AlertSent records that a claimed alert reached every configured destination.
+func (s *Service) AlertSent(ctx context.Context, id string) error {
+	if err := s.db.WithContext(ctx).Model(&alertRow{}).Where("id = ? AND sent_at IS NULL", id).
+		Update("sent_at", s.clock()).Error; err != nil {
+		return fmt.Errorf("alert %s sent: %w", id, err)
+	}
+	return nil
+}
