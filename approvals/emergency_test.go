@@ -3,6 +3,8 @@ package approvals_test
 import (
 	"context"
 	"errors"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -269,6 +271,45 @@ func TestEmergencyOpposedIsTreatedLikeAnyOther(t *testing.T) {
 		again := f.file(emergencyFiling())
 		if out := f.decide("off1", again.ID, approvals.DecisionInput{Verdict: approvals.Approve}); !again.Emergency || out.Status != approvals.StatusApproved {
 			t.Fatalf("after the lift: emergency %v, %s", again.Emergency, out.Status)
+		}
+	})
+}
+
+// TestOverdueReviewJobRunsOnceAcrossInstances: several instances' job runners at once mark an overdue review
+// once: one audit row, one alert, whatever the interleaving.
+func TestOverdueReviewJobRunsOnceAcrossInstances(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
+		f := newFixture(t, db, approvals.Policy{})
+		req := f.file(emergencyFiling())
+		f.decide("off1", req.ID, approvals.DecisionInput{Verdict: approvals.Approve})
+		f.clock.Add(73 * time.Hour)
+		const instances = 8
+		var (
+			wg    sync.WaitGroup
+			start = make(chan struct{})
+			total atomic.Int64
+			errs  = make(chan error, instances)
+		)
+		for range instances {
+			wg.Go(func() {
+				<-start
+				n, err := f.svc.RunOverdueReviews(context.Background(), f.clock.Now())
+				if err != nil {
+					errs <- err
+				}
+				total.Add(int64(n))
+			})
+		}
+		close(start)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		var alerts int64
+		must(t, db.Raw("SELECT COUNT(*) FROM alerts WHERE kind = ?", approvals.AlertReviewOverdue).Scan(&alerts).Error)
+		if total.Load() != 1 || f.auditCount("emergency.review_overdue") != 1 || alerts != 1 {
+			t.Fatalf("marked %d times, %d audit rows, %d alerts", total.Load(), f.auditCount("emergency.review_overdue"), alerts)
 		}
 	})
 }

@@ -81,6 +81,8 @@ const (
 	RoleOfficer   Role = "officer"
 	RoleStaff     Role = "staff"
 	RoleAdmin     Role = "admin"
+	// RoleDPO is the data-protection officer: prints patients' access histories, records their restrictions.
+	RoleDPO Role = "dpo"
 )
 
 // Identifier names a patient: a system (for France, the INS OID) and a value, matched exactly after trimming.

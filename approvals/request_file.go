@@ -86,6 +86,31 @@ func (fe FieldErrors) Has(field string) bool {
 	return slices.ContainsFunc(fe, func(e FieldError) bool { return e.Field == field })
 }
 
+// fieldErrors checks a trimmed patient identifier, for a filing and for a patient's access history alike.
+func (id Identifier) fieldErrors() FieldErrors {
+	var fe FieldErrors
+	add := func(field, code string) { fe = append(fe, FieldError{field, code}) }
+	switch sys := id.System; {
+	case sys == "":
+		add("patient_system", CodeRequired)
+	case utf8.RuneCountInString(sys) > MaxSystemLen:
+		add("patient_system", CodeTooLong)
+	case strings.ContainsFunc(sys, unicode.IsSpace) || !utf8.ValidString(sys):
+		add("patient_system", CodeInvalid)
+	}
+	switch v := id.Value; {
+	case v == "":
+		add("patient_value", CodeRequired)
+	case utf8.RuneCountInString(v) > MaxValueLen:
+		add("patient_value", CodeTooLong)
+	case strings.ContainsFunc(v, unicode.IsControl) || !utf8.ValidString(v):
+		add("patient_value", CodeInvalid)
+	case isINS(id.System) && !ValidINS(v):
+		add("patient_value", CodeInvalid)
+	}
+	return fe
+}
+
 // normalize trims the free-text fields and sorts the categories; validate then checks the normalized filing.
 func (f Filing) normalize() Filing {
 	f.Patient.System = strings.TrimSpace(f.Patient.System)
@@ -106,24 +131,7 @@ func (f Filing) validate(today string) FieldErrors {
 	var fe FieldErrors
 	add := func(field, code string) { fe = append(fe, FieldError{field, code}) }
 
-	switch sys := f.Patient.System; {
-	case sys == "":
-		add("patient_system", CodeRequired)
-	case utf8.RuneCountInString(sys) > MaxSystemLen:
-		add("patient_system", CodeTooLong)
-	case strings.ContainsFunc(sys, unicode.IsSpace) || !utf8.ValidString(sys):
-		add("patient_system", CodeInvalid)
-	}
-	switch v := f.Patient.Value; {
-	case v == "":
-		add("patient_value", CodeRequired)
-	case utf8.RuneCountInString(v) > MaxValueLen:
-		add("patient_value", CodeTooLong)
-	case strings.ContainsFunc(v, unicode.IsControl) || !utf8.ValidString(v):
-		add("patient_value", CodeInvalid)
-	case isINS(f.Patient.System) && !ValidINS(v):
-		add("patient_value", CodeInvalid)
-	}
+	fe = append(fe, f.Patient.fieldErrors()...)
 
 	if len(f.Categories) == 0 {
 		add("categories", CodeRequired)

@@ -65,5 +65,22 @@ func TestHistoryAfterAuditRetention(t *testing.T) {
 				t.Fatalf("history lacks %s by %s: %+v", action, actor, hist[0].Trail)
 			}
 		}
+
+		// The printed access history reads the same summaries in its walk of the chain, which verifies from the
+		// checkpoint.
+		f.users.Add("dpo1", approvals.RoleDPO)
+		printed, err := f.svc.PrintAccessHistory(ctx, "dpo1", patient, approvals.HistoryHTML)
+		if err != nil || !printed.Chain.Verified || len(printed.Requests) != 2 || printed.Requests[0].RequestID != old.ID {
+			t.Fatalf("printed history: %v %+v", err, printed.Chain)
+		}
+		summaries := 0
+		for _, e := range printed.Requests[0].Trail {
+			if e.Summary {
+				summaries++
+			}
+		}
+		if summaries != len(hist[0].Trail) || len(printed.Requests[1].Trail) != 1 || printed.Requests[1].Trail[0].Summary {
+			t.Fatalf("printed trails: %+v / %+v", printed.Requests[0].Trail, printed.Requests[1].Trail)
+		}
 	})
 }

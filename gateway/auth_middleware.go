@@ -178,7 +178,7 @@ func (s *Server) guard(who Access, next echo.HandlerFunc) echo.HandlerFunc {
 			}
 			return echo.NewHTTPError(http.StatusUnauthorized).SetInternal(errNotSignedIn)
 		}
-		if need != AnySignedIn && string(need) != sess.User.Role {
+		if !need.allows(sess.User.Role) {
 			return echo.NewHTTPError(http.StatusForbidden).SetInternal(errWrongRole)
 		}
 		return next(c)

@@ -21,6 +21,8 @@ func homePath(role string) string {
 		return "/staff"
 	case identity.RoleAdmin:
 		return "/admin"
+	case identity.RoleDPO:
+		return "/dpo"
 	}
 	return "/"
 }

@@ -130,7 +130,7 @@ func newXFixKeyed(t testing.TB, db *gorm.DB, master *keys.Master) *xfix {
 	if _, err := f.srv.h.records.Import(ctx, []string{repoFile(t, "testdata/fhir/bundles")}, records.ImportOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"requester", "requester2", "staff", "officer"} {
+	for _, name := range []string{"requester", "requester2", "staff", "officer", "dpo"} {
 		role := strings.TrimSuffix(name, "2")
 		ns, k := identitytest.Register(t, f.srv.Identity(), role)
 		l := identity.ListenerFor(role)

@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"net/http"
+	"slices"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 
@@ -34,10 +36,21 @@ const (
 	RoleStaff Access = identity.RoleStaff
 	// RoleAdmin administers, on console.
 	RoleAdmin Access = identity.RoleAdmin
+	// RoleDPO is the data-protection officer, on console.
+	RoleDPO Access = identity.RoleDPO
+	// OfficerOrDPO is an officer or the data-protection officer, on console: patients' access histories
+	// (issue 10), which either prints on the patient's request.
+	OfficerOrDPO Access = identity.RoleOfficer + "|" + identity.RoleDPO
 	// MetricsScraper is a client address inside --metrics-allow (a Prometheus server cannot sign in with a
 	// passkey), or else a signed-in admin. It is for GET /metrics only, which carries counts and no identifier.
 	MetricsScraper Access = "metrics-scraper"
 )
+
+// allows says whether a signed-in user of role may call a route needing a: its one role, or one of the roles
+// an access like OfficerOrDPO names.
+func (a Access) allows(role string) bool {
+	return a == AnySignedIn || slices.Contains(strings.Split(string(a), "|"), role)
+}
 
 // IntakeRoutes is every route of the intake listener: the only one that may face the remote segment. No route
 // here reads records, searches patients or tells whether a patient exists.
@@ -84,6 +97,11 @@ func (s *Server) ConsoleRoutes() []Route {
 		{http.MethodPost, "/emergency-reviews/:id", RoleOfficer, h.reviewEmergency},
 		{http.MethodGet, "/staff", RoleStaff, h.roleHome},
 		{http.MethodGet, "/admin", RoleAdmin, h.roleHome},
+		{http.MethodGet, "/dpo", RoleDPO, h.roleHome},
+		// A patient's access history (issue 10), printed on the patient's request: the form, and the printing
+		// (POST: the identifier stays out of URLs and logs; the domain audits every printing).
+		{http.MethodGet, "/history", OfficerOrDPO, h.historyPage},
+		{http.MethodPost, "/history", OfficerOrDPO, h.printHistory},
 		{http.MethodGet, "/admin/users", RoleAdmin, h.adminUsers},
 		{http.MethodPost, "/admin/users/:id/suspend", RoleAdmin, h.suspendUser},
 		{http.MethodPost, "/admin/credentials/:id/revoke", RoleAdmin, h.revokeCredential},

@@ -15,7 +15,7 @@ type Msg struct{ FR, EN string }
 // catalogs lists each area's messages; an area keeps its own var in its own file so that keys stay close to
 // the pages that use them. Keys must be unique across areas (a test checks it).
 var catalogs = []map[string]Msg{coreMessages, identityMessages, recordsMessages, approvalsMessages, extractsMessages,
-	restrictionsMessages, emergencyMessages}
+	restrictionsMessages, emergencyMessages, historyMessages}
 
 var coreMessages = map[string]Msg{
 	"app.name":             {"Passerelle d'accès aux dossiers", "Health records gateway"},

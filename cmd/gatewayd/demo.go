@@ -22,6 +22,7 @@ var demoRoles = []struct{ role, name, proID string }{
 	{identity.RoleOfficer, "Paul Durand, data officer (demo)", ""},
 	{identity.RoleStaff, "Nadia Benali, records desk (demo)", ""},
 	{identity.RoleAdmin, "Admin (demo)", ""},
+	{identity.RoleDPO, "Inès Moreau, data-protection officer (demo)", ""},
 }
 
 func (a *app) demoSetupCommand() *cobra.Command {
@@ -30,7 +31,7 @@ func (a *app) demoSetupCommand() *cobra.Command {
 		Use:   "demo-setup",
 		Short: "On a fresh data directory: import the sample bundles and print one invitation link per role",
 		Long: `For trying gatewayd on one machine: imports the synthetic sample bundles shipped in the repository
-(testdata/sample) and prints one invitation link per role (requester, officer, staff, admin) and a sample
+(testdata/sample) and prints one invitation link per role (requester, officer, staff, admin, dpo) and a sample
 patient identifier to file a request for. It refuses a database that already has users or invitations. Serve with
 --dev-allow-software-keys so that the officer may sign with the browser's own passkey. Never use it with
 real data.`,

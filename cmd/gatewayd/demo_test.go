@@ -21,7 +21,7 @@ func TestDemoSetup(t *testing.T) {
 		t.Fatalf("demo-setup: %d %s", code, errOut)
 	}
 	for _, want := range []string{"requester http://localhost:8080/invite/", "officer   http://localhost:8081/invite/",
-		"staff     http://localhost:8081/invite/", "admin     http://localhost:8081/invite/",
+		"staff     http://localhost:8081/invite/", "admin     http://localhost:8081/invite/", "dpo       http://localhost:8081/invite/",
 		"system: https://github.com/synthetichealth/synthea", "3 synthetic patients"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("output lacks %q:\n%s", want, out)

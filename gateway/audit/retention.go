@@ -42,10 +42,16 @@ type PurgeResult struct {
 // consistent checkpoint to resume from.
 const purgeBatch = 2000
 
-// accessSubject says whether a row is about a request or an extract: a patient's access history needs it (who
-// filed, viewed, decided, retrieved, was refused), so it is summarised before it goes.
+// accessSubject says whether a row is about a request, an extract, a patient's restriction or the patient (by
+// blind index): a patient's access history needs it (who filed, viewed, decided, retrieved, was refused,
+// restricted, printed the history), so it is summarised before it goes.
 func accessSubject(subject string) bool {
-	return strings.HasPrefix(subject, "request:") || strings.HasPrefix(subject, "extract:")
+	for _, p := range []string{"request:", "extract:", "restriction:", "patient-index:"} {
+		if strings.HasPrefix(subject, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // Purge deletes the audit rows older than before, oldest first, in batches, each one transaction under a

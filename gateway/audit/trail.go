@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -22,25 +23,71 @@ type TrailEvent struct {
 
 // Trail returns the events about the subjects, held rows and purged rows' summaries alike, in chain order.
 func Trail(ctx context.Context, db *gorm.DB, subjects []string) ([]TrailEvent, error) {
-	if len(subjects) == 0 {
-		return nil, nil
+	var held []TrailEvent
+	for chunk := range slices.Chunk(subjects, subjectsChunk) {
+		var rows []TrailEvent
+		if err := db.WithContext(ctx).Raw("SELECT seq, at, actor, action, subject FROM audit_events WHERE subject IN ?", chunk).
+			Scan(&rows).Error; err != nil {
+			return nil, fmt.Errorf("audit trail: %w", err)
+		}
+		held = append(held, rows...)
 	}
-	var held, summarised []TrailEvent
-	if err := db.WithContext(ctx).Raw("SELECT seq, at, actor, action, subject FROM audit_events WHERE subject IN ?", subjects).
-		Scan(&held).Error; err != nil {
-		return nil, fmt.Errorf("audit trail: %w", err)
+	summarised, err := summariesOf(ctx, db, subjects)
+	if err != nil {
+		return nil, err
 	}
-	if err := db.WithContext(ctx).Raw("SELECT seq, at, actor, action, subject FROM audit_summaries WHERE subject IN ?", subjects).
-		Scan(&summarised).Error; err != nil {
-		return nil, fmt.Errorf("audit trail: %w", err)
+	return inChainOrder(append(held, summarised...)), nil
+}
+
+// VerifyTrail walks the whole chain as Verify does and, in the same pass, keeps the events about the subjects;
+// with the purged rows' summaries about them, in chain order. A patient's access history, which says whether
+// the chain verified, so reads its events once. A chain that does not fit returns Verify's error and no events
+// (the walk stopped at the broken row: Trail reads what is held).
+func VerifyTrail(ctx context.Context, db *gorm.DB, subjects []string) (VerifyResult, []TrailEvent, error) {
+	want := make(map[string]bool, len(subjects))
+	for _, s := range subjects {
+		want[s] = true
 	}
-	for i := range summarised {
-		summarised[i].Summary = true
+	var held []TrailEvent
+	res, err := walk(ctx, db, func(r Row) {
+		if want[r.Subject] {
+			held = append(held, TrailEvent{Seq: r.Seq, At: r.At, Actor: r.Actor, Action: r.Action, Subject: r.Subject})
+		}
+	})
+	if err != nil {
+		return res, nil, err
 	}
-	out := append(held, summarised...)
-	for i := range out {
-		out[i].At = out[i].At.UTC()
+	summarised, err := summariesOf(ctx, db, subjects)
+	if err != nil {
+		return res, nil, err
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Seq < out[j].Seq })
+	return res, inChainOrder(append(held, summarised...)), nil
+}
+
+// subjectsChunk bounds the subjects of one IN (...) list, far below both databases' parameter limits.
+const subjectsChunk = 500
+
+// summariesOf reads the summaries of purged rows about the subjects.
+func summariesOf(ctx context.Context, db *gorm.DB, subjects []string) ([]TrailEvent, error) {
+	var out []TrailEvent
+	for chunk := range slices.Chunk(subjects, subjectsChunk) {
+		var summarised []TrailEvent
+		if err := db.WithContext(ctx).Raw("SELECT seq, at, actor, action, subject FROM audit_summaries WHERE subject IN ?", chunk).
+			Scan(&summarised).Error; err != nil {
+			return nil, fmt.Errorf("audit trail: %w", err)
+		}
+		for i := range summarised {
+			summarised[i].Summary = true
+		}
+		out = append(out, summarised...)
+	}
 	return out, nil
+}
+
+func inChainOrder(evs []TrailEvent) []TrailEvent {
+	for i := range evs {
+		evs[i].At = evs[i].At.UTC()
+	}
+	sort.Slice(evs, func(i, j int) bool { return evs[i].Seq < evs[j].Seq })
+	return evs
 }

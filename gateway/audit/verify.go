@@ -37,6 +37,12 @@ const verifyBatch = 2000
 // byte breaks that row's hash, a deleted row leaves a gap in seq, swapped rows break both hashes, and rows cut
 // from the end no longer match the head.
 func Verify(ctx context.Context, db *gorm.DB) (VerifyResult, error) {
+	return walk(ctx, db, nil)
+}
+
+// walk is Verify, handing each row that fits to visit (when not nil) as it goes: a reader that needs some of
+// the rows reads them in the same pass.
+func walk(ctx context.Context, db *gorm.DB, visit func(Row)) (VerifyResult, error) {
 	var res VerifyResult
 	cp, err := ReadCheckpoint(ctx, db)
 	if err != nil {
@@ -66,6 +72,9 @@ func Verify(ctx context.Context, db *gorm.DB) (VerifyResult, error) {
 			}
 			prevSeq, prevHash = r.Seq, r.Hash
 			res.Rows++
+			if visit != nil {
+				visit(r)
+			}
 		}
 		err = rows.Err()
 		rows.Close()

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -246,6 +247,77 @@ func TestEmergencyAccessEndToEnd(t *testing.T) {
 	if signer != officerID || reviewer == "" || reviewer == officerID {
 		t.Fatalf("review: signed by %s, reviewed by %s", signer, reviewer)
 	}
+
+	// The patient's access history, printed afterwards by the data-protection officer, lists the emergency
+	// request with its flag and its confirmed review; its FHIR form is valid R4, the request's events carrying
+	// the emergency purpose (ETREAT).
+	dpo := browsertest.Tab(t, browser, chromedp.WithNewBrowserContext())
+	browsertest.SignUp(t, srv, dpo, identity.RoleDPO, "DPO Emergency")
+	req := `[data-request="` + id + `"][data-emergency="true"] `
+	browsertest.Run(t, dpo, "print the patient's access history",
+		chromedp.Navigate(srv.ConsoleURL+"/dpo"),
+		chromedp.Click(`[data-test="nav-history"]`, chromedp.NodeVisible),
+		chromedp.WaitVisible(`[data-test="history-form"] #patient_value`),
+		chromedp.SetValue(`#patient_system`, patientSystem),
+		chromedp.SetValue(`#patient_value`, patientValue),
+		chromedp.Click(`[data-test="history-print"]`),
+		chromedp.WaitVisible(`[data-test="chain"][data-verified="true"]`),
+		chromedp.WaitVisible(req+`[data-test="emergency-flag"]`),
+		chromedp.WaitVisible(req+`[data-test="emergency-review"]`))
+	browsertest.Run(t, dpo, "the history form again", chromedp.Navigate(srv.ConsoleURL+"/history"),
+		chromedp.WaitVisible(`[data-test="history-form"]`))
+	bundle, err := chromedp.Run(dpo, chromedp.Evaluate[string](`(async () => {
+			const d = new URLSearchParams(new FormData(document.querySelector('[data-test="history-form"]')));
+			d.set("patient_system", `+jsString(patientSystem)+`); d.set("patient_value", `+jsString(patientValue)+`); d.set("format", "fhir");
+			const r = await fetch("/history", {method: "POST", body: d});
+			if (r.status !== 200 || r.headers.get("Content-Type") !== "application/fhir+json") { return "status " + r.status; }
+			return r.text();
+		})()`, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fhircheck.Validate([]byte(bundle)); err != nil {
+		t.Fatalf("the access history is not valid FHIR R4 (%.200s): %v", bundle, err)
+	}
+	var events struct {
+		Entry []struct {
+			Resource struct {
+				ResourceType   string
+				PurposeOfEvent []struct{ Coding []struct{ Code string } }
+				Entity         []struct {
+					What struct {
+						Identifier struct{ System, Value string }
+					}
+					Detail []struct{ Type, ValueString string }
+				}
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(bundle), &events); err != nil {
+		t.Fatal(err)
+	}
+	flagged := 0
+	for _, e := range events.Entry {
+		if e.Resource.ResourceType != "AuditEvent" {
+			t.Fatalf("a %s in the access history", e.Resource.ResourceType)
+		}
+		for _, en := range e.Resource.Entity {
+			if en.What.Identifier.Value == id && len(e.Resource.PurposeOfEvent) == 1 &&
+				e.Resource.PurposeOfEvent[0].Coding[0].Code == "ETREAT" && slices.Contains(en.Detail,
+				struct{ Type, ValueString string }{"emergency", "true"}) {
+				flagged++
+			}
+		}
+	}
+	if flagged < 4 { // filed, viewed, signed, retrieved, reviewed...
+		t.Fatalf("%d AuditEvents of the emergency request carry its flag", flagged)
+	}
+}
+
+// jsString quotes s for a JavaScript source.
+func jsString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
 }
 
 // emergencyStates are the emergency pages' states: an emergency request waiting in the queue, and an

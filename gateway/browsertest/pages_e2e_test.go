@@ -35,6 +35,9 @@ type states struct {
 	readyExtract                                                                 string
 }
 
+// alberto is the sample patient the pages' requests are about.
+var alberto = approvals.Identifier{System: "https://github.com/synthetichealth/synthea", Value: "fc712d1f-5a2e-4407-9c55-a2a2bad623c2"}
+
 // makeStates files and decides one request per state for requesterID; staffID retrieves the one released to
 // staff.
 func makeStates(t *testing.T, srv *browsertest.Server, requesterID, staffID string) states {
@@ -54,7 +57,6 @@ func makeStates(t *testing.T, srv *browsertest.Server, requesterID, staffID stri
 	domain := domainAt(nil)
 	// Two hours ago, for an extract that has expired by now.
 	past := domainAt(func() time.Time { return now.Add(-2 * time.Hour) })
-	alberto := approvals.Identifier{System: "https://github.com/synthetichealth/synthea", Value: "fc712d1f-5a2e-4407-9c55-a2a2bad623c2"}
 	fileWith := func(d *approvals.Service, traits approvals.Traits, ref string, cats ...approvals.Category) string {
 		t.Helper()
 		r, err := d.FileRequest(ctx, approvals.Filing{RequesterID: requesterID, Patient: alberto, Categories: cats,
@@ -228,11 +230,12 @@ func TestEveryPageFitsAndIsAccessible(t *testing.T) {
 	}
 	tabs := map[string]context.Context{"anonymous": browsertest.Tab(t, b)}
 	ids := map[string]string{}
-	for _, role := range []string{identity.RoleRequester, identity.RoleOfficer, identity.RoleStaff, identity.RoleAdmin} {
+	for _, role := range []string{identity.RoleRequester, identity.RoleOfficer, identity.RoleStaff, identity.RoleAdmin, identity.RoleDPO} {
 		// Several people on the console: each in a browser context of their own (cookies apart).
 		tabs[role] = browsertest.Tab(t, b, chromedp.WithNewBrowserContext())
 		ids[role] = browsertest.SignUp(t, srv, tabs[role], role, map[string]string{identity.RoleRequester: "Dr Alice Martin",
-			identity.RoleOfficer: "Officer Bernard", identity.RoleStaff: "Claire (front desk)", identity.RoleAdmin: "Admin Dupont"}[role])
+			identity.RoleOfficer: "Officer Bernard", identity.RoleStaff: "Claire (front desk)", identity.RoleAdmin: "Admin Dupont",
+			identity.RoleDPO: "Inès Moreau (DPO)"}[role])
 	}
 	s := makeStates(t, srv, ids[identity.RoleRequester], ids[identity.RoleStaff])
 	em := makeEmergencyStates(t, srv, ids[identity.RoleRequester])
@@ -272,6 +275,9 @@ func TestEveryPageFitsAndIsAccessible(t *testing.T) {
 		{"admin", co + "/admin", `[data-home="admin"]`, ""},
 		{"admin", co + "/admin/users", `main table`, ""},
 		{"admin", co + "/admin/invitations", `main form`, ""},
+		{"dpo", co + "/dpo", `[data-home="dpo"]`, ""},
+		{"dpo", co + "/history", `[data-test="history-form"]`, ""},
+		{"officer", co + "/history", `[data-test="history-form"]`, ""},
 	}
 	for _, lang := range []string{"fr", "en"} {
 		for _, width := range []int64{360, 1280} {
@@ -327,6 +333,26 @@ func TestEveryPageFitsAndIsAccessible(t *testing.T) {
 		checkPage(t, requester, "filing errors "+lang)
 		if lang == "en" {
 			browsertest.Screenshot(t, requester, "filing-errors-phone")
+		}
+		// A patient's access history (issue 10): the form sent empty, then the printed page, at both widths.
+		dpo := tabs[identity.RoleDPO]
+		browsertest.Run(t, dpo, "send an empty history form", chromedp.EmulateViewport(360, 800),
+			chromedp.Navigate(co+"/history?lang="+lang),
+			chromedp.Clear(`#patient_system`),
+			chromedp.Click(`[data-test="history-print"]`, chromedp.NodeVisible),
+			chromedp.WaitVisible(`#error-summary a[data-field="patient_value"]`))
+		checkPage(t, dpo, "history errors "+lang)
+		for _, width := range []int64{360, 1280} {
+			browsertest.Run(t, dpo, "print an access history", chromedp.EmulateViewport(width, 800),
+				chromedp.Navigate(co+"/history?lang="+lang),
+				chromedp.SetValue(`#patient_system`, alberto.System),
+				chromedp.SetValue(`#patient_value`, alberto.Value),
+				chromedp.Click(`[data-test="history-print"]`, chromedp.NodeVisible),
+				chromedp.WaitVisible(`[data-test="chain"][data-verified="true"]`))
+			checkPage(t, dpo, fmt.Sprintf("access history %s %d", lang, width))
+			if lang == "en" && width == 1280 {
+				browsertest.Screenshot(t, dpo, "access-history")
+			}
 		}
 	}
 }

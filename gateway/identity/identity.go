@@ -31,10 +31,18 @@ const (
 	RoleOfficer   = "officer"
 	RoleStaff     = "staff"
 	RoleAdmin     = "admin"
+	// RoleDPO is the data-protection officer: prints patients' access histories and records their
+	// restrictions, signed with a hardware key like an officer's decisions.
+	RoleDPO = "dpo"
 )
 
 // Roles lists every role, in the order pages show them.
-var Roles = []string{RoleRequester, RoleOfficer, RoleStaff, RoleAdmin}
+var Roles = []string{RoleRequester, RoleOfficer, RoleStaff, RoleAdmin, RoleDPO}
+
+// SignsWithKey says whether a role signs what it decides with its hardware key (officers' decisions, the
+// data-protection officer's restrictions): such a role registers with verifiable attestation and its key's
+// sign counter must move forward.
+func SignsWithKey(role string) bool { return role == RoleOfficer || role == RoleDPO }
 
 // User statuses.
 const (

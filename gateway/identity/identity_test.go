@@ -177,29 +177,32 @@ func TestOfficerNeedsHardwareKey(t *testing.T) {
 		}, nil},
 		{"software key with the dev flag", nil, true, func(k *key) {}, nil},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			db := storetest.NewSQLite(t)
-			e := newEnv(t, db, func(c *Config) { c.TrustAnchors, c.DevAllowSoftwareKeys = tc.anchors, tc.dev })
-			k := newKey(Console)
-			tc.setup(k)
-			_, err := e.register(t, Console, e.invite(t, RoleOfficer).Token, k)
-			if !errors.Is(err, tc.wantErr) {
-				t.Fatalf("got %v, want %v", err, tc.wantErr)
-			}
-			if tc.wantErr != nil {
-				if n := count(t, db, "users", ""); n != 0 {
-					t.Fatalf("refused key made %d users", n)
+	// The data-protection officer signs restrictions with a key: the same rules as officers.
+	for _, role := range []string{RoleOfficer, RoleDPO} {
+		for _, tc := range cases {
+			t.Run(role+"/"+tc.name, func(t *testing.T) {
+				db := storetest.NewSQLite(t)
+				e := newEnv(t, db, func(c *Config) { c.TrustAnchors, c.DevAllowSoftwareKeys = tc.anchors, tc.dev })
+				k := newKey(Console)
+				tc.setup(k)
+				_, err := e.register(t, Console, e.invite(t, role).Token, k)
+				if !errors.Is(err, tc.wantErr) {
+					t.Fatalf("got %v, want %v", err, tc.wantErr)
 				}
-				if n := count(t, db, "invitations", "used_at IS NULL"); n != 1 {
-					t.Fatal("refused key used the invitation")
+				if tc.wantErr != nil {
+					if n := count(t, db, "users", ""); n != 0 {
+						t.Fatalf("refused key made %d users", n)
+					}
+					if n := count(t, db, "invitations", "used_at IS NULL"); n != 1 {
+						t.Fatal("refused key used the invitation")
+					}
+					return
 				}
-				return
-			}
-			if _, err := e.signIn(t, Console, k); err != nil {
-				t.Fatalf("sign in after accepted registration: %v", err)
-			}
-		})
+				if _, err := e.signIn(t, Console, k); err != nil {
+					t.Fatalf("sign in after accepted registration: %v", err)
+				}
+			})
+		}
 	}
 }
 

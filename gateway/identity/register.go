@@ -32,7 +32,7 @@ func (s *Service) BeginRegistration(ctx context.Context, listener, invitationTok
 	rand.Read(handle)
 	u := waUser{u: User{ID: "new", WebAuthnID: handle, DisplayName: inv.DisplayName}}
 	conveyance := protocol.PreferNoAttestation
-	if inv.Role == RoleOfficer {
+	if SignsWithKey(inv.Role) {
 		conveyance = protocol.PreferDirectAttestation
 	}
 	creation, sd, err := rp.BeginRegistration(u, webauthn.WithConveyancePreference(conveyance),
@@ -80,7 +80,7 @@ func (s *Service) finishRegistration(ctx context.Context, listener, ceremonyID s
 	if !cred.Flags.UserVerified {
 		return NewSession{}, fmt.Errorf("%w: user not verified", ErrVerification)
 	}
-	if inv.Role == RoleOfficer && !s.cfg.DevAllowSoftwareKeys {
+	if SignsWithKey(inv.Role) && !s.cfg.DevAllowSoftwareKeys {
 		if err := s.checkHardwareKey(parsed, cred); err != nil {
 			return NewSession{}, err
 		}

@@ -114,7 +114,7 @@ func (s *Service) recordUse(tx *gorm.DB, u User, cred *webauthn.Credential, pars
 		return fmt.Errorf("read credential: %w", err)
 	}
 	newCount := int64(parsed.Response.AuthenticatorData.Counter)
-	if u.Role == RoleOfficer {
+	if SignsWithKey(u.Role) {
 		// A counter that does not move forward means a cloned key (or a replay the challenge did not stop).
 		if cred.Authenticator.CloneWarning || (newCount != 0 || row.SignCount != 0) && newCount <= row.SignCount {
 			return ErrCounterWentBack

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"gorm.io/gorm"
@@ -94,4 +95,58 @@ func TestSQLiteFilesPrivate(t *testing.T) {
 			t.Errorf("%s is %v, want 0600", filepath.Base(p), st.Mode().Perm())
 		}
 	}
+}
+
+// TestDPORoleMigration: 0015 lets users and invitations hold the data-protection officer's role and still
+// refuses an unknown one; on SQLite it rebuilds both tables, so it is run again here over existing accounts
+// with their passkeys, sessions and used invitations, which must all come through with their links intact.
+func TestDPORoleMigration(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
+		ctx := context.Background()
+		at := "2026-11-30 12:00:00"
+		for _, q := range []string{
+			`INSERT INTO users (id, webauthn_id, role, display_name, professional_id, status, created_at, person_id)
+				VALUES ('u1', ?, 'officer', 'Officer One', '10000000001', 'active', '` + at + `', 'u1')`,
+			`INSERT INTO credentials (id, user_id, data, sign_count, attestation_format, created_at) VALUES ('c1', 'u1', '{}', 3, 'packed', '` + at + `')`,
+			`INSERT INTO sessions (id, token_hash, user_id, credential_id, listener, created_at, last_seen_at, expires_at)
+				VALUES ('s1', 'h1', 'u1', 'c1', 'console', '` + at + `', '` + at + `', '` + at + `')`,
+			`INSERT INTO invitations (id, token_hash, role, display_name, created_by, created_at, expires_at, used_at, user_id)
+				VALUES ('i1', 't1', 'officer', 'Officer One', 'cli', '` + at + `', '` + at + `', '` + at + `', 'u1')`,
+			`DELETE FROM schema_migrations WHERE version = 15`,
+		} {
+			var args []any
+			if strings.Contains(q, "?") {
+				args = append(args, []byte{1})
+			}
+			if err := db.Exec(q, args...).Error; err != nil {
+				t.Fatal(err)
+			}
+		}
+		if done, err := store.Up(ctx, db); err != nil || len(done) != 1 || done[0].Version != 15 {
+			t.Fatalf("re-applying 0015: %v %v", done, err)
+		}
+		var kept struct {
+			Users, Credentials, Sessions, Invitations int64
+		}
+		db.Raw(`SELECT (SELECT COUNT(*) FROM users WHERE id = 'u1' AND person_id = 'u1' AND professional_id = '10000000001') AS users,
+			(SELECT COUNT(*) FROM credentials WHERE user_id = 'u1') AS credentials,
+			(SELECT COUNT(*) FROM sessions WHERE user_id = 'u1') AS sessions,
+			(SELECT COUNT(*) FROM invitations WHERE user_id = 'u1') AS invitations`).Scan(&kept)
+		if kept.Users != 1 || kept.Credentials != 1 || kept.Sessions != 1 || kept.Invitations != 1 {
+			t.Fatalf("after 0015: %+v", kept)
+		}
+		if err := db.Exec(`INSERT INTO users (id, webauthn_id, role, display_name, status, created_at) VALUES ('u2', ?, 'dpo', 'DPO', 'active', '`+at+`')`, []byte{2}).Error; err != nil {
+			t.Fatalf("a dpo user: %v", err)
+		}
+		if err := db.Exec(`INSERT INTO invitations (id, token_hash, role, display_name, created_by, created_at, expires_at) VALUES ('i2', 't2', 'dpo', 'DPO', 'cli', '` + at + `', '` + at + `')`).Error; err != nil {
+			t.Fatalf("a dpo invitation: %v", err)
+		}
+		if err := db.Exec(`INSERT INTO users (id, webauthn_id, role, display_name, status, created_at) VALUES ('u3', ?, 'root', 'R', 'active', '`+at+`')`, []byte{3}).Error; err == nil {
+			t.Fatal("an unknown role was accepted")
+		}
+		// The rebuilt tables still refuse a dangling reference.
+		if err := db.Exec(`INSERT INTO credentials (id, user_id, data, sign_count, attestation_format, created_at) VALUES ('c9', 'nobody', '{}', 0, 'none', '` + at + `')`).Error; err == nil {
+			t.Fatal("a credential of no user was accepted")
+		}
+	})
 }
