@@ -140,9 +140,6 @@ const (
 	HistoryFHIR = "fhir"
 )
 
-// historyChunk bounds the ids of one IN (...) list: far below both databases' parameter limits.
-const historyChunk = 500
-
 // PrintAccessHistory builds the access history of the patient named by id for an officer or the
 // data-protection officer (userID), and records the printing (patient.history_printed: the print id, format,
 // how many requests, whether the chain verified; ids and counts only) in the audit chain. An invalid
@@ -217,7 +214,7 @@ func (h AccessHistory) events() []audit.TrailEvent {
 }
 
 // readAccessRecords reads the patient's requests, their signed decisions, their extracts and their audit trail,
-// a few statements for the whole history (ids in chunks), not a few per request: a patient may have thousands.
+// a few statements for the whole history (joined on the blind index), not a few per request: a patient may have thousands.
 // It walks the whole audit chain, and says in h.Chain whether it verified.
 func (s *Service) readAccessRecords(ctx context.Context, index string, h *AccessHistory, person func(string) (User, error)) error {
 	db := s.db.WithContext(ctx)
@@ -228,7 +225,6 @@ func (s *Service) readAccessRecords(ctx context.Context, index string, h *Access
 	}
 	byID := make(map[string]*AccessRecord, len(rows))
 	h.Requests = make([]AccessRecord, len(rows))
-	ids := make([]string, len(rows))
 	for i, r := range rows {
 		requester, err := person(r.RequesterID)
 		if err != nil {
@@ -238,13 +234,14 @@ func (s *Service) readAccessRecords(ctx context.Context, index string, h *Access
 			Urgency: Urgency(r.Urgency), Categories: splitCategories(r.Categories), Status: Status(r.Status),
 			FiledAt: r.FiledAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(), Emergency: Purpose(r.Purpose) == PurposeEmergency,
 			EmergencyPrivileges: r.Emergency}
-		byID[r.ID], ids[i] = &h.Requests[i], r.ID
+		byID[r.ID] = &h.Requests[i]
 	}
 	subjects := make(map[string]*AccessRecord, 2*len(rows))
-	for chunk := range slices.Chunk(ids, historyChunk) {
+	{
 		var ds []decisionRow
-		if err := db.Select("id, request_id, officer_id, verdict, completed_at, reissue_of").
-			Where("request_id IN ? AND completed_at IS NOT NULL", chunk).Order("completed_at, id").Find(&ds).Error; err != nil {
+		if err := ofPatient(db.Table("approval_decisions AS t"), index).
+			Select("t.id, t.request_id, t.officer_id, t.verdict, t.completed_at, t.reissue_of").
+			Where("t.completed_at IS NOT NULL").Order("t.completed_at, t.id").Find(&ds).Error; err != nil {
 			return fmt.Errorf("access history: decisions: %w", err)
 		}
 		for _, d := range ds {
@@ -257,7 +254,8 @@ func (s *Service) readAccessRecords(ctx context.Context, index string, h *Access
 				SignedAt: d.CompletedAt.UTC(), ReissueOf: d.ReissueOf})
 		}
 		var reviews []emergencyReviewRow
-		if err := db.Where("request_id IN ?", chunk).Order("released_at, decision_id").Find(&reviews).Error; err != nil {
+		if err := ofPatient(db.Table("emergency_reviews AS t"), index).Select("t.*").
+			Order("t.released_at, t.decision_id").Find(&reviews).Error; err != nil {
 			return fmt.Errorf("access history: emergency reviews: %w", err)
 		}
 		for _, rv := range reviews {
@@ -277,9 +275,9 @@ func (s *Service) readAccessRecords(ctx context.Context, index string, h *Access
 			rec.EmergencyReviews = append(rec.EmergencyReviews, er)
 		}
 		var xs []extractViewRow
-		if err := db.Table("extracts").Select("id, request_id, decision_id, retriever_kind, retriever_id, manifest, "+
-			"created_at, expires_at, retrieved_at, retrieved_by, revoked_at, revoked_by, expired_at, delivered_at, delivery_complete").
-			Where("request_id IN ?", chunk).Order("created_at, id").Find(&xs).Error; err != nil {
+		if err := ofPatient(db.Table("extracts AS t"), index).Select("t.id, t.request_id, t.decision_id, t.retriever_kind, " +
+			"t.retriever_id, t.manifest, t.created_at, t.expires_at, t.retrieved_at, t.retrieved_by, t.revoked_at, t.revoked_by, " +
+			"t.expired_at, t.delivered_at, t.delivery_complete").Order("t.created_at, t.id").Find(&xs).Error; err != nil {
 			return fmt.Errorf("access history: extracts: %w", err)
 		}
 		for _, x := range xs {
@@ -392,6 +390,12 @@ func (s *Service) readRestrictions(ctx context.Context, index string, h *AccessH
 		}
 	}
 	return bySubject, nil
+}
+
+// ofPatient narrows a query on a table of request-bound rows (aliased t) to the patient's requests: one join
+// on the blind index rather than lists of thousands of request ids.
+func ofPatient(q *gorm.DB, index string) *gorm.DB {
+	return q.Joins("JOIN approval_requests AS r ON r.id = t.request_id").Where("r.patient_index = ?", index)
 }
 
 // accessExtract is an extract row as the history shows it, its people named.

@@ -57,6 +57,9 @@ func VerifyTrail(ctx context.Context, db *gorm.DB, subjects []string) (VerifyRes
 	if err != nil {
 		return res, nil, err
 	}
+	if res.Checkpoint.Seq == 0 { // nothing was ever purged: no summaries to read
+		return res, inChainOrder(held), nil
+	}
 	summarised, err := summariesOf(ctx, db, subjects)
 	if err != nil {
 		return res, nil, err
