@@ -48,8 +48,12 @@ func TestStatementCounts(t *testing.T) {
 		// rendering 4 (request; requester; patient key; patient) + 2 per 100 entries (the Bundle's reference
 		// targets, then the entries), delivery 4 (UPDATE; audit 3).
 		want := map[string]int64{"file": 7, "approve": 24, "sign-in": 11, "retrieve": 17, "retrieve-again-within-a-minute": 8}
+		// On PostgreSQL an audited transaction inserts its rows (one statement each) and links them all after the
+		// commit (head and unlinked rows read, then one conditional update): 3 statements for one row as
+		// before, two fewer per extra row of the same transaction (approval: 2 fewer).
 		if db.Dialector.Name() == "postgres" {
 			want["file"] = 8
+			want["approve"] -= 2
 		}
 		f := newXFix(t, db)
 		c := &statementCounter{Interface: db.Logger}

@@ -61,6 +61,10 @@ func (a *app) auditCommand() *cobra.Command {
 				return &exitError{code: 1, err: fmt.Errorf("audit chain does not hold %d receipt anchor(s)", len(problems))}
 			}
 			fmt.Fprintf(a.stdout, "audit chain OK: %d rows, head %s\n", res.Rows, res.Head)
+			if res.Unlinked > 0 {
+				fmt.Fprintf(a.stdout, "%d rows committed in the last %s wait to be linked (their content is intact)\n",
+					res.Unlinked, audit.LinkBound)
+			}
 			if cp := res.Checkpoint; cp.Seq > 0 {
 				fmt.Fprintf(a.stdout, "from the retention checkpoint: rows 1 to %d purged (%d in all), last purged row's hash %s\n",
 					cp.Seq, cp.Purged, cp.Hash)

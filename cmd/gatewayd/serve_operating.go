@@ -10,11 +10,30 @@ import (
 	"gatewayd/gateway/audit"
 )
 
-// runOperatingJobs runs, beside the listeners and until ctx is done, the audit retention purge (every
+// runOperatingJobs runs, beside the listeners and until ctx is done, the linking of audit rows a stopped
+// process left unlinked (every audit.LinkInterval), the audit retention purge (every
 // --jobs-interval; it takes a database lock, so several instances may run it) and, with --syslog, the
 // forwarding of each new audit row to the local syslog. It returns when both have stopped.
 func (a *app) runOperatingJobs(ctx context.Context, db *gorm.DB) {
 	var wg sync.WaitGroup
+	wg.Go(func() {
+		// Rows are linked into the audit chain right after their commit; a process that stopped in between
+		// (of this instance or another, or a command) leaves them to this, well within audit.LinkBound.
+		t := time.NewTicker(audit.LinkInterval)
+		defer t.Stop()
+		for {
+			if n, err := audit.Unlinked(ctx, db); err == nil && n > 0 {
+				if _, err := audit.Link(ctx, db); err != nil && ctx.Err() == nil {
+					a.log.Error("audit link", "error", err)
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	})
 	if a.cfg.AuditRetentionMonths > 0 {
 		wg.Go(func() {
 			t := time.NewTicker(a.cfg.JobsInterval)

@@ -1,4 +1,4 @@
-// Package audit keeps the tamper-evident audit log: a hash chain of events, each appended in the same database
+// Package audit keeps the tamper-evident audit log: a hash chain of events, each inserted in the same database
 // transaction as the change it records, so that no change survives without its row.
 //
 // Canonical form of a row (what its hash covers), version 1:
@@ -9,6 +9,49 @@
 // canonical is encoding/json's output for the fields in that order, with no spaces; "at" is UTC with exactly
 // six fractional digits (both databases keep microseconds); "details" is the row's details column, itself
 // encoding/json of a map (keys sorted). The first row's prev_hash is 64 zeros. Hashes are stored in lower-case hex.
+//
+// # Inserting and linking (issue 15)
+//
+// A row's place in the chain (seq, prev_hash, hash) used to be taken in the change's transaction, under a lock
+// on the chain head held until that transaction committed: every audited transaction of the gateway queued
+// on one row, commit flush included (at 32 concurrent retrievals on PostgreSQL, 151 of 152 sampled active
+// backends waited on it). Now a row is written in two steps:
+//
+//  1. Insert, in the change's transaction: the row's content, its content hash (ContentHash: SHA-256 of the
+//     canonical form with seq 0) and the time it was added, with seq, prev_hash and hash NULL. No chain lock
+//     is taken; the change and its row commit together or not at all, as before (fail closed).
+//  2. Link, right after the commit (store.AfterCommit; the call that made the change returns once its rows
+//     are linked): in one short transaction of two statements the linker reads the head and the unlinked
+//     rows, checks each one's content against its content hash, gives it the next seq and its chained hash,
+//     and moves the head, on condition that the head is still where it read it and every row still unlinked
+//     (the unique seq and the head row's lock make a concurrent linker of another instance fail its condition
+//     and read again: one link wins, none is lost or doubled). The goroutines of one process share link
+//     runs, and one run links every row committed so far: linking is group commit, and the changes'
+//     transactions never wait on each other for the chain.
+//
+// The chain position comes from the linker, never from a sequence: PostgreSQL sequences are not
+// transactional, so rolled-back transactions leave holes in id (the insertion order) but never in seq. Head,
+// the anchor of signed decisions, is the last linked row. Verify, export and the syslog forwarder follow
+// linked rows only; metrics' row count is the head.
+//
+// On SQLite a writing transaction holds the database's only write lock from BEGIN to COMMIT anyway (nothing
+// to gain from a second transaction), so Append links the row in place, in the change's transaction, as
+// before: no window. It does the same on PostgreSQL for a transaction that store.Tx did not begin (nothing
+// would run after its commit), holding the head row's lock until that commit.
+//
+// No gap can be hidden, and the window is bounded:
+//   - A row committed but not linked is visible (seq IS NULL). Verify counts it (VerifyResult.Unlinked) and
+//     fails when one waited longer than LinkBound (a minute): the linking failed, or a row was slipped in
+//     without it. A process that stopped between its commit and its link leaves its rows to the next link;
+//     every server links leftovers every LinkInterval (10 s).
+//   - A row changed after its commit but before its link no longer matches its content hash: the linker
+//     refuses to link it (it links the others and names it) and Verify fails on it. An attacker able to
+//     rewrite the database may also recompute the content hash, or delete the row before it is linked; that
+//     attacker can equally rewrite the linked end of the chain after the last anchor kept outside (a
+//     receipt's audit_anchor, the syslog copy), by recomputing the hashes, as before this change. The chain's
+//     evidence against a database writer always came from those outside anchors; linking moves the end they
+//     can cover by at most the time to link (the request's own duration, LinkBound at worst), and a row is
+//     sent to syslog once linked.
 package audit
 
 import (
@@ -41,16 +84,19 @@ type Event struct {
 	Details map[string]any
 }
 
-// Row is one stored audit event.
+// Row is one stored audit event. Seq, PrevHash and Hash are set when the row is linked into the chain (zero
+// while it is not); ContentHash and AddedAt are set when it is inserted.
 type Row struct {
-	Seq      int64
-	At       time.Time
-	Actor    string
-	Action   string
-	Subject  string
-	Details  string
-	PrevHash string
-	Hash     string
+	Seq         int64
+	At          time.Time
+	Actor       string
+	Action      string
+	Subject     string
+	Details     string
+	PrevHash    string
+	Hash        string
+	ContentHash string
+	AddedAt     time.Time
 }
 
 // TableName tells gorm the table.
@@ -65,6 +111,11 @@ var ErrBroken = errors.New("audit chain broken")
 
 // Append adds ev to the chain inside tx, the caller's transaction. It must be called with a transaction: if
 // the append fails, the caller's whole change fails with it.
+//
+// On PostgreSQL, in a transaction begun by store.Tx, the row is inserted unlinked (its content hash, no seq)
+// and linked into the chain right after the commit (see the package comment): the transaction takes no chain
+// lock. Otherwise (SQLite, where the transaction already holds the database's single write lock, or a
+// transaction store.Tx did not begin) the row is linked in place, under the head row's lock, as before.
 func Append(tx *gorm.DB, ev Event) error {
 	at := ev.At
 	if at.IsZero() {
@@ -75,8 +126,19 @@ func Append(tx *gorm.DB, ev Event) error {
 	if err != nil {
 		return fmt.Errorf("audit %s: %w", ev.Action, err)
 	}
-	// Taking the head row for update serializes appenders on PostgreSQL; on SQLite the transaction already
-	// holds the database's single write lock (BEGIN IMMEDIATE).
+	row := Row{At: at, Actor: ev.Actor, Action: ev.Action, Subject: ev.Subject, Details: details,
+		AddedAt: time.Now().UTC().Truncate(time.Microsecond)}
+	if row.ContentHash, err = ContentHash(row); err != nil {
+		return fmt.Errorf("audit %s: %w", ev.Action, err)
+	}
+	if store.DialectOf(tx) == store.Postgres && store.AfterCommit(tx, "audit.link", linkAfterCommit) {
+		if err := insertUnlinked(tx, row); err != nil {
+			return fmt.Errorf("audit %s: insert row: %w: %w", ev.Action, ErrUnavailable, err)
+		}
+		return nil
+	}
+	// Taking the head row for update serializes these appenders and the linker on PostgreSQL; on SQLite the
+	// transaction already holds the database's single write lock (BEGIN IMMEDIATE).
 	var head struct {
 		Seq  int64
 		Hash string
@@ -91,13 +153,14 @@ func Append(tx *gorm.DB, ev Event) error {
 	if head.Hash == "" {
 		return fmt.Errorf("audit %s: chain head missing (database not migrated?)", ev.Action)
 	}
-	row := Row{Seq: head.Seq + 1, At: at, Actor: ev.Actor, Action: ev.Action, Subject: ev.Subject,
-		Details: details, PrevHash: head.Hash}
+	row.Seq, row.PrevHash = head.Seq+1, head.Hash
 	row.Hash, err = RowHash(row)
 	if err != nil {
 		return fmt.Errorf("audit %s: %w", ev.Action, err)
 	}
-	if err := tx.Create(&row).Error; err != nil {
+	if err := tx.Exec(`INSERT INTO audit_events (seq, at, actor, action, subject, details, prev_hash, hash, content_hash, added_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, row.Seq, row.At, row.Actor, row.Action, row.Subject, row.Details, row.PrevHash,
+		row.Hash, row.ContentHash, row.AddedAt).Error; err != nil {
 		return fmt.Errorf("audit %s: insert row: %w: %w", ev.Action, ErrUnavailable, err)
 	}
 	res := tx.Exec("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1 AND seq = ?", row.Seq, row.Hash, head.Seq)
@@ -147,6 +210,18 @@ func Canonical(r Row) ([]byte, error) {
 		return nil, err
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// ContentHash is the hash of a row's content alone, stored when it is inserted: SHA-256 of its canonical
+// form with seq 0. The chainer refuses to link a row whose content no longer matches it.
+func ContentHash(r Row) (string, error) {
+	r.Seq = 0
+	c, err := Canonical(r)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.Sum256(c)
+	return hex.EncodeToString(h[:]), nil
 }
 
 // RowHash computes a row's hash from its prev_hash and content.

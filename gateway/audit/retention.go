@@ -77,7 +77,7 @@ func Purge(ctx context.Context, db *gorm.DB, before, now time.Time, actor string
 			}
 			// The first held row not older than the cut-off bounds the prefix that may go.
 			var stop []int64
-			if err := tx.Raw("SELECT seq FROM audit_events WHERE at >= ? ORDER BY seq LIMIT 1", before).Scan(&stop).Error; err != nil {
+			if err := tx.Raw("SELECT seq FROM audit_events WHERE at >= ? AND seq IS NOT NULL ORDER BY seq LIMIT 1", before).Scan(&stop).Error; err != nil {
 				return err
 			}
 			q := tx.Table("audit_events").Where("seq > ?", cp.Seq).Order("seq").Limit(purgeBatch)

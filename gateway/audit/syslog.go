@@ -23,8 +23,9 @@ const syslogPositionName = "syslog_forwarded_seq"
 const syslogBatch = 500
 
 // Forwarder sends each new audit row to the local syslog as an RFC 5424 message carrying ids and the action
-// only: sequence number, actor, subject and hash, never details. It reads committed rows (a row whose
-// transaction rolled back never existed, so it is never sent) and delivers at least once.
+// only: sequence number, actor, subject and hash, never details. It reads linked rows (a row whose
+// transaction rolled back never existed, so it is never sent; a committed row is sent once linked, which is
+// right after its commit) and delivers at least once.
 type Forwarder struct {
 	DB       *gorm.DB
 	Socket   string // a unix datagram socket, /dev/log usually

@@ -26,7 +26,8 @@ func Trail(ctx context.Context, db *gorm.DB, subjects []string) ([]TrailEvent, e
 	var held []TrailEvent
 	for chunk := range slices.Chunk(subjects, subjectsChunk) {
 		var rows []TrailEvent
-		if err := db.WithContext(ctx).Raw("SELECT seq, at, actor, action, subject FROM audit_events WHERE subject IN ?", chunk).
+		// A row not linked yet (seq 0 here: committed an instant ago) comes after the linked ones.
+		if err := db.WithContext(ctx).Raw("SELECT COALESCE(seq, 0) AS seq, at, actor, action, subject FROM audit_events WHERE subject IN ? ORDER BY id", chunk).
 			Scan(&rows).Error; err != nil {
 			return nil, fmt.Errorf("audit trail: %w", err)
 		}
@@ -91,6 +92,11 @@ func inChainOrder(evs []TrailEvent) []TrailEvent {
 	for i := range evs {
 		evs[i].At = evs[i].At.UTC()
 	}
-	sort.Slice(evs, func(i, j int) bool { return evs[i].Seq < evs[j].Seq })
+	sort.SliceStable(evs, func(i, j int) bool {
+		if (evs[i].Seq == 0) != (evs[j].Seq == 0) {
+			return evs[j].Seq == 0 // not linked yet: last, in insertion order
+		}
+		return evs[i].Seq < evs[j].Seq
+	})
 	return evs
 }

@@ -2,8 +2,10 @@ package audit
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"gorm.io/gorm"
 )
@@ -14,6 +16,9 @@ type VerifyResult struct {
 	Head string
 	// Checkpoint is where the walk started: the last row retention purged (seq 0 when none was).
 	Checkpoint Checkpoint
+	// Unlinked counts the rows committed less than LinkBound ago and not linked yet (intact: their content
+	// matches the hash stored with them).
+	Unlinked int64
 }
 
 // BrokenRowError names the first row that does not fit the chain, and why.
@@ -40,8 +45,8 @@ func Verify(ctx context.Context, db *gorm.DB) (VerifyResult, error) {
 	return walk(ctx, db, nil)
 }
 
-// walk is Verify, handing each row that fits to visit (when not nil) as it goes: a reader that needs some of
-// the rows reads them in the same pass.
+// walk is Verify, handing each linked row that fits to visit (when not nil) as it goes: a reader that needs
+// some of the rows reads them in the same pass.
 func walk(ctx context.Context, db *gorm.DB, visit func(Row)) (VerifyResult, error) {
 	var res VerifyResult
 	cp, err := ReadCheckpoint(ctx, db)
@@ -51,27 +56,63 @@ func walk(ctx context.Context, db *gorm.DB, visit func(Row)) (VerifyResult, erro
 	res.Checkpoint = cp
 	prevSeq, prevHash := cp.Seq, cp.Hash
 	for {
-		// Plain database/sql scans: the walk reads every row, and gorm's reflection per row cost more than
-		// the hashing.
-		rows, err := db.WithContext(ctx).Raw(`SELECT seq, at, actor, action, subject, details, prev_hash, hash
-			FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?`, prevSeq, verifyBatch).Rows()
+		n, err := walkLinked(ctx, db, &prevSeq, &prevHash, visit)
+		res.Rows += n
 		if err != nil {
-			return res, fmt.Errorf("read audit rows: %w", err)
+			return res, err
+		}
+		var head struct {
+			Seq  int64
+			Hash string
+		}
+		if err := db.WithContext(ctx).Raw("SELECT seq, hash FROM audit_head WHERE id = 1").Scan(&head).Error; err != nil {
+			return res, fmt.Errorf("read chain head: %w", err)
+		}
+		if head.Seq > prevSeq && n > 0 {
+			continue // rows were linked while we walked: walk on to the head
+		}
+		if head.Seq != prevSeq || head.Hash != prevHash {
+			return res, &BrokenRowError{Seq: prevSeq + 1, Reason: fmt.Sprintf("chain head says the last row is %d, but the chain ends at row %d: rows were removed from the end", head.Seq, prevSeq)}
+		}
+		break
+	}
+	unlinked, err := checkUnlinked(ctx, db, prevSeq, time.Now())
+	if err != nil {
+		return res, err
+	}
+	res.Unlinked = unlinked
+	if bad := checkCheckpoint(ctx, db, cp); bad != nil {
+		return res, bad
+	}
+	res.Head = prevHash
+	return res, nil
+}
+
+// walkLinked checks the linked rows after *prevSeq in order, moving *prevSeq and *prevHash along and handing
+// each to visit, and returns how many it checked. Plain database/sql scans: the walk reads every row, and
+// gorm's reflection per row cost more than the hashing.
+func walkLinked(ctx context.Context, db *gorm.DB, prevSeq *int64, prevHash *string, visit func(Row)) (int64, error) {
+	var checked int64
+	for {
+		rows, err := db.WithContext(ctx).Raw(`SELECT seq, at, actor, action, subject, details, prev_hash, hash
+			FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?`, *prevSeq, verifyBatch).Rows()
+		if err != nil {
+			return checked, fmt.Errorf("read audit rows: %w", err)
 		}
 		n := 0
 		for rows.Next() {
 			var r Row
 			if err := rows.Scan(&r.Seq, &r.At, &r.Actor, &r.Action, &r.Subject, &r.Details, &r.PrevHash, &r.Hash); err != nil {
 				rows.Close()
-				return res, fmt.Errorf("read audit row after %d: %w", prevSeq, err)
+				return checked, fmt.Errorf("read audit row after %d: %w", *prevSeq, err)
 			}
 			n++
-			if bad := checkRow(r, prevSeq, prevHash); bad != nil {
+			if bad := checkRow(r, *prevSeq, *prevHash); bad != nil {
 				rows.Close()
-				return res, bad
+				return checked, bad
 			}
-			prevSeq, prevHash = r.Seq, r.Hash
-			res.Rows++
+			*prevSeq, *prevHash = r.Seq, r.Hash
+			checked++
 			if visit != nil {
 				visit(r)
 			}
@@ -79,27 +120,46 @@ func walk(ctx context.Context, db *gorm.DB, visit func(Row)) (VerifyResult, erro
 		err = rows.Err()
 		rows.Close()
 		if err != nil {
-			return res, fmt.Errorf("read audit rows: %w", err)
+			return checked, fmt.Errorf("read audit rows: %w", err)
 		}
 		if n < verifyBatch {
-			break
+			return checked, nil
 		}
 	}
-	var head struct {
-		Seq  int64
-		Hash string
+}
+
+// checkUnlinked looks at the committed rows not linked yet: one whose content no longer matches the hash
+// stored with it was changed before it could be linked, and one older than LinkBound was never linked (the
+// linking is failing, or the row was slipped in without it). Either breaks the chain, named as the position
+// after the last linked row, lastSeq. It returns how many intact, recent rows wait.
+func checkUnlinked(ctx context.Context, db *gorm.DB, lastSeq int64, now time.Time) (int64, error) {
+	rows, err := db.WithContext(ctx).Raw(`SELECT id, at, actor, action, subject, details, content_hash, added_at
+		FROM audit_events WHERE seq IS NULL ORDER BY id`).Rows()
+	if err != nil {
+		return 0, fmt.Errorf("read unlinked audit rows: %w", err)
 	}
-	if err := db.WithContext(ctx).Raw("SELECT seq, hash FROM audit_head WHERE id = 1").Scan(&head).Error; err != nil {
-		return res, fmt.Errorf("read chain head: %w", err)
+	defer rows.Close()
+	var n int64
+	for rows.Next() {
+		var id int64
+		var r Row
+		var content sql.NullString
+		var added sql.NullTime
+		if err := rows.Scan(&id, &r.At, &r.Actor, &r.Action, &r.Subject, &r.Details, &content, &added); err != nil {
+			return n, fmt.Errorf("read unlinked audit row: %w", err)
+		}
+		if h, err := ContentHash(r); err != nil || !content.Valid || h != content.String {
+			return n, &BrokenRowError{Seq: lastSeq + 1, Reason: fmt.Sprintf("unlinked row (id %d) was changed before it was linked: its content does not match its content hash", id)}
+		}
+		if !added.Valid || now.Sub(added.Time) > LinkBound {
+			return n, &BrokenRowError{Seq: lastSeq + 1, Reason: fmt.Sprintf("unlinked row (id %d) committed at %s is still not linked after %s", id, added.Time.UTC().Format(time.RFC3339), LinkBound)}
+		}
+		n++
 	}
-	if head.Seq != prevSeq || head.Hash != prevHash {
-		return res, &BrokenRowError{Seq: prevSeq + 1, Reason: fmt.Sprintf("chain head says the last row is %d, but the chain ends at row %d: rows were removed from the end", head.Seq, prevSeq)}
+	if err := rows.Err(); err != nil {
+		return n, fmt.Errorf("read unlinked audit rows: %w", err)
 	}
-	if bad := checkCheckpoint(ctx, db, cp); bad != nil {
-		return res, bad
-	}
-	res.Head = prevHash
-	return res, nil
+	return n, nil
 }
 
 // checkCheckpoint compares the checkpoint with what the latest audit.purged row of the chain says.
@@ -108,7 +168,10 @@ func checkCheckpoint(ctx context.Context, db *gorm.DB, cp Checkpoint) error {
 		return nil
 	}
 	var rows []Row
-	if err := db.WithContext(ctx).Where("action = ?", "audit.purged").Order("seq DESC").Limit(1).Find(&rows).Error; err != nil {
+	// The newest audit.purged row: an unlinked one (just committed with the checkpoint it names) is newer than
+	// any linked one.
+	if err := db.WithContext(ctx).Raw(`SELECT seq, details FROM audit_events WHERE action = 'audit.purged'
+		ORDER BY CASE WHEN seq IS NULL THEN 1 ELSE 0 END DESC, seq DESC, id DESC LIMIT 1`).Scan(&rows).Error; err != nil {
 		return fmt.Errorf("read audit.purged: %w", err)
 	}
 	if len(rows) == 0 {

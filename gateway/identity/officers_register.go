@@ -111,7 +111,7 @@ func officerKey(ctx context.Context, db *gorm.DB, u User, c Credential) (Officer
 		k.RevokedAt = c.RevokedAt.UTC().Format(time.RFC3339)
 	}
 	var rows []audit.Row
-	err = db.WithContext(ctx).Where("subject = ? AND action IN ?", "credential:"+c.ID,
+	err = db.WithContext(ctx).Where("subject = ? AND action IN ? AND seq IS NOT NULL", "credential:"+c.ID,
 		[]string{"credential.registered", "credential.revoked"}).Order("seq").Find(&rows).Error
 	if err != nil {
 		return OfficerKey{}, fmt.Errorf("audit rows of credential %s: %w", c.ID, err)

@@ -19,7 +19,8 @@ import (
 // 0005 extracts, 0006 the patient index of requests, 0007 rate limits shared by instances, 0009 persons (one
 // professional id, one person), 0011 requesters' own references, 0012 identity traits filed with a request
 // (sealed), 0013 patients' restrictions (opposition and masking), 0014 emergency access (flags, post-hoc
-// reviews, the alerts outbox), 0015 the data-protection officer's role. Both folders must hold the same versions.
+// reviews, the alerts outbox), 0015 the data-protection officer's role, 0016 audit rows linked into the chain
+// after their commit (insertion id, content hash). Both folders must hold the same versions.
 //
 //go:embed migrations
 var migrationFS embed.FS

@@ -122,9 +122,68 @@ func Ping(ctx context.Context, db *gorm.DB) error {
 }
 
 // Tx runs fn in one transaction: committed if fn returns nil, rolled back otherwise. Every state change and
-// its audit row go through one call of Tx, so neither survives without the other.
+// its audit row go through one call of Tx, so neither survives without the other. Work registered with
+// AfterCommit runs once the transaction has committed, before Tx returns; a Tx inside another one (a
+// savepoint) leaves it to the outer transaction's commit.
 func Tx(ctx context.Context, db *gorm.DB, fn func(tx *gorm.DB) error) error {
-	return db.WithContext(ctx).Transaction(fn, &sql.TxOptions{})
+	if inTransaction(db) {
+		// A savepoint: whatever runs after the commit is the outer transaction's to run, if Tx began it.
+		if outer, ok := db.Statement.Context.Value(afterCommitKey{}).(*afterCommit); ok && !outer.done {
+			ctx = context.WithValue(ctx, afterCommitKey{}, outer)
+		}
+		return db.WithContext(ctx).Transaction(fn, &sql.TxOptions{})
+	}
+	ac := &afterCommit{db: db}
+	err := db.WithContext(context.WithValue(ctx, afterCommitKey{}, ac)).Transaction(fn, &sql.TxOptions{})
+	ac.done = true
+	if err != nil {
+		return err
+	}
+	for _, w := range ac.work {
+		w.fn(ctx, db)
+	}
+	return nil
+}
+
+type afterCommitKey struct{}
+
+// afterCommit is the work a transaction begun by Tx runs once committed, once per key.
+type afterCommit struct {
+	db   *gorm.DB
+	work []struct {
+		key string
+		fn  func(context.Context, *gorm.DB)
+	}
+	done bool
+}
+
+// AfterCommit asks that fn run once tx, a transaction begun by Tx, has committed (never when it rolls back),
+// with the database handle Tx was given; work registered twice under one key runs once. It returns false
+// when tx did not come from Tx (or its context was replaced): the caller must then do without.
+func AfterCommit(tx *gorm.DB, key string, fn func(ctx context.Context, db *gorm.DB)) bool {
+	if tx.Statement == nil || tx.Statement.Context == nil {
+		return false
+	}
+	ac, ok := tx.Statement.Context.Value(afterCommitKey{}).(*afterCommit)
+	if !ok || ac.done || !inTransaction(tx) {
+		return false
+	}
+	for _, w := range ac.work {
+		if w.key == key {
+			return true
+		}
+	}
+	ac.work = append(ac.work, struct {
+		key string
+		fn  func(context.Context, *gorm.DB)
+	}{key, fn})
+	return true
+}
+
+// inTransaction says whether db runs its statements inside a transaction.
+func inTransaction(db *gorm.DB) bool {
+	_, ok := db.Statement.ConnPool.(gorm.TxCommitter)
+	return ok
 }
 
 // privateFiles creates the SQLite file mode 0600 before SQLite does (SQLite would follow the umask, often

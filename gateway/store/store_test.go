@@ -70,6 +70,46 @@ func TestTxRollsBackOnError(t *testing.T) {
 	})
 }
 
+// Work registered with AfterCommit runs once, after the outermost commit, where the committed change is
+// visible; never after a rollback; and a handle that is not Tx's transaction is told so.
+func TestAfterCommit(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
+		ctx := context.Background()
+		var seen []int64
+		after := func(ctx context.Context, db *gorm.DB) {
+			var n int64
+			db.WithContext(ctx).Raw(`SELECT COUNT(*) FROM settings WHERE name LIKE 'ac%'`).Scan(&n)
+			seen = append(seen, n)
+		}
+		err := store.Tx(ctx, db, func(tx *gorm.DB) error {
+			if !store.AfterCommit(tx, "k", after) || !store.AfterCommit(tx, "k", after) {
+				t.Fatal("AfterCommit refused Tx's transaction")
+			}
+			// A nested Tx (a savepoint) leaves its work to the outer commit.
+			return store.Tx(ctx, tx, func(tx *gorm.DB) error {
+				store.AfterCommit(tx, "k", after)
+				return tx.Exec(`INSERT INTO settings (name, value, updated_at) VALUES ('ac1', 'y', CURRENT_TIMESTAMP)`).Error
+			})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(seen) != 1 || seen[0] != 1 {
+			t.Fatalf("after-commit work saw %v, want one run seeing the committed row", seen)
+		}
+		err = store.Tx(ctx, db, func(tx *gorm.DB) error {
+			store.AfterCommit(tx, "k", after)
+			return gorm.ErrInvalidData
+		})
+		if err != gorm.ErrInvalidData || len(seen) != 1 {
+			t.Fatalf("Tx = %v, after-commit runs %v: want none after a rollback", err, seen)
+		}
+		if store.AfterCommit(db, "k", after) {
+			t.Fatal("AfterCommit accepted a handle outside any transaction")
+		}
+	})
+}
+
 // The SQLite file and its -wal and -shm are readable by the gateway's user only, whatever the umask; an older
 // file left 0644 is narrowed.
 func TestSQLiteFilesPrivate(t *testing.T) {
