@@ -29,9 +29,9 @@
 // CompleteRevocation; VerifyRevocation re-checks it offline) and re-issues one whose delivery broke with a new
 // signed decision (PrepareReissue, then CompleteDecision).
 //
-// Patients' restrictions (restriction*.go): on the patient's written request an officer records, signed like
-// a decision, a blocked professional, a masked entry or category, or an opposition to emergency access
-// (PrepareRestriction, CompleteRestriction) and lifts it the same way (PrepareLift, CompleteRestriction);
+// Patients' restrictions (restriction*.go): on the patient's written request an officer or the data-protection
+// officer records, signed like a decision, a blocked professional, a masked entry or category, or an opposition
+// to emergency access (PrepareRestriction, CompleteRestriction) and lifts it the same way (PrepareLift, CompleteRestriction);
 // VerifyRestriction re-checks one; Restrictions gathers a patient's page (RestrictionPatient finds the patient
 // of a restriction id). Enforced here, not in pages: every manifest comes through selectUnmasked (masked
 // entries never enter one, the review counts them in Review.Masked); an approval of a blocked professional's

@@ -171,14 +171,13 @@ func inForce(db *gorm.DB) *gorm.DB {
 	return db.Where("lifts = '' AND completed_at IS NOT NULL AND lifted_at IS NULL")
 }
 
-// restrictor is who may record or lift a restriction: an officer (the data-protection officer too, once that
-// role exists).
+// restrictor is who may record or lift a restriction: an officer, or the data-protection officer.
 func (s *Service) restrictor(ctx context.Context, id string) (User, error) {
 	u, err := s.users.User(ctx, id)
 	if err != nil {
 		return User{}, fmt.Errorf("user %s: %w", id, err)
 	}
-	if !u.Active || u.Role != RoleOfficer {
+	if !u.Active || (u.Role != RoleOfficer && u.Role != RoleDPO) {
 		return User{}, fmt.Errorf("user %s: %w", id, ErrForbidden)
 	}
 	return u, nil

@@ -104,12 +104,14 @@ func TestEmergencyOpposition(t *testing.T) {
 		f.assertNothingInClear("Letter 2026-117")
 		f.assertNothingInClear(patient.Value)
 
-		// Lifted with a signature, once.
-		lp, err := f.svc.PrepareLift(ctx, "off2", id, "Letter 2026-204")
+		// Lifted with a signature, once: the data-protection officer's, here.
+		f.users.Add("dpo1", approvals.RoleDPO)
+		f.signer.Enroll("dpo1", false)
+		lp, err := f.svc.PrepareLift(ctx, "dpo1", id, "Letter 2026-204")
 		must(t, err)
 		lp2, err := f.svc.PrepareLift(ctx, "off2", id, "Letter 2026-205")
 		must(t, err)
-		if _, err := f.svc.CompleteRestriction(ctx, "off2", lp.ID, f.signer.Sign("off2", lp.Options)); err != nil {
+		if _, err := f.svc.CompleteRestriction(ctx, "dpo1", lp.ID, f.signer.Sign("dpo1", lp.Options)); err != nil {
 			t.Fatal(err)
 		}
 		if opposed(patient) || f.auditCount("restriction.lifted") != 1 {

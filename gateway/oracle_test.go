@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -58,6 +59,9 @@ type oracleCase struct {
 	traits  map[string]string
 	// setup, when set, runs on the console side before the requester files (B's blocked requester).
 	setup func(t *testing.T, f *xfix, requester testUser)
+	// approval is what an officer's approval of the request gets (nil: it can be prepared): the cases do
+	// differ, on the console.
+	approval error
 }
 
 // answer is what the requester got for one step, with what differs by nature (ids, references, times, CSRF
@@ -84,7 +88,8 @@ var (
 // replaced: same status, same body, and the same timing class: not one statement on the records' tables
 // (intake never reads records, so nothing can take longer for a patient who exists), and the same number of
 // statements in every case. Between the requester's steps an officer opens the reviews (which does read the
-// records and compare the traits): the requester's answers do not change either.
+// records and compare the traits) and tries to approve (prepared for the known patient; refused for the
+// unknown one, the mismatch and the blocked requester): the requester's answers do not change either.
 func TestRequesterAnswersAreOracleFree(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
 		f := newXFix(t, db)
@@ -95,10 +100,11 @@ func TestRequesterAnswersAreOracleFree(t *testing.T) {
 		cases := []oracleCase{
 			{name: "known patient", patient: samplePatient, traits: matching},
 			{name: "unknown patient", patient: approvals.Identifier{System: samplePatient.System, Value: "00000000-0000-4000-8000-000000000000"},
-				traits: matching},
+				traits: matching, approval: approvals.ErrNoPatient},
 			{name: "trait mismatch", patient: samplePatient,
-				traits: map[string]string{"birth_name": "Zyxwvutsky", "given_name": "Quentin", "birth_date": "1950-01-02", "sex": "female"}},
-			{name: "blocked requester", patient: samplePatient, traits: matching, setup: blockRequester},
+				traits:   map[string]string{"birth_name": "Zyxwvutsky", "given_name": "Quentin", "birth_date": "1950-01-02", "sex": "female"},
+				approval: approvals.ErrTraitsDiffer},
+			{name: "blocked requester", patient: samplePatient, traits: matching, setup: blockRequester, approval: approvals.ErrBlocked},
 		}
 		var first []answer
 		base := f.clock.Now()
@@ -203,6 +209,11 @@ func oracleAnswers(t *testing.T, f *xfix, trace *sqlTrace, c oracleCase, u testU
 			if blocked := strings.Contains(w.Body.String(), `data-test="blocked"`); blocked != (c.setup != nil) {
 				t.Fatalf("%s: the review says blocked: %v", c.name, blocked)
 			}
+		}
+		_, err := f.domain.PrepareDecision(context.Background(), f.users["officer"].id, ids[0],
+			approvals.DecisionInput{Verdict: approvals.Approve, WordingVersion: "review-v1"})
+		if (c.approval == nil && err != nil) || !errors.Is(err, c.approval) {
+			t.Fatalf("%s: the officer's approval got %v, want %v", c.name, err, c.approval)
 		}
 	}
 

@@ -18,7 +18,13 @@ import (
 // finishes it; it returns the finish step's answer.
 func (f flowFixture) signRestriction(t *testing.T, begin, finish, body string) (int, string) {
 	t.Helper()
-	res := f.officer.do("POST", begin, body)
+	return signRestrictionAs(t, f.officer, f.key, begin, finish, body)
+}
+
+// signRestrictionAs is signRestriction by another signer (the data-protection officer).
+func signRestrictionAs(t *testing.T, c client, k *identitytest.Key, begin, finish, body string) (int, string) {
+	t.Helper()
+	res := c.do("POST", begin, body)
 	var b struct {
 		Options  json.RawMessage `json:"options"`
 		Ceremony string          `json:"ceremony"`
@@ -26,11 +32,11 @@ func (f flowFixture) signRestriction(t *testing.T, begin, finish, body string) (
 	if res.Code != 200 || json.Unmarshal(res.Body.Bytes(), &b) != nil || b.Ceremony == "" {
 		return res.Code, res.Body.String()
 	}
-	resp, err := f.key.Assert(b.Options)
+	resp, err := k.Assert(b.Options)
 	if err != nil {
 		t.Fatal(err)
 	}
-	res = f.officer.do("POST", finish+"?ceremony="+b.Ceremony, string(resp))
+	res = c.do("POST", finish+"?ceremony="+b.Ceremony, string(resp))
 	return res.Code, res.Body.String()
 }
 
@@ -140,4 +146,15 @@ func testRestrictionsOverHTTP(t *testing.T, db *gorm.DB) {
 		t.Fatal("the review still says blocked after the lifting")
 	}
 	f.prepare(t, reqID, url.Values{"verdict": {"approve"}, "categories": {"conditions", "procedures"}, "retriever": {"requester"}, "expires_hours": {"24"}})
+
+	// The data-protection officer records (and reads) restrictions with their own key as well.
+	dpoSession, dpoKey := identitytest.Register(t, f.s.Identity(), identity.RoleDPO)
+	dpo := newClient(f.s, Console, dpoSession)
+	if code, out := signRestrictionAs(t, dpo, dpoKey, "/restrictions/begin", "/restrictions/finish",
+		`{"system":"`+busterID.System+`","value":"`+busterID.Value+`","kind":"oppose_emergency","reference":"Letter 2026-300"}`); code != 200 {
+		t.Fatalf("the DPO's opposition: %d %s", code, out)
+	}
+	if res := dpo.do("GET", done.Redirect, nil); res.Code != 200 || !strings.Contains(res.Body.String(), `data-kind="oppose_emergency"`) {
+		t.Fatalf("the DPO's restrictions page: %d", res.Code)
+	}
 }

@@ -120,14 +120,14 @@ func (s *Server) ConsoleRoutes() []Route {
 		{http.MethodPost, "/extracts/:id/reissue/begin", RoleOfficer, h.beginReissue},
 		{http.MethodPost, "/extracts/:id/reissue/finish", RoleOfficer, h.finishReissue},
 		// Patients' restrictions (issue 10): found by identifier (posted, never in a URL), recorded and lifted
-		// with the officer's key.
-		{http.MethodGet, "/restrictions", RoleOfficer, h.showRestrictionsSearch},
-		{http.MethodPost, "/restrictions/find", RoleOfficer, h.findRestrictions},
-		{http.MethodGet, "/restrictions/:id", RoleOfficer, h.showRestrictions},
-		{http.MethodPost, "/restrictions/begin", RoleOfficer, h.beginRestriction},
-		{http.MethodPost, "/restrictions/finish", RoleOfficer, h.finishRestriction},
-		{http.MethodPost, "/restrictions/:id/lift/begin", RoleOfficer, h.beginLift},
-		{http.MethodPost, "/restrictions/:id/lift/finish", RoleOfficer, h.finishLift},
+		// with the key of an officer or of the data-protection officer.
+		{http.MethodGet, "/restrictions", OfficerOrDPO, h.showRestrictionsSearch},
+		{http.MethodPost, "/restrictions/find", OfficerOrDPO, h.findRestrictions},
+		{http.MethodGet, "/restrictions/:id", OfficerOrDPO, h.showRestrictions},
+		{http.MethodPost, "/restrictions/begin", OfficerOrDPO, h.beginRestriction},
+		{http.MethodPost, "/restrictions/finish", OfficerOrDPO, h.finishRestriction},
+		{http.MethodPost, "/restrictions/:id/lift/begin", OfficerOrDPO, h.beginLift},
+		{http.MethodPost, "/restrictions/:id/lift/finish", OfficerOrDPO, h.finishLift},
 		// Operating (issue 13): counts for Prometheus, never an identifier; not audited (scraped every few
 		// seconds, it would drown the chain), read-only.
 		{http.MethodGet, "/metrics", MetricsScraper, h.showMetrics},
