@@ -32,10 +32,13 @@ const (
 
 // RenderJob is one extract to render.
 type RenderJob struct {
-	Format    string
-	Lang      string
-	Patient   Identifier
-	Entries   []ManifestEntry
+	Format  string
+	Lang    string
+	Patient Identifier
+	Entries []ManifestEntry
+	// Signed is the manifest as approvals stores it (a JSON array of Entries, with id, version and content_hash),
+	// when the extract came from the database: a renderer may stream from it instead of Entries.
+	Signed    string
 	Watermark Watermark
 	// Emergency asks for the International Patient Summary's shape (a document Bundle) in FHIR.
 	Emergency bool
@@ -97,8 +100,8 @@ func (s *Service) deliver(ctx context.Context, x Extract, retrieverID, format, l
 	wm := Watermark{RequestID: x.RequestID, DecisionID: x.DecisionID, Requester: person(d.Requester),
 		Purpose: string(d.Purpose), Retriever: person(d.Retriever), Expiry: x.ExpiresAt, ManifestDigest: x.ManifestDigest,
 		Released: x.CreatedAt}
-	return s.renderer.Render(ctx, w, RenderJob{Format: format, Lang: lang, Patient: d.Patient, Entries: x.Entries, Watermark: wm,
-		Emergency: x.Emergency})
+	return s.renderer.Render(ctx, w, RenderJob{Format: format, Lang: lang, Patient: d.Patient, Entries: x.Entries,
+		Signed: x.signed, Watermark: wm, Emergency: x.Emergency})
 }
 
 // person is how the watermark names a user: display name and professional id (not patient data).

@@ -67,10 +67,7 @@ func TestBenchPeer(t *testing.T) {
 	}
 	file := samplePatientFile(t)
 	patient := approvals.Identifier{System: "https://github.com/synthetichealth/synthea", Value: uuidInName.FindString(filepath.Base(file))}
-	bin := filepath.Join(t.TempDir(), "gatewayd")
-	if out, err := exec.Command("go", "build", "-o", bin, "../gatewayd").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildGatewayd(t)
 	levels := []int{1, 8, 32}
 	perLevel := 150
 	fmt.Printf("%-10s %4s %10s %8s %8s %8s %9s\n", "database", "c", "retr/s", "MB/s", "p50 ms", "p99 ms", "ceiling")
@@ -80,7 +77,8 @@ func TestBenchPeer(t *testing.T) {
 		if dbName == "postgres" {
 			dsn = storetest.PostgresDSN(t)
 		}
-		srv, extracts, body := prepare(t, bin, dir, dsn, file, patient, len(levels)*perLevel)
+		srv, sets, body := prepare(t, bin, dir, dsn, extractSet{file, patient, len(levels) * perLevel})
+		extracts := sets[0]
 		ceiling := startCeiling(t, body)
 		for i, c := range levels {
 			ids := extracts[i*perLevel : (i+1)*perLevel]
@@ -91,6 +89,16 @@ func TestBenchPeer(t *testing.T) {
 		}
 		srv.stop(t)
 	}
+}
+
+// buildGatewayd builds the gatewayd binary the benchmarks run as a child process.
+func buildGatewayd(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "gatewayd")
+	if out, err := exec.Command("go", "build", "-o", bin, "../gatewayd").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -105,10 +113,18 @@ type server struct {
 	stopped bool
 }
 
-// prepare makes the data directory's key, imports the patient, registers a requester and an officer and
-// approves n extracts of every category through the domain (software signer), then starts `gatewayd serve`.
-// It returns the server, the extract ids, and the bytes of one retrieval (for the ceiling).
-func prepare(t *testing.T, bin, dir, dsn, file string, patient approvals.Identifier, n int) (*server, []string, []byte) {
+// extractSet is n extracts of every category of one patient, imported from file.
+type extractSet struct {
+	file    string
+	patient approvals.Identifier
+	n       int
+}
+
+// prepare makes the data directory's key, imports the patients, registers a requester and an officer and
+// approves each set's n extracts of every category through the domain (software signer), then starts
+// `gatewayd serve`. It returns the server, the extract ids of each set, and the bytes of one retrieval of the
+// first set (for the ceiling).
+func prepare(t *testing.T, bin, dir, dsn string, sets ...extractSet) (*server, [][]string, []byte) {
 	t.Helper()
 	ctx := context.Background()
 	keyFile := filepath.Join(dir, "gateway.key")
@@ -134,8 +150,10 @@ func prepare(t *testing.T, bin, dir, dsn, file string, patient approvals.Identif
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := local.Records().Import(ctx, []string{file}, records.ImportOptions{}); err != nil {
-		t.Fatal(err)
+	for _, set := range sets {
+		if _, err := local.Records().Import(ctx, []string{set.file}, records.ImportOptions{}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// Released to staff, so that one session retrieves them all; filed by as many requesters as the daily
 	// filing limit (30 each) needs.
@@ -148,27 +166,16 @@ func prepare(t *testing.T, bin, dir, dsn, file string, patient approvals.Identif
 	if err != nil {
 		t.Fatal(err)
 	}
-	ids := make([]string, 0, n+1)
-	for i := range n + 1 {
-		if i%30 == 0 {
-			requester, _ = identitytest.Register(t, local.Identity(), identity.RoleRequester)
+	ids := make([][]string, len(sets))
+	filed := 0
+	for k, set := range sets {
+		for range set.n + 1 {
+			if filed%30 == 0 {
+				requester, _ = identitytest.Register(t, local.Identity(), identity.RoleRequester)
+			}
+			filed++
+			ids[k] = append(ids[k], approve(t, svc, requester.User.ID, officer.User.ID, signer, set.patient))
 		}
-		req, err := svc.FileRequest(ctx, approvals.Filing{RequesterID: requester.User.ID, Patient: patient,
-			Categories: approvals.Categories, Purpose: approvals.PurposeCareContinuity,
-			Justification: "Follow-up after transfer to our ward.", Urgency: approvals.Routine, Delivery: approvals.ToStaff})
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := svc.PrepareDecision(ctx, officer.User.ID, req.ID, approvals.DecisionInput{Verdict: approvals.Approve,
-			Retriever: approvals.ToStaff, ExpiresIn: 24 * time.Hour, WordingVersion: "review-v1"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		out, err := svc.CompleteDecision(ctx, officer.User.ID, p.ID, signer.Sign(officer.User.ID, p.Options))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, out.ExtractID)
 	}
 	store.Close(db)
 
@@ -199,12 +206,41 @@ func prepare(t *testing.T, bin, dir, dsn, file string, patient approvals.Identif
 		time.Sleep(50 * time.Millisecond) // polling a child process's readiness: there is nothing to wait on
 	}
 	s.csrf = csrfOf(t, client, s.console+"/home", s.cookie)
-	// One extract is retrieved here, for the bytes the ceiling serves.
-	body, code, err := s.fetch(client, ids[n])
-	if err != nil || code != http.StatusOK {
-		t.Fatalf("first retrieval: %d %v", code, err)
+	// One extract of each set is retrieved here; the first set's bytes are what the ceiling serves.
+	var body []byte
+	for k := range sets {
+		b, code, err := s.fetch(client, ids[k][sets[k].n])
+		if err != nil || code != http.StatusOK {
+			t.Fatalf("first retrieval: %d %v", code, err)
+		}
+		if k == 0 {
+			body = b
+		}
+		ids[k] = ids[k][:sets[k].n]
 	}
-	return s, ids[:n], body
+	return s, ids, body
+}
+
+// approve files a request of every category for patient, released to staff, and approves it: the extract id.
+func approve(t *testing.T, svc *approvals.Service, requesterID, officerID string, signer *approvalstest.Signer, patient approvals.Identifier) string {
+	t.Helper()
+	ctx := context.Background()
+	req, err := svc.FileRequest(ctx, approvals.Filing{RequesterID: requesterID, Patient: patient,
+		Categories: approvals.Categories, Purpose: approvals.PurposeCareContinuity,
+		Justification: "Follow-up after transfer to our ward.", Urgency: approvals.Routine, Delivery: approvals.ToStaff})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := svc.PrepareDecision(ctx, officerID, req.ID, approvals.DecisionInput{Verdict: approvals.Approve,
+		Retriever: approvals.ToStaff, ExpiresIn: 24 * time.Hour, WordingVersion: "review-v1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := svc.CompleteDecision(ctx, officerID, p.ID, signer.Sign(officerID, p.Options))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out.ExtractID
 }
 
 var csrfMeta = regexp.MustCompile(`name="csrf-token" content="([^"]+)"`)

@@ -216,3 +216,46 @@ func TestImportRefusesBadInput(t *testing.T) {
 		})
 	}
 }
+
+// A Bundle is read twice (first its Patient, then its entries into the store): a file changed between the
+// two reads, or during the second, is refused whole, and nothing of it is stored. The change is made from the
+// progress callback, which the second read calls every 256 KiB.
+func TestImportRefusesABundleChangedWhileRead(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
+		s := newService(t, db)
+		path, _ := syntheticBundle(t, t.TempDir(), "changing", 200, 5000)
+		changed := false
+		rep, err := s.Import(context.Background(), []string{path}, records.ImportOptions{Progress: func(p records.Progress) {
+			if changed || p.FileDone {
+				return
+			}
+			changed = true
+			raw, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The last Observation's status, same length: the file stays valid FHIR, only different.
+			i := strings.LastIndex(string(raw), `"final"`)
+			if err := os.WriteFile(path, []byte(string(raw[:i])+`"amend"`+string(raw[i+7:])), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !changed || len(rep.Failed) != 1 || !strings.Contains(rep.Failed[0].Reason, "the file changed while it was imported") {
+			t.Fatalf("changed %v, failures %+v, want one: the file changed", changed, rep.Failed)
+		}
+		for _, table := range []string{"record_entries", "record_patients", "record_patient_keys"} {
+			var n int64
+			if err := db.Table(table).Count(&n).Error; err != nil || n != 0 {
+				t.Errorf("%s holds %d rows after a file that changed (%v)", table, n, err)
+			}
+		}
+		var bundles int64
+		db.Table("audit_events").Where("action = ?", "import.bundle").Count(&bundles)
+		if bundles != 0 || rep.Stored != 0 {
+			t.Errorf("%d import.bundle rows, %d stored, want none", bundles, rep.Stored)
+		}
+	})
+}

@@ -88,11 +88,13 @@ type bundlePatient struct {
 	refs    map[string]bool // Patient/<id>, urn:uuid:<id>, its fullUrl
 }
 
-// scanBundle reads one Bundle, element by element of Bundle.entry, strictly (duplicate and case-variant
-// names, invalid UTF-8), and calls fn with each entry. Each entry is bounded by max (a larger one is refused
+// scanBundle reads one Bundle, element by element of Bundle.entry, and calls fn with each entry. With strict,
+// each entry is checked for duplicate and case-variant names and invalid UTF-8 (the second pass, which stores:
+// the first only looks for the Patient, and leaves these refusals to it; the Bundle's own names are checked in
+// both). Each entry is bounded by max (a larger one is refused
 // after that many bytes, never held whole). It checks the Bundle's resourceType and type at the end (they
 // may come after the entries).
-func scanBundle(in io.Reader, max int64, fn func(i int, e *bundleEntry) error) error {
+func scanBundle(in io.Reader, max int64, strict bool, fn func(i int, e *bundleEntry) error) error {
 	var rt, btype string
 	n := 0
 	// Each resource may take at most max bytes past where it starts (plus the decoder's read-ahead): a
@@ -143,8 +145,10 @@ func scanBundle(in io.Reader, max int64, fn func(i int, e *bundleEntry) error) e
 					return rejectRead(i, err, "entry %d: %s", i, jsonProblem(err))
 				}
 				var e bundleEntry
-				if err := strictjson.Check(raw, entryNames...); err != nil {
-					return reject(i, "entry %d: %s", i, jsonProblem(err))
+				if strict {
+					if err := strictjson.Check(raw, entryNames...); err != nil {
+						return reject(i, "entry %d: %s", i, jsonProblem(err))
+					}
 				}
 				if err := json.Unmarshal(raw, &e); err != nil {
 					return reject(i, "entry %d: %s", i, jsonProblem(err))
@@ -199,12 +203,17 @@ func headOf(i int, e *bundleEntry) (*resourceHead, error) {
 	return &h, nil
 }
 
-// findPatient is the first pass: the whole bundle is read and checked as a structure, every entry must hold
-// a resource, and exactly one of them is the Patient, which is all it keeps.
+// findPatient is the first pass: the whole bundle is read and checked as a structure, and exactly one entry
+// is the Patient, which is all it keeps.
 func (s *Service) findPatient(in io.Reader, max int64) (*bundlePatient, error) {
 	var out *bundlePatient
 	patientURL := ""
-	err := scanBundle(in, max, func(i int, e *bundleEntry) error {
+	err := scanBundle(in, max, false, func(i int, e *bundleEntry) error {
+		// Most exports write resourceType first: any other type is passed over undecoded (the second pass
+		// checks it).
+		if rt, ok := sniffType(e.Resource); ok && rt != "Patient" {
+			return nil
+		}
 		h, err := headOf(i, e)
 		if err != nil || h.ResourceType != "Patient" {
 			return err
@@ -252,7 +261,7 @@ func (s *Service) storeBundle(tx *gorm.DB, in io.Reader, max int64, file string,
 		chunk, size = chunk[:0], 0
 		return err
 	}
-	err := scanBundle(in, max, func(i int, e *bundleEntry) error {
+	err := scanBundle(in, max, true, func(i int, e *bundleEntry) error {
 		h, err := headOf(i, e)
 		if err != nil {
 			return err

@@ -3,6 +3,7 @@ package records
 import (
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -25,9 +26,6 @@ type Watermark struct {
 	Zone *time.Location
 }
 
-// renderChunk is how many entries are loaded at a time: rendering memory depends on it, not on the manifest.
-const renderChunk = 100
-
 // loadedEntry is one manifest entry with its stored content, opened.
 type loadedEntry struct {
 	ManifestEntry
@@ -35,112 +33,131 @@ type loadedEntry struct {
 	fhirID   string
 }
 
-// eachEntry loads the manifest's entries BY (id, version), in manifest order, a chunk at a time, and calls fn
-// for each. It never re-selects: an entry missing, belonging to another patient, or whose content no longer
-// hashes to the manifest's hash fails with ErrManifest. This is the only read of the entries a rendering
-// makes (one pass): each entry's type, category and date come from its stored row here, so the manifest
-// needs no more than the signed (id, version, hash) of each entry. An entry that fails stops the stream
-// where it is; rendering buffers its first 64 KB, so a mismatch early in the extract still leaves the
-// response uncommitted. parts says which sealed columns are read and opened: a pass without the resource
-// (the Bundle's reference targets) checks the stored hash only, and costs no decryption of the content.
+// The one query of a rendering pass, per dialect: the manifest's JSON (a parameter) unnested in order by the
+// database, each element looked up in record_entries by primary key (id, version) in a nested loop, so rows
+// come out in manifest order as they are found: no sort, which would hold every row (resources included)
+// before the first one. The plan is not left to chance: PostgreSQL would hash-join a small manifest against a
+// scan of the whole table, so its look-up is a LATERAL subquery with LIMIT 1 (never flattened into a join);
+// and eachEntry checks each row's position (m.key, m.ord) anyway. A LEFT JOIN, so that an entry of the
+// manifest that is not stored comes back as a row without columns and is refused, never skipped. The two %s
+// are the resource and display columns, or NULL when the pass does not open them.
+const (
+	entriesSQLite = `SELECT m.key, json_extract(m.value, '$.id'), json_extract(m.value, '$.version'), json_extract(m.value, '$.content_hash'),
+	e.patient_id, e.content_hash, e.category, e.resource_type, e.effective_at, e.fhir_id, %s, %s
+FROM json_each(?) AS m LEFT JOIN record_entries e ON e.id = json_extract(m.value, '$.id') AND e.version = json_extract(m.value, '$.version')`
+	entriesPostgres = `SELECT m.ord - 1, m.value ->> 'id', (m.value ->> 'version')::int, m.value ->> 'content_hash',
+	e.patient_id, e.content_hash, e.category, e.resource_type, e.effective_at, e.fhir_id, %s, %s
+FROM jsonb_array_elements(CAST(? AS jsonb)) WITH ORDINALITY AS m(value, ord) LEFT JOIN LATERAL (
+	SELECT * FROM record_entries WHERE id = m.value ->> 'id' AND version = (m.value ->> 'version')::int LIMIT 1) e ON true`
+)
+
+// eachEntry streams the manifest's entries BY (id, version), in manifest order, through one query, and calls
+// fn for each as its row arrives: nothing of the manifest is held in Go besides its JSON (the signed one as
+// approvals stores it, passed through; or m.Entries' references), and each row is dropped once fn returned,
+// so memory does not depend on the extract's size. It never re-selects: an entry missing, belonging to
+// another patient, or whose content no longer hashes to the manifest's hash fails with ErrManifest. Each
+// entry's type, category and date come from its stored row here, so the manifest needs no more than the
+// signed (id, version, hash) of each entry. An entry that fails stops the stream where it is; rendering
+// buffers its first 64 KB, so a mismatch early in the extract still leaves the response uncommitted. parts
+// says which sealed columns are read and opened: a pass without the resource (the Bundle's reference targets)
+// checks the stored hash only, and costs no decryption of the content.
+//
+// The query's connection is held while fn writes to the client (as long as the response takes: the server's
+// timeouts bound it); the patient's sealer is fetched before, so that fn never needs a second connection.
 func (s *Service) eachEntry(ctx context.Context, m Manifest, parts entryParts, fn func(e *loadedEntry) error) error {
 	db := s.db.WithContext(ctx)
-	type row struct {
-		patientID, contentHash    string
-		category, resourceType    string
-		effectiveAt               *string
-		fhirID, display, resource []byte
-	}
-	cols := "id, version, patient_id, content_hash, category, resource_type, effective_at, fhir_id"
-	for _, c := range []struct {
-		part entryParts
-		col  string
-	}{{withResource, "resource"}, {withDisplay, "display"}} {
-		if parts&c.part != 0 {
-			cols += ", " + c.col
-		} else {
-			cols += ", NULL"
+	signed := m.signed
+	if signed == "" {
+		refs := make([]EntryRef, len(m.Entries))
+		for i, e := range m.Entries {
+			refs[i] = EntryRef{ID: e.ID, Version: e.Version, ContentHash: e.ContentHash}
 		}
-	}
-	byKey := make(map[string]*row, renderChunk)
-	for start := 0; start < len(m.Entries); start += renderChunk {
-		if err := ctx.Err(); err != nil {
+		b, err := json.Marshal(refs)
+		if err != nil {
 			return err
 		}
-		chunk := m.Entries[start:min(start+renderChunk, len(m.Entries))]
-		// By id (the primary key's first column), then the versions asked for are kept: an IN list is much
-		// cheaper to plan than a chain of (id AND version) terms, and an entry rarely has more than one version.
-		ids := make([]string, len(chunk))
-		want := make(map[string]bool, len(chunk))
-		for i, e := range chunk {
-			ids[i] = e.ID
-			want[entryRowID(e.ID, e.Version)] = true
-		}
-		rs, err := db.Raw("SELECT "+cols+" FROM record_entries WHERE id IN ?", ids).Rows()
-		if err != nil {
+		signed = string(b)
+	}
+	sl, err := s.sealerOf(db, m.PatientID)
+	if err != nil {
+		return err
+	}
+	resourceCol, displayCol := "NULL", "NULL"
+	if parts&withResource != 0 {
+		resourceCol = "e.resource"
+	}
+	if parts&withDisplay != 0 {
+		displayCol = "e.display"
+	}
+	q := entriesSQLite
+	if db.Dialector.Name() == "postgres" {
+		q = entriesPostgres
+	}
+	rs, err := db.Raw(fmt.Sprintf(q, resourceCol, displayCol), signed).Rows()
+	if err != nil {
+		return fmt.Errorf("load entries: %w", err)
+	}
+	defer rs.Close()
+	var (
+		id, want                                       string
+		version                                        int
+		patientID, contentHash, category, resourceType sql.NullString
+		effectiveAt                                    *string
+		fhirID, resource, display                      []byte
+		le                                             loadedEntry
+		sum                                            [sha256.Size]byte
+		hexSum                                         [2 * sha256.Size]byte
+	)
+	for n := int64(0); rs.Next(); n++ {
+		var pos int64
+		if err := rs.Scan(&pos, &id, &version, &want, &patientID, &contentHash, &category, &resourceType, &effectiveAt, &fhirID,
+			&resource, &display); err != nil {
 			return fmt.Errorf("load entries: %w", err)
 		}
-		clear(byKey)
-		for rs.Next() {
-			var id string
-			var version int
-			r := &row{}
-			if err := rs.Scan(&id, &version, &r.patientID, &r.contentHash, &r.category, &r.resourceType, &r.effectiveAt, &r.fhirID, &r.resource, &r.display); err != nil {
-				rs.Close()
-				return fmt.Errorf("load entries: %w", err)
+		rid := entryRowID(id, version)
+		if pos != n {
+			return fmt.Errorf("entry %s: read at position %d of the manifest, expected %d: %w", rid, pos, n, ErrManifest)
+		}
+		if !patientID.Valid || patientID.String != m.PatientID || contentHash.String != want {
+			return fmt.Errorf("entry %s: %w", rid, ErrManifest)
+		}
+		le = loadedEntry{ManifestEntry: ManifestEntry{ID: id, Version: version, ContentHash: want,
+			Category: Category(category.String), ResourceType: resourceType.String}}
+		if parts&withResource != 0 {
+			if le.resource, err = sl.open("record_entries", "resource", rid, resource); err != nil {
+				return err
 			}
-			if rid := entryRowID(id, version); want[rid] {
-				byKey[rid] = r
+			sum = sha256.Sum256(le.resource)
+			hex.Encode(hexSum[:], sum[:])
+			if string(hexSum[:]) != want {
+				return fmt.Errorf("entry %s: content hash: %w", rid, ErrManifest)
 			}
 		}
-		err = rs.Err()
-		rs.Close()
+		fid, err := sl.open("record_entries", "fhir_id", rid, fhirID)
 		if err != nil {
-			return fmt.Errorf("load entries: %w", err)
+			return err
 		}
-		for _, e := range chunk {
-			rid := entryRowID(e.ID, e.Version)
-			r, ok := byKey[rid]
-			if !ok || r.patientID != m.PatientID || r.contentHash != e.ContentHash {
-				return fmt.Errorf("entry %s: %w", rid, ErrManifest)
+		le.fhirID = string(fid)
+		if effectiveAt != nil {
+			t, err := time.Parse(DateLayout, *effectiveAt)
+			if err != nil {
+				return fmt.Errorf("entry %s: stored date: %w", rid, err)
 			}
-			sl, err := s.sealerOf(db, r.patientID)
+			le.Date = &t
+		}
+		if parts&withDisplay != 0 {
+			d, err := sl.open("record_entries", "display", rid, display)
 			if err != nil {
 				return err
 			}
-			var res []byte
-			if parts&withResource != 0 {
-				if res, err = sl.open("record_entries", "resource", rid, r.resource); err != nil {
-					return err
-				}
-				if sum := sha256.Sum256(res); hex.EncodeToString(sum[:]) != e.ContentHash {
-					return fmt.Errorf("entry %s: content hash: %w", rid, ErrManifest)
-				}
-			}
-			fid, err := sl.open("record_entries", "fhir_id", rid, r.fhirID)
-			if err != nil {
-				return err
-			}
-			le := &loadedEntry{ManifestEntry: e, resource: res, fhirID: string(fid)}
-			le.Category, le.ResourceType, le.Date = Category(r.category), r.resourceType, nil
-			if r.effectiveAt != nil {
-				t, err := time.Parse(DateLayout, *r.effectiveAt)
-				if err != nil {
-					return fmt.Errorf("entry %s: stored date: %w", rid, err)
-				}
-				le.Date = &t
-			}
-			if parts&withDisplay != 0 {
-				d, err := sl.open("record_entries", "display", rid, r.display)
-				if err != nil {
-					return err
-				}
-				le.Display = string(d)
-			}
-			if err := fn(le); err != nil {
-				return err
-			}
+			le.Display = string(d)
 		}
+		if err := fn(&le); err != nil {
+			return err
+		}
+	}
+	if err := rs.Err(); err != nil {
+		return fmt.Errorf("load entries: %w", err)
 	}
 	return nil
 }

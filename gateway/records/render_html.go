@@ -71,7 +71,7 @@ func (s *Service) RenderHTML(ctx context.Context, w io.Writer, m Manifest, id Id
 	}
 	bw := bufio.NewWriterSize(w, 64<<10)
 	page := &htmlPage{Lang: lang, Watermark: wm, Name: strings.TrimSpace(strings.Join(d.Given, " ") + " " + d.Family),
-		BirthDate: templates.FormatDate(lang, d.BirthDate), Identifier: id.System + "|" + id.Value, Count: len(m.Entries)}
+		BirthDate: templates.FormatDate(lang, d.BirthDate), Identifier: id.System + "|" + id.Value, Count: m.Len()}
 	if !wm.Expiry.IsZero() {
 		page.Expiry = templates.FormatTime(lang, wm.Zone, wm.Expiry)
 	}

@@ -35,6 +35,18 @@ type Manifest struct {
 	PatientID string          `json:"patient_id"`
 	Entries   []ManifestEntry `json:"entries"`
 	Digest    string          `json:"digest"`
+	// signed, when set (SignedManifest), is the manifest as the signer stores it, a JSON array of objects with
+	// id, version and content_hash, which rendering streams instead of Entries (then nil); count is its length.
+	signed string
+	count  int
+}
+
+// Len is the number of entries of the manifest.
+func (m Manifest) Len() int {
+	if m.signed != "" {
+		return m.count
+	}
+	return len(m.Entries)
 }
 
 // ErrInvalidScope is wrapped when a scope names no category or an unknown one, or a period that ends before
