@@ -472,3 +472,35 @@ func TestDownloadedBundleIsSelfContained(t *testing.T) {
 		}
 	})
 }
+
+// TestRetrievalsWaitForASlot: while every retrieval slot is streaming, another retrieval waits, then gets 503
+// with Retry-After and nothing consumed; once a slot is free the same extract is retrieved once.
+func TestRetrievalsWaitForASlot(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
+		f := newXFix(t, db)
+		_, id := f.approve(approvals.ToRequester, time.Hour)
+		h := f.srv.h
+		if cap(h.retrievals) < 1 || cap(h.retrievals) > 16 {
+			t.Fatalf("%d retrieval slots", cap(h.retrievals))
+		}
+		h.retrievalWait = 50 * time.Millisecond
+		for range cap(h.retrievals) {
+			h.retrievals <- struct{}{}
+		}
+		before := f.extractState(id)
+		w := f.retrieve("requester", id, formatFHIR)
+		if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" {
+			t.Fatalf("all slots busy: %d, Retry-After %q", w.Code, w.Header().Get("Retry-After"))
+		}
+		if after := f.extractState(id); after != before {
+			t.Fatalf("a retrieval refused for want of a slot changed the extract:\n%s\n%s", before, after)
+		}
+		<-h.retrievals
+		if w := f.retrieve("requester", id, formatFHIR); w.Code != http.StatusOK {
+			t.Fatalf("a slot free: %d", w.Code)
+		}
+		if w := f.retrieve("requester", id, formatFHIR); w.Code != http.StatusGone {
+			t.Fatalf("again: %d", w.Code)
+		}
+	})
+}

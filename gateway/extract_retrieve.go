@@ -3,9 +3,12 @@ package gateway
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"time"
 
 	"github.com/labstack/echo/v4"
+	"gorm.io/gorm"
 
 	"gatewayd/approvals"
 )
@@ -37,6 +40,20 @@ func (h *handler) retrieveExtract(c echo.Context) error {
 		return echo.NewHTTPError(http.StatusBadRequest).SetInternal(fmt.Errorf("extract format %q", shortValue(format)))
 	}
 	ctx := c.Request().Context()
+	// A retrieval streams from one database connection while the client reads (flat memory): a slot first,
+	// taken before the claim, so that slow downloads cannot take every connection of the pool and stall the
+	// console. Retrievals wait their turn (concurrent ones for one extract still get their 410 in turn); after
+	// h.retrievalWait (retrievalQueueWait) without a slot, 503 and Retry-After, and nothing consumed.
+	wait := time.NewTimer(h.retrievalWait)
+	defer wait.Stop()
+	select {
+	case h.retrievals <- struct{}{}:
+		defer func() { <-h.retrievals }()
+	case <-wait.C:
+		return refuse(errUnavailable, fmt.Errorf("%d retrievals streaming for %s", cap(h.retrievals), h.retrievalWait))
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 	user := sessionOf(c).User
 	// A refused claim was audited by the claim. The retriever learns why (already retrieved, expired,
 	// revoked); anyone else, and an unknown id, get the generic 404: no hint that the extract exists.
@@ -57,8 +74,14 @@ func (h *handler) retrieveExtract(c echo.Context) error {
 	// that no longer match the signed manifest, say) still gets a clean error page.
 	lang, _ := c.Get(ctxLang).(string)
 	// The delivery is recorded complete only once the last byte was handed to the connection.
-	flush := func() error { return http.NewResponseController(c.Response()).Flush() }
-	sent, err := h.approvals.DeliverExtract(ctx, x, user.ID, format, lang, c.Response(), flush)
+	rc := http.NewResponseController(c.Response())
+	flush := func() error { return rc.Flush() }
+	// A client that stops reading is cut after retrievalStall (the delivery is then recorded incomplete) and
+	// gives its slot and its connection back; the deadline is cleared after, for the next request on the
+	// connection (the server has no overall write timeout: a large extract on a slow phone may take minutes).
+	defer func() { _ = rc.SetWriteDeadline(time.Time{}) }()
+	w := stallWriter{w: c.Response(), rc: rc}
+	sent, err := h.approvals.DeliverExtract(ctx, x, user.ID, format, lang, w, flush)
 	if err == nil {
 		return nil
 	}
@@ -79,4 +102,36 @@ func shortValue(s string) string {
 		return s[:16] + "…"
 	}
 	return s
+}
+
+// retrievalStall is how long a retrieval may wait on a client that reads nothing; retrievalQueueWait how long
+// one waits for a slot (retrievalSlots) before it is answered 503 (handler.retrievalWait, which tests shorten).
+const (
+	retrievalStall     = 30 * time.Second
+	retrievalQueueWait = 20 * time.Second
+)
+
+// stallWriter moves the connection's write deadline forward before each write: a slow client keeps going, a
+// stalled one fails within retrievalStall.
+type stallWriter struct {
+	w  io.Writer
+	rc *http.ResponseController
+}
+
+func (s stallWriter) Write(p []byte) (int, error) {
+	_ = s.rc.SetWriteDeadline(time.Now().Add(retrievalStall))
+	return s.w.Write(p)
+}
+
+// retrievalSlots is how many retrievals may stream at once: half the database pool, at least one, so that the
+// other half stays for everything else.
+func retrievalSlots(db *gorm.DB) int {
+	if db == nil {
+		return 1
+	}
+	sqlDB, err := db.DB()
+	if err != nil {
+		return 1
+	}
+	return max(1, sqlDB.Stats().MaxOpenConnections/2)
 }

@@ -70,6 +70,10 @@ type handler struct {
 	records   *records.Service
 	// metrics serves /metrics (a Prometheus registry built once).
 	metrics echo.HandlerFunc
+	// retrievals holds one token per extract streaming now (retrievalSlots); retrievalWait is how long a
+	// retrieval waits for one.
+	retrievals    chan struct{}
+	retrievalWait time.Duration
 }
 
 // New builds both listeners and their routes. It opens nothing: Serve does.
@@ -119,6 +123,7 @@ func New(d Deps) (*Server, error) {
 	s := &Server{
 		cfg: d.Config, db: d.DB, log: d.Log, alerts: snd,
 		h: &handler{cfg: d.Config, db: d.DB, keys: master, pages: pages, log: d.Log, now: now, id: id,
+			retrievals: make(chan struct{}, retrievalSlots(d.DB)), retrievalWait: retrievalQueueWait,
 			csrfKey: csrfKey, approvals: appr, records: rec},
 	}
 	s.h.metrics = s.h.newMetricsHandler()
