@@ -293,7 +293,7 @@ func TestMaskedEntries(t *testing.T) {
 		if ids(p.Manifest.Entries) != "e-allergy-1 "+kept {
 			t.Fatalf("after lifting, the manifest is %q", ids(p.Manifest.Entries))
 		}
-		entry = f.restrict("off1", approvals.RestrictionInput{Patient: patient, Kind: approvals.MaskEntry, Target: "e-allergy-1"})
+		f.restrict("off1", approvals.RestrictionInput{Patient: patient, Kind: approvals.MaskEntry, Target: "e-allergy-1"})
 		before := f.snapshot()
 		if _, err := f.svc.CompleteDecision(ctx, "off1", p.ID, resp); !errors.Is(err, approvals.ErrMasked) {
 			t.Fatalf("a mask recorded before the signature did not void it: %v", err)

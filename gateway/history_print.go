@@ -167,11 +167,9 @@ func (v historyView) RestrictionLines(p *templates.Page) []restrictionLine {
 
 // event is one audited event as a line: when, what, who, and whether only its summary is held.
 func (v historyView) event(w words, ev audit.TrailEvent) string {
-	who := ev.Actor
+	who := w.Or("history.actor."+ev.Actor, ev.Actor)
 	if id, ok := strings.CutPrefix(ev.Actor, "user:"); ok {
 		who = v.Name(id)
-	} else {
-		who = w.Or("history.actor."+ev.Actor, ev.Actor)
 	}
 	line := w.p.Time(ev.At) + " — " + w.Or("history.action."+ev.Action, ev.Action) + " — " + who
 	if ev.Summary {
