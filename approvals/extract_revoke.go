@@ -190,17 +190,10 @@ func (s *Service) CompleteRevocation(ctx context.Context, officerID, preparation
 		if err := a.Commit(tx); err != nil {
 			return err
 		}
-		res := tx.Model(&revocationRow{}).Where("id = ? AND completed_at IS NULL AND prepared_until > ?", prep.ID, now).
-			Updates(map[string]any{"completed_at": now, "credential_id": a.CredentialID, "public_key": a.PublicKey,
-				"authenticator_data": a.AuthenticatorData, "client_data_json": a.ClientDataJSON, "signature": a.Signature,
-				"rp_id": a.RPID, "origin": a.Origin})
-		if res.Error != nil {
-			return res.Error
+		if err := completeSigned(tx, &revocationRow{}, prep.ID, now, a); err != nil {
+			return err
 		}
-		if res.RowsAffected != 1 {
-			return ErrPreparation
-		}
-		res = tx.Exec("UPDATE extracts SET revoked_at = ?, revoked_by = ? WHERE id = ? AND retrieved_at IS NULL AND revoked_at IS NULL",
+		res := tx.Exec("UPDATE extracts SET revoked_at = ?, revoked_by = ? WHERE id = ? AND retrieved_at IS NULL AND revoked_at IS NULL",
 			now, officerID, prep.ExtractID)
 		if res.Error != nil {
 			return fmt.Errorf("revoke extract: %w", res.Error)

@@ -66,21 +66,14 @@ func (s *Service) CompleteRestriction(ctx context.Context, officerID, preparatio
 				return err
 			}
 		}
-		res := tx.Model(&restrictionRow{}).Where("id = ? AND completed_at IS NULL AND prepared_until > ?", prep.ID, now).
-			Updates(map[string]any{"completed_at": now, "credential_id": a.CredentialID, "public_key": a.PublicKey,
-				"authenticator_data": a.AuthenticatorData, "client_data_json": a.ClientDataJSON, "signature": a.Signature,
-				"rp_id": a.RPID, "origin": a.Origin})
-		if res.Error != nil {
-			return res.Error
-		}
-		if res.RowsAffected != 1 {
-			return ErrPreparation
+		if err := completeSigned(tx, &restrictionRow{}, prep.ID, now, a); err != nil {
+			return err
 		}
 		details := map[string]any{"kind": prep.Kind}
 		action := "restriction.recorded"
 		if prep.Lifts != "" {
 			// One statement ends the restriction once: a second lifting of it, prepared in parallel, fails here.
-			res = tx.Model(&restrictionRow{}).Where("id = ? AND lifts = '' AND completed_at IS NOT NULL AND lifted_at IS NULL", prep.Lifts).
+			res := tx.Model(&restrictionRow{}).Where("id = ? AND lifts = '' AND completed_at IS NOT NULL AND lifted_at IS NULL", prep.Lifts).
 				Updates(map[string]any{"lifted_at": now, "lifted_by": prep.ID})
 			if res.Error != nil {
 				return res.Error

@@ -119,3 +119,20 @@ func (s *Service) prepareDecisionRow(ctx context.Context, officerID string, h si
 	return Prepared{ID: h.ID, Decision: d, Canonical: canonical, Challenge: sp.Challenge, Options: sp.Options,
 		Manifest: m, SignBy: sp.SignBy, Shown: shown}, nil
 }
+
+// completeSigned stores the officer's assertion on a prepared signed document (a revocation, a restriction or
+// its lifting) in tx, once: one conditional UPDATE that only a prepared, unexpired, not yet completed row
+// passes; any other gets ErrPreparation.
+func completeSigned(tx *gorm.DB, model any, id string, now time.Time, a SignedAssertion) error {
+	res := tx.Model(model).Where("id = ? AND completed_at IS NULL AND prepared_until > ?", id, now).
+		Updates(map[string]any{"completed_at": now, "credential_id": a.CredentialID, "public_key": a.PublicKey,
+			"authenticator_data": a.AuthenticatorData, "client_data_json": a.ClientDataJSON, "signature": a.Signature,
+			"rp_id": a.RPID, "origin": a.Origin})
+	if res.Error != nil {
+		return res.Error
+	}
+	if res.RowsAffected != 1 {
+		return ErrPreparation
+	}
+	return nil
+}
