@@ -44,6 +44,24 @@ type Extract struct {
 	// claimer is the user whose claim returned this extract (ClaimExtract read them to check the claim), so
 	// that DeliveryOf need not read them again.
 	claimer *User
+	// request is what DeliveryOf needs of the extract's request, read by the claim's own statement.
+	request *claimedRequest
+}
+
+// claimedRow is what the claim's statement returns: the extract, and what rendering needs of its request.
+type claimedRow struct {
+	Extract extractRow     `gorm:"embedded"`
+	Request claimedRequest `gorm:"embedded"`
+}
+
+func (claimedRow) TableName() string { return "extracts" }
+
+// claimedRequest is the part of an extract's request that rendering it needs (the patient, still sealed; the
+// purpose; who filed it), read by the claim's UPDATE … RETURNING in the same round trip.
+type claimedRequest struct {
+	RequesterID   string `gorm:"column:request_requester_id"`
+	PatientSealed []byte `gorm:"column:request_patient_sealed"`
+	Purpose       string `gorm:"column:request_purpose"`
 }
 
 // State says where the extract is at time now.
@@ -125,12 +143,20 @@ func (s *Service) ClaimExtract(ctx context.Context, extractID, userID string) (E
 	if err != nil {
 		return Extract{}, fmt.Errorf("claim extract: %w", err)
 	}
+	return s.ClaimExtractAs(ctx, extractID, u)
+}
+
+// ClaimExtractAs is ClaimExtract for a user the caller has just read (the HTTP handler's session check read
+// the signed-in user, active, for this request): the claim checks u's role and status as ClaimExtract does,
+// one statement fewer.
+func (s *Service) ClaimExtractAs(ctx context.Context, extractID string, u User) (Extract, error) {
+	userID := u.ID
 	now := s.clock()
 	var (
 		claimed Extract
 		refused error
 	)
-	err = store.Tx(ctx, s.db, func(tx *gorm.DB) error {
+	err := store.Tx(ctx, s.db, func(tx *gorm.DB) error {
 		refused = nil
 		q := "UPDATE extracts SET retrieved_at = ?, retrieved_by = ? WHERE id = ? AND retrieved_at IS NULL AND revoked_at IS NULL AND expires_at > ?"
 		args := []any{now, userID, extractID, now}
@@ -145,35 +171,39 @@ func (s *Service) ClaimExtract(ctx context.Context, extractID, userID string) (E
 		default:
 			q += " AND 1 = 0"
 		}
-		// RETURNING (both databases have it) gives the claimed row without a second round trip.
-		var row extractRow
-		res := tx.Raw(q+" RETURNING *", args...).Scan(&row)
+		// RETURNING (both databases have it, subqueries included) gives the claimed row and what rendering needs
+		// of its request without a second round trip.
+		var row claimedRow
+		res := tx.Raw(q+` RETURNING *,
+			(SELECT requester_id FROM approval_requests WHERE id = extracts.request_id) AS request_requester_id,
+			(SELECT patient_sealed FROM approval_requests WHERE id = extracts.request_id) AS request_patient_sealed,
+			(SELECT purpose FROM approval_requests WHERE id = extracts.request_id) AS request_purpose`, args...).Scan(&row)
 		if res.Error != nil {
 			return fmt.Errorf("claim extract: %w", res.Error)
 		}
 		if res.RowsAffected == 1 {
 			var err error
-			if claimed, err = row.extract(); err != nil {
+			if claimed, err = row.Extract.extract(); err != nil {
 				return err
 			}
-			claimed.claimer = &u
+			claimed.claimer, claimed.request = &u, &row.Request
 			return audit.Append(tx, audit.Event{At: now, Actor: "user:" + userID, Action: "extract.retrieved",
-				Subject: "extract:" + extractID, Details: map[string]any{"request": row.RequestID, "entries": len(claimed.Entries)}})
+				Subject: "extract:" + extractID, Details: map[string]any{"request": row.Extract.RequestID, "entries": len(claimed.Entries)}})
 		}
-		err := tx.Where("id = ?", extractID).Take(&row).Error
+		err := tx.Where("id = ?", extractID).Take(&row.Extract).Error
 		switch {
 		case errors.Is(err, gorm.ErrRecordNotFound):
 			refused = ErrNotFound
 		case err != nil:
 			return err
-		case !isRetriever(u, row):
+		case !isRetriever(u, row.Extract):
 			// Anyone else learns nothing of the extract's state: the caller answers as for an unknown id.
 			refused = ErrNotRetriever
-		case row.RevokedAt != nil:
+		case row.Extract.RevokedAt != nil:
 			refused = ErrRevoked
-		case row.RetrievedAt != nil:
+		case row.Extract.RetrievedAt != nil:
 			refused = ErrAlreadyRetrieved
-		case !row.ExpiresAt.After(now):
+		case !row.Extract.ExpiresAt.After(now):
 			refused = ErrExpired
 		default:
 			refused = ErrNotRetriever

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
@@ -150,13 +151,18 @@ func (s *Service) DeliveryOf(ctx context.Context, x Extract, retrieverID string)
 	if x.RetrievedAt == nil || x.RetrievedBy != retrieverID {
 		return Delivery{}, fmt.Errorf("extract %s: %w", x.ID, ErrNotRetriever)
 	}
-	row, err := s.requestRow(ctx, s.db, x.RequestID)
+	req, err := s.claimedRequestOf(ctx, x)
 	if err != nil {
 		return Delivery{}, err
 	}
-	req, err := s.toRequest(row)
+	// Only the patient is opened: the request's other sealed fields are not the extract's to show.
+	p, err := s.sealer.open("approval_requests", "patient", x.RequestID, req.PatientSealed)
 	if err != nil {
 		return Delivery{}, err
+	}
+	var patient Identifier
+	if err := json.Unmarshal(p, &patient); err != nil {
+		return Delivery{}, fmt.Errorf("request %s: patient: %w", x.RequestID, err)
 	}
 	requester, err := s.users.User(ctx, req.RequesterID)
 	if err != nil {
@@ -166,8 +172,21 @@ func (s *Service) DeliveryOf(ctx context.Context, x Extract, retrieverID string)
 	if err != nil {
 		return Delivery{}, fmt.Errorf("retriever of %s: %w", x.ID, err)
 	}
-	return Delivery{Extract: x, Patient: req.Scope.Patient, Purpose: req.Scope.Purpose, Requester: requester,
+	return Delivery{Extract: x, Patient: patient, Purpose: Purpose(req.Purpose), Requester: requester,
 		Retriever: retriever}, nil
+}
+
+// claimedRequestOf is what the claim read of x's request, or, for an extract that did not come from the claim,
+// the request read now.
+func (s *Service) claimedRequestOf(ctx context.Context, x Extract) (claimedRequest, error) {
+	if x.request != nil {
+		return *x.request, nil
+	}
+	row, err := s.requestRow(ctx, s.db, x.RequestID)
+	if err != nil {
+		return claimedRequest{}, err
+	}
+	return claimedRequest{RequesterID: row.RequesterID, PatientSealed: row.PatientSealed, Purpose: row.Purpose}, nil
 }
 
 // Delivered is what was sent for a claimed extract: the SHA-256 (hex) and size of the bytes written, and

@@ -96,6 +96,11 @@ func (a usersAdapter) User(ctx context.Context, id string) (approvals.User, erro
 	if err != nil {
 		return approvals.User{}, err
 	}
+	return approvalsUser(u), nil
+}
+
+// approvalsUser is how approvals sees an account.
+func approvalsUser(u identity.User) approvals.User {
 	return approvals.User{ID: u.ID, Role: approvals.Role(u.Role), Name: u.DisplayName, ProfessionalID: u.ProfessionalID,
-		PersonID: u.PersonID, Active: u.Status == identity.StatusActive}, nil
+		PersonID: u.PersonID, Active: u.Status == identity.StatusActive}
 }

@@ -39,6 +39,19 @@
 // before: no window. It does the same on PostgreSQL for a transaction that store.Tx did not begin (nothing
 // would run after its commit), holding the head row's lock until that commit.
 //
+// # Durability of a link (PostgreSQL)
+//
+// The row commits durably with its change (its transaction waits for the WAL flush, as every change's does),
+// and the link transaction commits without waiting for it (synchronous_commit off for that transaction only):
+// before, each audited change paid a second flush, and the process's link runs queued behind one another's.
+// A link is derived data: a crash of the database server may lose the last links committed (a fraction of a
+// second of them), never a row; the rows come back unlinked and the next link links them again, possibly in
+// another order. So nothing may leave the database naming a link that is not on disk yet: any commit that
+// waits for its flush flushes every earlier commit, so a signed decision's anchor (read from the head, stored
+// by a durable commit), a backup (audited by one) are covered; the syslog forwarder and audit export, which
+// send rows out without a commit of their own first, read up to DurableHead, which flushes. On SQLite a row
+// is linked in its change's transaction: nothing to choose.
+//
 // No gap can be hidden, and the window is bounded:
 //   - A row committed but not linked is visible (seq IS NULL). Verify counts it (VerifyResult.Unlinked) and
 //     fails when one waited longer than LinkBound (a minute): the linking failed, or a row was slipped in

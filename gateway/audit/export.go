@@ -34,15 +34,20 @@ func (e ExportRow) Row() (Row, error) {
 		PrevHash: e.PrevHash, Hash: e.Hash}, nil
 }
 
-// Export writes the held rows at or after since as JSON Lines, in chain order, and returns how many.
+// Export writes the held rows at or after since as JSON Lines, in chain order, and returns how many. It stops
+// at the head as it stood when it began, once on disk (DurableHead).
 func Export(ctx context.Context, db *gorm.DB, since time.Time, w io.Writer) (int64, error) {
+	head, err := DurableHead(ctx, db)
+	if err != nil {
+		return 0, err
+	}
 	bw := bufio.NewWriter(w)
 	enc := json.NewEncoder(bw)
 	enc.SetEscapeHTML(false)
 	var n, after int64
 	for {
 		var rows []Row
-		if err := db.WithContext(ctx).Where("seq > ? AND at >= ?", after, since.UTC()).Order("seq").Limit(verifyBatch).
+		if err := db.WithContext(ctx).Where("seq > ? AND seq <= ? AND at >= ?", after, head.Seq, since.UTC()).Order("seq").Limit(verifyBatch).
 			Find(&rows).Error; err != nil {
 			return n, fmt.Errorf("read audit rows: %w", err)
 		}

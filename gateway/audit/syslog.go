@@ -74,9 +74,14 @@ func (f *Forwarder) Once(ctx context.Context) (int, error) {
 	if quick.Pos != nil && *quick.Pos == strconv.FormatInt(quick.Head, 10) {
 		return 0, nil
 	}
+	// Send only links that are on disk: a copy outside must never name a link the database could lose.
+	head, err := DurableHead(ctx, f.DB)
+	if err != nil {
+		return 0, fmt.Errorf("syslog: %w", err)
+	}
 	sent := 0
 	var sendErr error
-	err := store.Tx(ctx, f.DB, func(tx *gorm.DB) error {
+	err = store.Tx(ctx, f.DB, func(tx *gorm.DB) error {
 		sent, sendErr = 0, nil
 		if store.DialectOf(tx) == store.Postgres {
 			var got bool
@@ -101,7 +106,7 @@ func (f *Forwarder) Once(ctx context.Context) (int, error) {
 			return fmt.Errorf("syslog position %q: %w", pos[0], err)
 		}
 		var rows []Row
-		if err := tx.Where("seq > ?", after).Order("seq").Limit(syslogBatch).Find(&rows).Error; err != nil {
+		if err := tx.Where("seq > ? AND seq <= ?", after, head.Seq).Order("seq").Limit(syslogBatch).Find(&rows).Error; err != nil {
 			return err
 		}
 		if len(rows) == 0 {

@@ -55,6 +55,7 @@ func walk(ctx context.Context, db *gorm.DB, visit func(Row)) (VerifyResult, erro
 	}
 	res.Checkpoint = cp
 	prevSeq, prevHash := cp.Seq, cp.Hash
+	lastHead := int64(-1) // the head as the previous pass read it
 	for {
 		n, err := walkLinked(ctx, db, &prevSeq, &prevHash, visit)
 		res.Rows += n
@@ -68,8 +69,11 @@ func walk(ctx context.Context, db *gorm.DB, visit func(Row)) (VerifyResult, erro
 		if err := db.WithContext(ctx).Raw("SELECT seq, hash FROM audit_head WHERE id = 1").Scan(&head).Error; err != nil {
 			return res, fmt.Errorf("read chain head: %w", err)
 		}
-		if head.Seq > prevSeq && n > 0 {
-			continue // rows were linked while we walked: walk on to the head
+		if head.Seq > prevSeq && (n > 0 || head.Seq != lastHead) {
+			// Rows were linked while we walked (by this process's linker or another instance's, after the walk's
+			// last read): walk on to the head. A head that stays ahead of rows that are not there is broken.
+			lastHead = head.Seq
+			continue
 		}
 		if head.Seq != prevSeq || head.Hash != prevHash {
 			return res, &BrokenRowError{Seq: prevSeq + 1, Reason: fmt.Sprintf("chain head says the last row is %d, but the chain ends at row %d: rows were removed from the end", head.Seq, prevSeq)}
