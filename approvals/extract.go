@@ -143,20 +143,12 @@ func (s *Service) ClaimExtract(ctx context.Context, extractID, userID string) (E
 	if err != nil {
 		return Extract{}, fmt.Errorf("claim extract: %w", err)
 	}
-	return s.ClaimExtractAs(ctx, extractID, u)
-}
-
-// ClaimExtractAs is ClaimExtract for a user the caller has just read (the HTTP handler's session check read
-// the signed-in user, active, for this request): the claim checks u's role and status as ClaimExtract does,
-// one statement fewer.
-func (s *Service) ClaimExtractAs(ctx context.Context, extractID string, u User) (Extract, error) {
-	userID := u.ID
 	now := s.clock()
 	var (
 		claimed Extract
 		refused error
 	)
-	err := store.Tx(ctx, s.db, func(tx *gorm.DB) error {
+	err = store.Tx(ctx, s.db, func(tx *gorm.DB) error {
 		refused = nil
 		q := "UPDATE extracts SET retrieved_at = ?, retrieved_by = ? WHERE id = ? AND retrieved_at IS NULL AND revoked_at IS NULL AND expires_at > ?"
 		args := []any{now, userID, extractID, now}

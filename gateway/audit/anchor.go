@@ -44,18 +44,17 @@ func RowAnchor(ctx context.Context, db *gorm.DB, seq int64) (string, error) {
 	return hashes[0], nil
 }
 
-// DurableHead returns the chain's head once every link up to it is on disk. On PostgreSQL a link commits
-// without waiting for its WAL flush (see the package comment): what leaves the database (a syslog copy, an
-// export) must not name a link a crash of the database server could still undo. Any later commit that waits
-// for its flush flushes every earlier commit too, so one such commit after reading the head is enough: a
-// transaction that only takes a transaction id. The reader then stops at the head returned.
+// DurableHead returns the chain's head once every link up to it is on disk (store.WaitForFlush): on PostgreSQL a
+// link commits without waiting for its WAL flush (see the package comment), and what leaves the database (a
+// syslog copy, an export) must not name a link a crash of the database server could still undo. The reader
+// then stops at the head returned.
 func DurableHead(ctx context.Context, db *gorm.DB) (Anchor, error) {
 	a, err := Head(ctx, db)
-	if err != nil || store.DialectOf(db) != store.Postgres {
+	if err != nil {
 		return a, err
 	}
-	if err := db.WithContext(ctx).Exec("SELECT pg_current_xact_id()").Error; err != nil {
-		return Anchor{}, fmt.Errorf("flush chain head: %w", err)
+	if err := store.WaitForFlush(ctx, db); err != nil {
+		return Anchor{}, fmt.Errorf("chain head: %w", err)
 	}
 	return a, nil
 }

@@ -195,9 +195,8 @@ func linkOnce(ctx context.Context, db *gorm.DB) (linked int64, bad []string, mor
 			// The rows and the head in one statement: one round trip, whatever the batch, and one statement text
 			// (arrays, not a VALUES list per batch size), so that pgx's cache of prepared statements keeps it.
 			// The arrays hold numbers and hex digests only, written as array literals. The link is derived data, so
-			// its commit does not wait for the WAL flush (synchronous_commit off for this transaction only; see
-			// the package comment, "Durability"): set in the head's condition, which moves the head only once
-			// every term, the setting included, was evaluated true, without one more round trip.
+			// its commit does not wait for the WAL flush (store.NoFlushWaitJoin, in the same round trip; see the
+			// package comment, "Durability of a link").
 			ids, seqs, prevs, hashes := make([]string, len(todo)), make([]string, len(todo)), make([]string, len(todo)), make([]string, len(todo))
 			for i, r := range todo {
 				ids[i], seqs[i], prevs[i], hashes[i] = fmt.Sprint(r.id), fmt.Sprint(r.seq), r.prevHash, r.hash
@@ -206,8 +205,8 @@ func linkOnce(ctx context.Context, db *gorm.DB) (linked int64, bad []string, mor
 			res := tx.Exec(`WITH linked AS (UPDATE audit_events AS e SET seq = v.seq, prev_hash = v.prev_hash, hash = v.hash
 				FROM unnest(?::bigint[], ?::bigint[], ?::text[], ?::text[]) AS v (id, seq, prev_hash, hash)
 				WHERE e.id = v.id AND e.seq IS NULL RETURNING 1)
-				UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1 AND seq = ? AND (SELECT COUNT(*) FROM linked) = ?
-					AND set_config('synchronous_commit', 'off', true) = 'off'`,
+				UPDATE audit_head SET seq = ?, hash = ?`+store.NoFlushWaitJoin(tx, "FROM")+`
+				WHERE id = 1 AND seq = ? AND (SELECT COUNT(*) FROM linked) = ?`,
 				array(ids), array(seqs), array(prevs), array(hashes), last.seq, last.hash, head.Seq, len(todo))
 			if res.Error != nil {
 				if strings.Contains(res.Error.Error(), "23505") { // unique_violation: the seq was taken meanwhile
