@@ -47,17 +47,27 @@ const subjectsChunk = 5000
 func summariesOf(ctx context.Context, db *gorm.DB, subjects []string) ([]TrailEvent, error) {
 	var out []TrailEvent
 	for chunk := range slices.Chunk(subjects, subjectsChunk) {
-		var summarised []TrailEvent
-		if err := db.WithContext(ctx).Raw("SELECT seq, at, actor, action, subject FROM audit_summaries WHERE subject IN ?", chunk).
-			Scan(&summarised).Error; err != nil {
-			return nil, fmt.Errorf("audit trail: %w", err)
-		}
-		for i := range summarised {
-			summarised[i].Summary = true
+		summarised, err := summariesIn(ctx, db, "?", chunk)
+		if err != nil {
+			return nil, err
 		}
 		out = append(out, summarised...)
 	}
 	return out, nil
+}
+
+// summariesIn reads the summaries of purged rows whose subject is IN in: "?" for a list (args), or a
+// statement between brackets.
+func summariesIn(ctx context.Context, db *gorm.DB, in string, args ...any) ([]TrailEvent, error) {
+	var summarised []TrailEvent
+	if err := db.WithContext(ctx).Raw("SELECT seq, at, actor, action, subject FROM audit_summaries WHERE subject IN "+in, args...).
+		Scan(&summarised).Error; err != nil {
+		return nil, fmt.Errorf("audit trail: %w", err)
+	}
+	for i := range summarised {
+		summarised[i].Summary = true
+	}
+	return summarised, nil
 }
 
 func inChainOrder(evs []TrailEvent) []TrailEvent {

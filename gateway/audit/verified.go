@@ -76,10 +76,12 @@ type TrailCheck struct {
 }
 
 // CheckTrail returns the events about the subjects, held rows and purged rows' summaries alike, in chain
-// order, and checks them and the chain as the file's comment says. A chain or a cited row that does not fit
+// order, and checks them and the chain as the file's comment says. The subjects are what the statement
+// subjects selects (one text column; args its arguments), evaluated by the database with the read, so that a
+// caller can check a trail while it reads what the trail is about. A chain or a cited row that does not fit
 // returns a *BrokenRowError (the first such row in chain order) and no events: the caller reads what is held
 // with Trail.
-func CheckTrail(ctx context.Context, db *gorm.DB, subjects []string) (TrailCheck, []TrailEvent, error) {
+func CheckTrail(ctx context.Context, db *gorm.DB, subjects string, args ...any) (TrailCheck, []TrailEvent, error) {
 	sqlDB, err := db.DB()
 	if err != nil {
 		return TrailCheck{}, nil, fmt.Errorf("audit trail: %w", err)
@@ -103,7 +105,7 @@ func CheckTrail(ctx context.Context, db *gorm.DB, subjects []string) (TrailCheck
 			bad = b
 		}
 	}
-	err = trailRows(ctx, db, subjects, func(r Row) {
+	err = trailRows(ctx, db, subjects, args, func(r Row) {
 		if r.Seq > vc.last.Seq {
 			later = append(later, r)
 		} else {
@@ -130,7 +132,7 @@ func CheckTrail(ctx context.Context, db *gorm.DB, subjects []string) (TrailCheck
 	check := TrailCheck{Through: vc.last, Rows: vc.last.Seq - vc.cp.Seq, WalkedAt: vc.walkedAt, WalkedTo: vc.walkedTo,
 		Walked: walked, Rechecked: len(events), Unlinked: unlinked}
 	if vc.cp.Seq > 0 { // something was purged: its summaries about the subjects
-		summarised, err := summariesOf(ctx, db, subjects)
+		summarised, err := summariesIn(ctx, db, "("+subjects+")", args...)
 		if err != nil {
 			return TrailCheck{}, nil, err
 		}
@@ -220,32 +222,28 @@ func (vc *verifiedChain) recheck(r Row) *BrokenRowError {
 	return nil
 }
 
-// trailRows reads the held rows about the subjects whole (content, link; the content hash of a row not
-// linked yet), handing each to visit, in insertion order. Plain database/sql scans: a history may cite
-// thousands of rows.
-func trailRows(ctx context.Context, db *gorm.DB, subjects []string, visit func(Row)) error {
-	for chunk := range slices.Chunk(subjects, subjectsChunk) {
-		rows, err := db.WithContext(ctx).Raw(`SELECT seq, at, actor, action, subject, details, prev_hash,
-			CASE WHEN seq IS NULL THEN content_hash END FROM audit_events WHERE subject IN ? ORDER BY id`, chunk).Rows()
-		if err != nil {
+// trailRows reads the held rows whose subject the statement subjects selects whole (content, link; the
+// content hash of a row not linked yet), handing each to visit, in insertion order. Plain database/sql scans:
+// a history may cite thousands of rows.
+func trailRows(ctx context.Context, db *gorm.DB, subjects string, args []any, visit func(Row)) error {
+	rows, err := db.WithContext(ctx).Raw(`SELECT seq, at, actor, action, subject, details, prev_hash,
+		CASE WHEN seq IS NULL THEN content_hash END FROM audit_events WHERE subject IN (`+subjects+`) ORDER BY id`, args...).Rows()
+	if err != nil {
+		return fmt.Errorf("audit trail: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var r Row
+		var seq sql.NullInt64
+		var prev, content sql.NullString
+		if err := rows.Scan(&seq, &r.At, &r.Actor, &r.Action, &r.Subject, &r.Details, &prev, &content); err != nil {
 			return fmt.Errorf("audit trail: %w", err)
 		}
-		for rows.Next() {
-			var r Row
-			var seq sql.NullInt64
-			var prev, content sql.NullString
-			if err := rows.Scan(&seq, &r.At, &r.Actor, &r.Action, &r.Subject, &r.Details, &prev, &content); err != nil {
-				rows.Close()
-				return fmt.Errorf("audit trail: %w", err)
-			}
-			r.Seq, r.PrevHash, r.ContentHash = seq.Int64, prev.String, content.String
-			visit(r)
-		}
-		err = rows.Err()
-		rows.Close()
-		if err != nil {
-			return fmt.Errorf("audit trail: %w", err)
-		}
+		r.Seq, r.PrevHash, r.ContentHash = seq.Int64, prev.String, content.String
+		visit(r)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("audit trail: %w", err)
 	}
 	return nil
 }
