@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"gorm.io/gorm"
+
+	"gatewayd/gateway/store"
 )
 
 // VerifyResult is what a walk of an intact chain found.
@@ -48,13 +50,19 @@ func Verify(ctx context.Context, db *gorm.DB) (VerifyResult, error) {
 // walk is Verify, handing each linked row that fits to visit (when not nil) as it goes: a reader that needs
 // some of the rows reads them in the same pass.
 func walk(ctx context.Context, db *gorm.DB, visit func(Row)) (VerifyResult, error) {
-	var res VerifyResult
 	cp, err := ReadCheckpoint(ctx, db)
 	if err != nil {
-		return res, err
+		return VerifyResult{}, err
 	}
-	res.Checkpoint = cp
-	prevSeq, prevHash := cp.Seq, cp.Hash
+	return walkFrom(ctx, db, cp, Anchor{Seq: cp.Seq, Hash: cp.Hash}, visit)
+}
+
+// walkFrom is walk starting after from, a row already verified (the checkpoint cp for a whole walk; the last
+// row a process verified for the rows added since, see verified.go): rows after from are checked as walk
+// checks them, then the head, the unlinked rows and cp. Rows counts the rows walked.
+func walkFrom(ctx context.Context, db *gorm.DB, cp Checkpoint, from Anchor, visit func(Row)) (VerifyResult, error) {
+	res := VerifyResult{Checkpoint: cp}
+	prevSeq, prevHash := from.Seq, from.Hash
 	lastHead := int64(-1) // the head as the previous pass read it
 	for {
 		n, err := walkLinked(ctx, db, &prevSeq, &prevHash, visit)
@@ -79,6 +87,12 @@ func walk(ctx context.Context, db *gorm.DB, visit func(Row)) (VerifyResult, erro
 			return res, &BrokenRowError{Seq: prevSeq + 1, Reason: fmt.Sprintf("chain head says the last row is %d, but the chain ends at row %d: rows were removed from the end", head.Seq, prevSeq)}
 		}
 		break
+	}
+	// The walk's result (the head it reached; the rows a print remembers, verified.go) is named outside the
+	// database: its links must be on disk first (see the package comment, "Durability of a link"). Every link
+	// the walk read committed before this.
+	if err := store.WaitForFlush(ctx, db); err != nil {
+		return res, err
 	}
 	unlinked, err := checkUnlinked(ctx, db, prevSeq, time.Now())
 	if err != nil {
