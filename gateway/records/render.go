@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/go-json-experiment/json/jsontext"
+	"gorm.io/gorm"
 )
 
 // Watermark is what every rendered extract carries, given by the caller.
@@ -76,89 +77,46 @@ type storedEntry struct {
 // the extract's size. It never re-selects: an entry missing, belonging to another patient, or whose content
 // no longer hashes to the manifest's hash fails with ErrManifest, checked against the SIGNED manifest's
 // (id, version, content_hash) for every row, in the manifest's order, before fn sees it. Each entry's type,
-// category and date come from its stored row, so the manifest needs no more than the signed (id, version,
+// category and date (withDisplay) come from its stored row, so the manifest needs no more than the signed (id, version,
 // hash) of each entry. An entry that fails stops the stream where it is; rendering buffers its first 64 KB,
 // so a mismatch early in the extract still leaves the response uncommitted. parts says which sealed columns
 // are read and opened: a pass without the resource (the IPS sections) checks the stored hash only, and costs
 // no decryption of the content.
 //
 // No connection is held while fn writes to the client: each chunk's rows are read whole before any is
-// rendered (at most entryChunk sealed rows).
+// rendered, by a fetcher that reads the next chunk meanwhile (at most two chunks of sealed rows are held).
 func (s *Service) eachEntry(ctx context.Context, m Manifest, parts entryParts, fn func(e *loadedEntry) error) error {
 	db := s.db.WithContext(ctx)
 	sl, err := s.sealerOf(db, m.PatientID)
 	if err != nil {
 		return err
 	}
-	resourceCol, displayCol := "NULL", "NULL"
-	if parts&withResource != 0 {
-		resourceCol = "e.resource"
-	}
-	if parts&withDisplay != 0 {
-		displayCol = "e.display"
-	}
-	postgres := db.Dialector.Name() == "postgres"
+	// The next chunk is fetched while this one is rendered (the database's work and the rendering's overlap, on
+	// two cores): two batches go round between the fetcher and this loop, so at most two chunks are held.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	free, ready := make(chan *entryBatch, 2), make(chan *entryBatch, 2)
+	free <- newEntryBatch()
+	free <- newEntryBatch()
+	fetched := make(chan error, 1)
+	go func() {
+		fetched <- s.fetchEntries(db.WithContext(ctx), m, parts, free, ready)
+		close(ready)
+	}()
 	var (
-		refs   = make([]EntryRef, 0, entryChunk)
-		args   = make([]any, 0, 2*entryChunk)
-		stored = make([]storedEntry, entryChunk)
-		at     = make(map[entryKey]int, entryChunk)
 		plain  []byte
 		le     loadedEntry
 		sum    [sha256.Size]byte
 		hexSum [2 * sha256.Size]byte
 	)
-	flush := func() error {
-		if len(refs) == 0 {
-			return nil
-		}
-		var q string
-		args = args[:0]
-		if postgres {
-			q = fmt.Sprintf(entriesPostgres, resourceCol, displayCol)
-			args = append(args, pgPairs{refs, false}, pgPairs{refs, true})
-		} else {
-			q = fmt.Sprintf(entriesSQLite, resourceCol, displayCol, strings.TrimSuffix(strings.Repeat("(?,?),", len(refs)), ","))
-			for _, r := range refs {
-				args = append(args, r.ID, r.Version)
-			}
-		}
-		rs, err := db.Raw(q, args...).Rows()
-		if err != nil {
-			return fmt.Errorf("load entries: %w", err)
-		}
-		clear(at)
-		n := 0
-		for rs.Next() {
-			if n == len(refs) { // (id, version) is the primary key: never more rows than pairs asked
-				rs.Close()
-				return fmt.Errorf("load entries: more rows than asked: %w", ErrManifest)
-			}
-			r := &stored[n]
-			var fhirID, resource, display sql.RawBytes
-			if err := rs.Scan(&r.id, &r.version, &r.patientID, &r.contentHash, &r.category, &r.resourceType, &r.effectiveAt,
-				&fhirID, &resource, &display); err != nil {
-				rs.Close()
-				return fmt.Errorf("load entries: %w", err)
-			}
-			r.fhirID = append(r.fhirID[:0], fhirID...)
-			r.resource = append(r.resource[:0], resource...)
-			r.display = append(r.display[:0], display...)
-			at[entryKey{r.id, r.version}] = n
-			n++
-		}
-		err = rs.Err()
-		rs.Close()
-		if err != nil {
-			return fmt.Errorf("load entries: %w", err)
-		}
-		for _, ref := range refs {
+	render := func(b *entryBatch) error {
+		for _, ref := range b.refs {
 			rid := entryRowID(ref.ID, ref.Version)
-			i, ok := at[entryKey{ref.ID, ref.Version}]
+			i, ok := b.at[entryKey{ref.ID, ref.Version}]
 			if !ok {
 				return fmt.Errorf("entry %s: not stored: %w", rid, ErrManifest)
 			}
-			r := &stored[i]
+			r := &b.rows[i]
 			if r.patientID != m.PatientID || r.contentHash != ref.ContentHash {
 				return fmt.Errorf("entry %s: %w", rid, ErrManifest)
 			}
@@ -180,14 +138,14 @@ func (s *Service) eachEntry(ctx context.Context, m Manifest, parts entryParts, f
 				return err
 			}
 			le.fhirID = string(fid)
-			if r.effectiveAt.Valid {
-				t, err := time.Parse(DateLayout, r.effectiveAt.String)
-				if err != nil {
-					return fmt.Errorf("entry %s: stored date: %w", rid, err)
-				}
-				le.Date = &t
-			}
 			if parts&withDisplay != 0 {
+				if r.effectiveAt.Valid {
+					t, err := time.Parse(DateLayout, r.effectiveAt.String)
+					if err != nil {
+						return fmt.Errorf("entry %s: stored date: %w", rid, err)
+					}
+					le.Date = &t
+				}
 				d, err := sl.open("record_entries", "display", rid, r.display)
 				if err != nil {
 					return err
@@ -198,20 +156,123 @@ func (s *Service) eachEntry(ctx context.Context, m Manifest, parts entryParts, f
 				return err
 			}
 		}
-		refs = refs[:0]
 		return nil
+	}
+	for b := range ready {
+		if err := render(b); err != nil {
+			cancel()
+			for range ready { // let the fetcher see the cancellation and stop before returning
+			}
+			<-fetched
+			return err
+		}
+		free <- b
+	}
+	return <-fetched
+}
+
+// entryBatch is a chunk of the manifest and its rows, as read; its buffers are reused from chunk to chunk.
+type entryBatch struct {
+	refs []EntryRef
+	args []any
+	rows []storedEntry
+	at   map[entryKey]int
+}
+
+func newEntryBatch() *entryBatch {
+	return &entryBatch{refs: make([]EntryRef, 0, entryChunk), args: make([]any, 0, 2*entryChunk),
+		rows: make([]storedEntry, entryChunk), at: make(map[entryKey]int, entryChunk)}
+}
+
+// fetchEntries reads the manifest's references in order, entryChunk at a time, and hands each chunk with its
+// rows to ready, taking the batches to fill from free; it stops when the manifest ends or ctx is done.
+func (s *Service) fetchEntries(db *gorm.DB, m Manifest, parts entryParts, free <-chan *entryBatch, ready chan<- *entryBatch) error {
+	ctx := db.Statement.Context
+	resourceCol, displayCol := "NULL", "NULL"
+	if parts&withResource != 0 {
+		resourceCol = "e.resource"
+	}
+	if parts&withDisplay != 0 {
+		displayCol = "e.display"
+	}
+	postgres := db.Dialector.Name() == "postgres"
+	var b *entryBatch
+	send := func() error {
+		if b == nil || len(b.refs) == 0 {
+			return nil
+		}
+		if err := b.fetch(db, postgres, resourceCol, displayCol); err != nil {
+			return err
+		}
+		select {
+		case ready <- b:
+			b = nil
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	for ref, err := range m.refs() {
 		if err != nil {
 			return err
 		}
-		if refs = append(refs, ref); len(refs) == entryChunk {
-			if err := flush(); err != nil {
+		if b == nil {
+			select {
+			case b = <-free:
+				b.refs = b.refs[:0]
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		if b.refs = append(b.refs, ref); len(b.refs) == entryChunk {
+			if err := send(); err != nil {
 				return err
 			}
 		}
 	}
-	return flush()
+	return send()
+}
+
+// fetch reads the rows of the batch's references: one query.
+func (b *entryBatch) fetch(db *gorm.DB, postgres bool, resourceCol, displayCol string) error {
+	var q string
+	b.args = b.args[:0]
+	if postgres {
+		q = fmt.Sprintf(entriesPostgres, resourceCol, displayCol)
+		b.args = append(b.args, pgPairs{b.refs, false}, pgPairs{b.refs, true})
+	} else {
+		q = fmt.Sprintf(entriesSQLite, resourceCol, displayCol, strings.TrimSuffix(strings.Repeat("(?,?),", len(b.refs)), ","))
+		for _, r := range b.refs {
+			b.args = append(b.args, r.ID, r.Version)
+		}
+	}
+	rs, err := db.Raw(q, b.args...).Rows()
+	if err != nil {
+		return fmt.Errorf("load entries: %w", err)
+	}
+	defer rs.Close()
+	clear(b.at)
+	n := 0
+	for rs.Next() {
+		if n == len(b.refs) { // (id, version) is the primary key: never more rows than pairs asked
+			return fmt.Errorf("load entries: more rows than asked: %w", ErrManifest)
+		}
+		r := &b.rows[n]
+		var fhirID, resource, display sql.RawBytes
+		if err := rs.Scan(&r.id, &r.version, &r.patientID, &r.contentHash, &r.category, &r.resourceType, &r.effectiveAt,
+			&fhirID, &resource, &display); err != nil {
+			return fmt.Errorf("load entries: %w", err)
+		}
+		r.fhirID = append(r.fhirID[:0], fhirID...)
+		r.resource = append(r.resource[:0], resource...)
+		r.display = append(r.display[:0], display...)
+		b.at[entryKey{r.id, r.version}] = n
+		n++
+	}
+	if err := rs.Err(); err != nil {
+		return fmt.Errorf("load entries: %w", err)
+	}
+	return nil
 }
 
 // pgPairs is a chunk's ids (or versions) as a PostgreSQL array literal: one parameter, whatever the chunk's
@@ -256,7 +317,7 @@ type entryParts int
 
 const (
 	withResource entryParts = 1 << iota // the resource, hashed against the manifest
-	withDisplay                         // the display, for the printable page
+	withDisplay                         // the display and the date, for the printable page
 )
 
 // patientFor loads the demographics of the manifest's patient and checks that the identifier asked for is
