@@ -18,7 +18,8 @@ type Alert struct {
 	Urgency string
 	// Subject is what the alert is about: "request:<id>" or "decision:<id>".
 	Subject string
-	// QueueCount is how many requests waited for an officer when the alert was written.
+	// QueueCount is how many requests filed by the time the alert was written wait for an officer when it is
+	// handed out to be sent (ClaimAlerts): counted then, not in the transaction that writes the alert.
 	QueueCount int
 	CreatedAt  time.Time
 }
@@ -47,8 +48,7 @@ type alertRow struct {
 
 func (alertRow) TableName() string { return "alerts" }
 
-// queueAlert writes, inside the filing's transaction, the alert that a request entered the queue, with the
-// queue's length at that moment.
+// queueAlert writes, inside the filing's transaction, the alert that a request entered the queue.
 func queueAlert(tx *gorm.DB, r requestRow, now time.Time) error {
 	urgency := r.Urgency
 	if r.Emergency {
@@ -57,11 +57,12 @@ func queueAlert(tx *gorm.DB, r requestRow, now time.Time) error {
 	return writeAlert(tx, AlertFiled, urgency, "request:"+r.ID, now)
 }
 
-// writeAlert inserts an alert with the queue's length counted in the same statement (one round trip).
+// writeAlert inserts an alert; its queue count is left to ClaimAlerts. Counting the waiting requests here
+// made every filing scan the whole queue, inside its transaction (issue 15: with a few thousand requests
+// waiting, half a filing's database time); the sender counts once per alert, outside any filing.
 func writeAlert(tx *gorm.DB, kind, urgency, subject string, now time.Time) error {
-	return tx.Exec("INSERT INTO alerts (id, kind, urgency, subject, queue_count, created_at) "+
-		"SELECT ?, ?, ?, ?, COUNT(*), ? FROM approval_requests WHERE status IN ?",
-		newID(), kind, urgency, subject, now, []Status{StatusPending, StatusAwaitingSecond}).Error
+	return tx.Exec("INSERT INTO alerts (id, kind, urgency, subject, queue_count, created_at) VALUES (?, ?, ?, ?, 0, ?)",
+		newID(), kind, urgency, subject, now).Error
 }
 
 // alertBatch bounds the alerts one claim hands out.
@@ -79,15 +80,18 @@ func (s *Service) ClaimAlerts(ctx context.Context, lease time.Duration) ([]Alert
 	}
 	var out []Alert
 	for _, r := range rows {
-		res := s.db.WithContext(ctx).Model(&alertRow{}).
-			Where("id = ? AND sent_at IS NULL AND (claimed_until IS NULL OR claimed_until <= ?)", r.ID, now).
-			Update("claimed_until", now.Add(lease))
-		if res.Error != nil {
-			return out, fmt.Errorf("claim alert %s: %w", r.ID, res.Error)
+		// The claim also counts the queue the alert reports: the requests filed by the time it was written
+		// that still wait for an officer.
+		var counted []int
+		if err := s.db.WithContext(ctx).Raw(`UPDATE alerts SET claimed_until = ?,
+				queue_count = (SELECT COUNT(*) FROM approval_requests WHERE status IN ? AND filed_at <= alerts.created_at)
+			WHERE id = ? AND sent_at IS NULL AND (claimed_until IS NULL OR claimed_until <= ?) RETURNING queue_count`,
+			now.Add(lease), []Status{StatusPending, StatusAwaitingSecond}, r.ID, now).Scan(&counted).Error; err != nil {
+			return out, fmt.Errorf("claim alert %s: %w", r.ID, err)
 		}
-		if res.RowsAffected == 1 {
+		if len(counted) == 1 {
 			out = append(out, Alert{ID: r.ID, Kind: r.Kind, Urgency: r.Urgency, Subject: r.Subject,
-				QueueCount: r.QueueCount, CreatedAt: r.CreatedAt.UTC()})
+				QueueCount: counted[0], CreatedAt: r.CreatedAt.UTC()})
 		}
 	}
 	return out, nil

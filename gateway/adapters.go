@@ -89,12 +89,16 @@ func (a signerAdapter) FinishSign(ctx context.Context, ceremonyID, officerID str
 type usersAdapter struct{ id *identity.Service }
 
 func (a usersAdapter) User(ctx context.Context, id string) (approvals.User, error) {
-	u, err := a.id.User(ctx, id)
-	if errors.Is(err, identity.ErrNotFound) {
-		return approvals.User{}, fmt.Errorf("user %s: %w", id, approvals.ErrNoUser)
-	}
-	if err != nil {
-		return approvals.User{}, err
+	u, known := sessionUser(ctx, id)
+	if !known {
+		var err error
+		u, err = a.id.User(ctx, id)
+		if errors.Is(err, identity.ErrNotFound) {
+			return approvals.User{}, fmt.Errorf("user %s: %w", id, approvals.ErrNoUser)
+		}
+		if err != nil {
+			return approvals.User{}, err
+		}
 	}
 	return approvals.User{ID: u.ID, Role: approvals.Role(u.Role), Name: u.DisplayName, ProfessionalID: u.ProfessionalID,
 		PersonID: u.PersonID, Active: u.Status == identity.StatusActive}, nil

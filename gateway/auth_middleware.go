@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -67,6 +68,7 @@ func (s *Server) loadSession(listener string) echo.MiddlewareFunc {
 			case err == nil:
 				c.Set(ctxSession, &sess)
 				c.Set(ctxUserID, sess.User.ID)
+				c.SetRequest(c.Request().WithContext(withSessionUser(c.Request().Context(), sess.User)))
 			case errors.Is(err, identity.ErrNoSession):
 				s.h.setCookie(c, name, "", -1)
 			default:
@@ -75,6 +77,21 @@ func (s *Server) loadSession(listener string) echo.MiddlewareFunc {
 			return next(c)
 		}
 	}
+}
+
+// sessionUserKey carries, in a request's context, the user its session check has just read.
+type sessionUserKey struct{}
+
+func withSessionUser(ctx context.Context, u identity.User) context.Context {
+	return context.WithValue(ctx, sessionUserKey{}, u)
+}
+
+// sessionUser returns the user the request's session check read, if the request has a session and that is
+// user id: the domain's "who is this user" (usersAdapter) needs not read again, in the same request, what
+// the session check has just read (one round trip less on every filing).
+func sessionUser(ctx context.Context, id string) (identity.User, bool) {
+	u, ok := ctx.Value(sessionUserKey{}).(identity.User)
+	return u, ok && u.ID == id
 }
 
 func sessionOf(c echo.Context) *identity.Session {

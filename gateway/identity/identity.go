@@ -2,6 +2,22 @@
 // one-time invitations, passkeys (WebAuthn, through go-webauthn), the ceremonies between a begin and a finish,
 // and server-side sessions. It knows no HTTP framework and never imports approvals or gateway; the gateway
 // wires it into the listeners.
+//
+// # Writes that do not wait for the disk (issue 15)
+//
+// On PostgreSQL three kinds of write commit without waiting for their WAL flush (store.NoFlushWait): a
+// ceremony's row (written at begin, consumed at finish), a session's last-seen time, and a sign-in's
+// transaction (the key's sign count, the session and its audit row, together). Each may be lost by a crash,
+// and only with everything committed after it that was not flushed either:
+//   - a ceremony lost: its finish fails and the user starts again; one brought back after its consumption
+//     comes back with no trace of its finish (the finish's own writes came after it in the WAL);
+//   - a last-seen time lost: the session looks idle a little earlier, never later;
+//   - a sign-in lost: session, audit row and counter are lost together (one transaction; if the audit row
+//     cannot be written there is no session, as before: fail closed), and the user signs in again. Whatever is
+//     done under the session later commits synchronously, which flushes the sign-in first (WAL is flushed in
+//     order): no audited action can exist whose sign-in is missing.
+//
+// Registration, sign-out, suspension, revocation and every decision's key use commit synchronously, as before.
 package identity
 
 import (
@@ -12,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-webauthn/webauthn/protocol"
@@ -117,6 +134,8 @@ type Service struct {
 	cfg  Config
 	rps  map[string]*webauthn.WebAuthn
 	orig map[string]string
+	// lastSweep is when (UnixNano, by now) this process last forgot abandoned ceremonies.
+	lastSweep atomic.Int64
 }
 
 // New checks the configuration and builds one relying party per listener.

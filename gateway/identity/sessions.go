@@ -55,23 +55,41 @@ func (s *Service) startSession(tx *gorm.DB, u User, credentialID, listener strin
 		CreatedAt: now, ExpiresAt: row.ExpiresAt, User: u}}, nil
 }
 
+// sessionCheck is a session and its user, read in one statement. Usable says the user is active and the
+// session's passkey not revoked.
+type sessionCheck struct {
+	User    `gorm:"embedded"`
+	Session sessionRow `gorm:"embedded;embeddedPrefix:s_"`
+	Usable  bool
+}
+
 // Authenticate returns the session a cookie token stands for on a listener, and marks it seen. It refuses
 // (ErrNoSession) a token that is unknown, ended, idle too long, past its absolute lifetime, from the other
 // listener, or whose user is suspended or credential revoked.
+//
+// Every request of a signed-in user runs it: the session, its user and the passkey's state are one statement
+// (one round trip), and the last-seen time is written at most once per touchEvery.
 func (s *Service) Authenticate(ctx context.Context, listener, token string) (Session, error) {
 	if token == "" {
 		return Session{}, ErrNoSession
 	}
 	now := s.now().UTC()
-	var row sessionRow
+	var found []sessionCheck
 	db := s.db.WithContext(ctx)
-	err := db.Where("token_hash = ? AND listener = ? AND ended_at IS NULL", hashToken(token), listener).Take(&row).Error
-	if err == gorm.ErrRecordNotFound {
-		return Session{}, ErrNoSession
-	}
+	err := db.Raw(`SELECT u.*, s.id AS s_id, s.user_id AS s_user_id, s.credential_id AS s_credential_id,
+			s.listener AS s_listener, s.created_at AS s_created_at, s.last_seen_at AS s_last_seen_at,
+			s.expires_at AS s_expires_at,
+			(u.status = ? AND EXISTS (SELECT 1 FROM credentials c WHERE c.id = s.credential_id AND c.revoked_at IS NULL)) AS usable
+		FROM sessions s JOIN users u ON u.id = s.user_id
+		WHERE s.token_hash = ? AND s.listener = ? AND s.ended_at IS NULL`, StatusActive, hashToken(token), listener).
+		Scan(&found).Error
 	if err != nil {
 		return Session{}, fmt.Errorf("read session: %w", err)
 	}
+	if len(found) != 1 {
+		return Session{}, ErrNoSession
+	}
+	row, u := found[0].Session, found[0].User
 	if !now.Before(row.ExpiresAt) || now.Sub(row.LastSeenAt) >= s.IdleTimeout(listener) {
 		// Ended with its audit row, like every change; the session is refused whether or not that commits.
 		store.Tx(ctx, s.db, func(tx *gorm.DB) error {
@@ -84,20 +102,16 @@ func (s *Service) Authenticate(ctx context.Context, listener, token string) (Ses
 		})
 		return Session{}, ErrNoSession
 	}
-	// The user, active, and the session's passkey, not revoked, in one statement: either missing ends it here.
-	var u User
-	err = db.Where("id = ? AND status = ? AND EXISTS (SELECT 1 FROM credentials WHERE id = ? AND revoked_at IS NULL)",
-		row.UserID, StatusActive, row.CredentialID).Take(&u).Error
-	if err == gorm.ErrRecordNotFound {
+	// The user, active, and the session's passkey, not revoked: either missing ends it here.
+	if !found[0].Usable {
 		return Session{}, ErrNoSession
 	}
-	if err != nil {
-		return Session{}, fmt.Errorf("read session user: %w", err)
-	}
 	// Last seen is written at most once per touchEvery: a page's many requests cost one write, not one each. The
-	// session may so end up to that much before its idle timeout, never after it.
+	// session may so end up to that much before its idle timeout, never after it. The write does not wait for
+	// the WAL flush (store.NoFlushWait's rule): a crash that loses it only makes the session look idle sooner.
 	if now.Sub(row.LastSeenAt) >= s.touchEvery(listener) {
-		if err := db.Model(&sessionRow{}).Where("id = ?", row.ID).Update("last_seen_at", now).Error; err != nil {
+		if err := db.Exec("UPDATE sessions SET last_seen_at = ?"+store.NoFlushWaitJoin(db, "FROM")+" WHERE id = ?",
+			now, row.ID).Error; err != nil {
 			return Session{}, fmt.Errorf("touch session: %w", err)
 		}
 	}

@@ -22,9 +22,10 @@ type SignedAssertion struct {
 	RPID              string
 	Origin            string
 	Challenge         []byte
-	// Commit writes the key's use back (sign count, flags, last use) and applies the officer counter rule
-	// again under the row's lock; the caller runs it inside the transaction that stores what was signed, with
-	// its audit row, so that a refused decision leaves the key's counter where it was.
+	// Commit writes the key's use back (sign count, flags, last use) and applies the officer counter rule to
+	// the count read at FinishSign, on condition that the stored count has not moved since (the update's row
+	// lock decides between concurrent uses); the caller runs it inside the transaction that stores what was
+	// signed, with its audit row, so that a refused decision leaves the key's counter where it was.
 	Commit func(tx *gorm.DB) error
 }
 
@@ -109,6 +110,6 @@ func (s *Service) FinishSign(ctx context.Context, ceremonyID, userID string, res
 		RPID:              rp.Config.RPID,
 		Origin:            parsed.Response.CollectedClientData.Origin,
 		Challenge:         challenge,
-		Commit:            func(tx *gorm.DB) error { return s.recordUse(tx, u, cred, parsed) },
+		Commit:            func(tx *gorm.DB) error { return s.recordUse(tx, w, cred, parsed) },
 	}, nil
 }

@@ -51,7 +51,7 @@ func (s *Service) finishSignIn(ctx context.Context, listener, ceremonyID string,
 	if err != nil {
 		return NewSession{}, fmt.Errorf("%w: %w", ErrVerification, err)
 	}
-	var found User
+	var found waUser
 	var lookupErr error
 	handler := func(rawID, userHandle []byte) (webauthn.User, error) {
 		var u User
@@ -72,7 +72,7 @@ func (s *Service) finishSignIn(ctx context.Context, listener, ceremonyID string,
 			lookupErr = err
 			return nil, err
 		}
-		found = u
+		found = w
 		return w, nil
 	}
 	_, cred, err := rp.ValidatePasskeyLogin(handler, sd, parsed)
@@ -89,30 +89,39 @@ func (s *Service) finishSignIn(ctx context.Context, listener, ceremonyID string,
 	now := s.now().UTC()
 	credID := base64.RawURLEncoding.EncodeToString(cred.ID)
 	var ns NewSession
+	// The sign count, the session and its audit row: one transaction, so that no session exists without its
+	// row (if the row cannot be written, there is no session). It commits without waiting for the WAL flush
+	// (store.NoFlushWait): if a crash loses it, it loses all three together, and the user signs in again. It
+	// cannot lose a sign-in that anything durable rests on: whatever is done under the session later commits
+	// synchronously, which flushes this commit first (WAL is flushed in order), so no audited action can exist
+	// whose sign-in is missing. A key's counter that a crash sets back is what a replay would need; the
+	// assertion it would replay is one whose sign-in the crash erased, ceremony and all.
 	err = store.Tx(ctx, s.db, func(tx *gorm.DB) error {
+		if err := store.NoFlushWait(tx); err != nil {
+			return err
+		}
 		if err := s.recordUse(tx, found, cred, parsed); err != nil {
 			return err
 		}
-		if ns, err = s.startSession(tx, found, credID, listener, now); err != nil {
+		if ns, err = s.startSession(tx, found.u, credID, listener, now); err != nil {
 			return err
 		}
-		return audit.Append(tx, audit.Event{At: now, Actor: "user:" + found.ID, Action: "session.signed_in",
+		return audit.Append(tx, audit.Event{At: now, Actor: "user:" + found.u.ID, Action: "session.signed_in",
 			Subject: "session:" + ns.ID, Details: map[string]any{"listener": listener, "credential_id": credID}})
 	})
 	return ns, err
 }
 
 // recordUse applies the officer rules to a verified assertion and writes back the sign count and flags. The
-// update is conditional on the count read before, so two concurrent uses of one key cannot both pass.
-func (s *Service) recordUse(tx *gorm.DB, u User, cred *webauthn.Credential, parsed *protocol.ParsedCredentialAssertionData) error {
+// stored count is the one w read before the verification: the update is conditional on it (and on the key
+// not being revoked since), so two concurrent uses of one key cannot both pass.
+func (s *Service) recordUse(tx *gorm.DB, w waUser, cred *webauthn.Credential, parsed *protocol.ParsedCredentialAssertionData) error {
 	credID := base64.RawURLEncoding.EncodeToString(cred.ID)
-	var row Credential
-	if err := tx.Where("id = ? AND revoked_at IS NULL", credID).Take(&row).Error; err != nil {
-		if err == gorm.ErrRecordNotFound {
-			return ErrUnknownCredential
-		}
-		return fmt.Errorf("read credential: %w", err)
+	row, ok := w.stored(cred.ID)
+	if !ok {
+		return ErrUnknownCredential
 	}
+	u := w.u
 	newCount := int64(parsed.Response.AuthenticatorData.Counter)
 	if SignsWithKey(u.Role) {
 		// A counter that does not move forward means a cloned key (or a replay the challenge did not stop).
@@ -139,6 +148,10 @@ func (s *Service) recordUse(tx *gorm.DB, u User, cred *webauthn.Credential, pars
 		return fmt.Errorf("update credential: %w", res.Error)
 	}
 	if res.RowsAffected != 1 {
+		var live int64
+		if tx.Model(&Credential{}).Where("id = ? AND revoked_at IS NULL", credID).Count(&live); live == 0 {
+			return ErrUnknownCredential // revoked since it was read
+		}
 		return ErrCounterWentBack
 	}
 	return nil

@@ -2,6 +2,7 @@ package identity
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -51,10 +52,23 @@ func (c Credential) webauthn() (webauthn.Credential, error) {
 	return wc, nil
 }
 
-// waUser adapts a user and their active credentials to go-webauthn.
+// waUser adapts a user and their active credentials to go-webauthn, and keeps the credentials' rows as read
+// (recordUse writes the sign count back on condition that it is still the one read here).
 type waUser struct {
 	u     User
 	creds []webauthn.Credential
+	rows  []Credential
+}
+
+// stored returns the row of one of the user's active credentials, as loaded.
+func (w waUser) stored(id []byte) (Credential, bool) {
+	want := base64.RawURLEncoding.EncodeToString(id)
+	for _, r := range w.rows {
+		if r.ID == want {
+			return r, true
+		}
+	}
+	return Credential{}, false
 }
 
 func (w waUser) WebAuthnID() []byte                         { return w.u.WebAuthnID }
@@ -67,7 +81,7 @@ func (s *Service) loadWAUser(tx *gorm.DB, u User) (waUser, error) {
 	if err := tx.Where("user_id = ? AND revoked_at IS NULL", u.ID).Find(&rows).Error; err != nil {
 		return waUser{}, fmt.Errorf("load credentials: %w", err)
 	}
-	w := waUser{u: u}
+	w := waUser{u: u, rows: rows}
 	for _, r := range rows {
 		wc, err := r.webauthn()
 		if err != nil {

@@ -1,0 +1,37 @@
+package store
+
+import "gorm.io/gorm"
+
+// Commits that do not wait for the disk (issue 15). A PostgreSQL commit waits, by default, until its WAL record
+// is flushed to disk: about a millisecond on these machines, more than everything else a sign-in does. With
+// synchronous_commit off for one transaction, its commit returns at once and the WAL writer flushes it within
+// a fraction of a second; a crash in between loses that transaction, whole (never part of it).
+//
+// That is allowed only for a transaction whose loss is harmless AND cannot be observed by a later durable
+// commit. The second half holds by construction: PostgreSQL writes and flushes WAL in order, so any later
+// synchronous commit, of any session, flushes every earlier asynchronous one first. So a lost asynchronous
+// transaction can only be one that nothing durable came after: no audited action, decision or retrieval that
+// used it can survive without it. Never use it for anything that changes a request's state, a decision, a
+// claim or a delivery. On SQLite both helpers do nothing: in WAL mode with synchronous=NORMAL a commit does not
+// wait for the disk anyway.
+
+// NoFlushWait makes tx, a transaction, commit without waiting for its WAL flush (SET LOCAL
+// synchronous_commit = off, for this transaction only). Read the rule above before calling it.
+func NoFlushWait(tx *gorm.DB) error {
+	if DialectOf(tx) != Postgres {
+		return nil
+	}
+	return tx.Exec("SET LOCAL synchronous_commit = off").Error
+}
+
+// NoFlushWaitJoin does the same for one statement run on its own (its own implicit transaction), in the same
+// round trip: it returns a FROM (or USING) item to add to the statement, " <keyword> (SELECT set_config(…))",
+// whose one row is read before the statement writes, so the setting holds when the statement commits; "" on
+// SQLite. (BEGIN, SET LOCAL, the statement and COMMIT would be four round trips.) TestNoFlushWaitJoin shows
+// the setting in force inside the statement and gone after it.
+func NoFlushWaitJoin(db *gorm.DB, keyword string) string {
+	if DialectOf(db) != Postgres {
+		return ""
+	}
+	return " " + keyword + " (SELECT set_config('synchronous_commit', 'off', true)) AS no_flush_wait"
+}
