@@ -33,19 +33,28 @@ type AccessHistory struct {
 	// PatientEvents are the audit rows about the patient as such (earlier printings of this history, listings
 	// of their restrictions), oldest first.
 	PatientEvents []audit.TrailEvent
-	// Chain says whether the whole audit chain verified when the history was read.
+	// Chain says whether the audit chain verified when the history was read, and how (audit.CheckTrail).
 	Chain ChainCheck
 	// People are the accounts the history names (requesters, officers, retrievers, audit actors), by id.
 	People map[string]User
 }
 
-// ChainCheck is the outcome of walking the audit chain: Verified, or the first row that does not fit.
+// ChainCheck is the outcome of checking the audit chain for a history: Verified, or the first row that does
+// not fit. Verified says the chain verified from its start to row Through (hash Head, Rows rows held): the
+// process walked it whole at WalkedAt up to row WalkedTo and the rows after it at this printing, and the
+// Rechecked audit rows the history cites were re-hashed at this printing against the hashes verified then.
+// A row before WalkedTo that the history does not cite is checked by the next whole walk (`gatewayd audit
+// verify`, or the process's first printing after a restart), not by this one.
 type ChainCheck struct {
-	Verified bool
-	Rows     int64
-	Head     string
-	BrokenAt int64
-	Reason   string
+	Verified  bool
+	Rows      int64
+	Through   int64
+	Head      string
+	WalkedAt  time.Time
+	WalkedTo  int64
+	Rechecked int
+	BrokenAt  int64
+	Reason    string
 }
 
 // AccessRecord is one request about the patient and what became of it.
@@ -212,8 +221,24 @@ func (h AccessHistory) events() []audit.TrailEvent {
 
 // readAccessRecords reads the patient's requests, their signed decisions, their extracts and their audit trail,
 // a few statements for the whole history (joined on the blind index), not a few per request: a patient may have thousands.
-// It walks the whole audit chain, and says in h.Chain whether it verified.
+// It checks the audit chain and the rows the history cites, and says in h.Chain whether they verified.
 func (s *Service) readAccessRecords(ctx context.Context, index string, h *AccessHistory, person func(string) (User, error)) error {
+	// The audit trail is read and checked (audit.CheckTrail: the chain from the last row this process verified,
+	// and every row the history cites re-hashed) beside the reads of the requests, on another connection: its
+	// subjects are selected by the database from the same tables the reads below go through.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type checked struct {
+		res   audit.TrailCheck
+		trail []audit.TrailEvent
+		err   error
+	}
+	check := make(chan checked, 1)
+	go func() {
+		var c checked
+		c.res, c.trail, c.err = audit.CheckTrail(ctx, s.db, historySubjects, index, index, index, "patient-index:"+index)
+		check <- c
+	}()
 	db := s.db.WithContext(ctx)
 	var rows []requestRow
 	if err := db.Select("id, requester_id, categories, purpose, urgency, status, filed_at, updated_at, emergency").
@@ -305,41 +330,50 @@ func (s *Service) readAccessRecords(ctx context.Context, index string, h *Access
 	if err != nil {
 		return err
 	}
-	all := make([]string, 0, len(subjects)+len(restrictions)+1)
-	for sub := range subjects {
-		all = append(all, sub)
-	}
-	for sub := range restrictions {
-		all = append(all, sub)
-	}
-	all = append(all, "patient-index:"+index)
-	slices.Sort(all) // the same statements for the same history
-	// One walk of the whole chain verifies it and picks the history's events on the way; a chain that does not
-	// fit is said on the page, and what is held is read by subject instead.
-	res, trail, err := audit.VerifyTrail(ctx, s.db, all)
+	c := <-check
+	h.Chain = ChainCheck{Verified: true, Rows: c.res.Rows, Through: c.res.Through.Seq, Head: c.res.Through.Hash,
+		WalkedAt: c.res.WalkedAt, WalkedTo: c.res.WalkedTo, Rechecked: c.res.Rechecked}
 	var broken *audit.BrokenRowError
 	switch {
-	case errors.As(err, &broken):
+	case errors.As(c.err, &broken):
+		// A chain that does not fit is said on the page, and what is held is read by subject instead.
 		h.Chain = ChainCheck{BrokenAt: broken.Seq, Reason: broken.Reason}
-		if trail, err = audit.Trail(ctx, s.db, all); err != nil {
-			return fmt.Errorf("access history: %w", err)
+		all := make([]string, 0, len(subjects)+len(restrictions)+1)
+		for sub := range subjects {
+			all = append(all, sub)
 		}
-	case err != nil:
-		return fmt.Errorf("access history: verify the audit chain: %w", err)
-	default:
-		h.Chain = ChainCheck{Verified: true, Rows: res.Rows, Head: res.Head}
+		for sub := range restrictions {
+			all = append(all, sub)
+		}
+		all = append(all, "patient-index:"+index)
+		slices.Sort(all) // the same statements for the same history
+		if c.trail, c.err = audit.Trail(ctx, s.db, all); c.err != nil {
+			return fmt.Errorf("access history: %w", c.err)
+		}
+	case c.err != nil:
+		return fmt.Errorf("access history: verify the audit chain: %w", c.err)
 	}
-	for _, ev := range trail {
+	patient := "patient-index:" + index
+	for _, ev := range c.trail {
 		if rec := subjects[ev.Subject]; rec != nil {
 			rec.Trail = append(rec.Trail, ev)
 		} else if r := restrictions[ev.Subject]; r != nil {
 			r.Trail = append(r.Trail, ev)
-		} else {
+		} else if ev.Subject == patient {
 			h.PatientEvents = append(h.PatientEvents, ev)
-		}
+		} // else about a request filed, or a restriction signed, while this was read: the next printing has it
 	}
 	return nil
 }
+
+// historySubjects selects the audit subjects of a patient's history from the patient's blind index (four
+// arguments: the index three times, then the patient's own subject): their requests, the extracts of these,
+// their signed restrictions and liftings, and the patient as such (printings, listings). The same rows
+// readAccessRecords and readRestrictions read.
+const historySubjects = `SELECT 'request:' || id FROM approval_requests WHERE patient_index = ?
+	UNION ALL SELECT 'extract:' || x.id FROM extracts AS x JOIN approval_requests AS r ON r.id = x.request_id WHERE r.patient_index = ?
+	UNION ALL SELECT 'restriction:' || id FROM patient_restrictions WHERE patient_index = ? AND completed_at IS NOT NULL
+	UNION ALL SELECT CAST(? AS TEXT)`
 
 // readRestrictions reads the patient's signed restrictions and their liftings (their canonical forms opened:
 // a patient has a few) into h, and returns them by audit subject, recordings and liftings alike.

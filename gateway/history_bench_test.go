@@ -17,7 +17,8 @@ import (
 
 // BenchmarkAccessHistory: printing the access history of a patient with 1,000 requests on PostgreSQL (half of
 // them denied with a signed decision, a quarter approved and retrieved), rendered as the French page: the
-// domain's reads, the walk of the whole audit chain, the audited printing and the HTML. Beside it, the plain
+// domain's reads, the check of the audit chain (after the first print, which walks it whole, the rows linked since
+// and the rows the history cites re-hashed: audit.CheckTrail), the audited printing and the HTML. Beside it, the plain
 // query of the same rows (requests, signed decisions, extracts, their audit rows) with no check, no audit and no
 // rendering. prints/s ratios measured ÷ baseline: the target is at least 0.5x.
 func BenchmarkAccessHistory(b *testing.B) {

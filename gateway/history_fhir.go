@@ -168,7 +168,11 @@ func historyBundle(hist approvals.AccessHistory) ([]byte, error) {
 	chain := []fhirDetail{{Type: "audit-chain-verified", ValueString: strconv.FormatBool(hist.Chain.Verified)}}
 	if hist.Chain.Verified {
 		chain = append(chain, fhirDetail{Type: "audit-chain-rows", ValueString: strconv.FormatInt(hist.Chain.Rows, 10)},
-			fhirDetail{Type: "audit-chain-head", ValueString: hist.Chain.Head})
+			fhirDetail{Type: "audit-chain-verified-through", ValueString: strconv.FormatInt(hist.Chain.Through, 10)},
+			fhirDetail{Type: "audit-chain-head", ValueString: hist.Chain.Head},
+			fhirDetail{Type: "audit-chain-walked-through", ValueString: strconv.FormatInt(hist.Chain.WalkedTo, 10)},
+			fhirDetail{Type: "audit-chain-walked-at", ValueString: fhirInstant(hist.Chain.WalkedAt)},
+			fhirDetail{Type: "audit-chain-rows-rechecked", ValueString: strconv.Itoa(hist.Chain.Rechecked)})
 	} else {
 		chain = append(chain, fhirDetail{Type: "audit-chain-broken-at", ValueString: strconv.FormatInt(hist.Chain.BrokenAt, 10)},
 			fhirDetail{Type: "audit-chain-reason", ValueString: hist.Chain.Reason})

@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -49,80 +50,95 @@ func (v historyView) Name(id string) string {
 // RequestsHTML is the requests of the printed history, written here rather than by the template: a history
 // may hold thousands of requests of a dozen facts each, and a template action per fact (each a reflective call
 // and an escaper) cost most of the printing. Every value written goes through html.EscapeString; the markup is
-// ours. The words and times are the page's language and zone.
+// ours. The words and times are the page's language and zone, each looked up and formatted once per page.
 func (v historyView) RequestsHTML(p *templates.Page) template.HTML {
 	var b strings.Builder
 	b.Grow(1200 * len(v.Requests)) // about what a request takes
-	esc := html.EscapeString
 	w := newWords(p)
 	t := w.T
-	cats := func(cs []approvals.Category) string {
-		if len(cs) == 0 {
-			return t("history.nothing")
-		}
-		names := make([]string, len(cs))
-		for i, c := range cs {
-			names[i] = t("records.category." + string(c))
-		}
-		return strings.Join(names, ", ")
-	}
-	fact := func(label, value, test string) {
-		b.WriteString("<dt>" + esc(label) + "</dt><dd")
+	esc := func(s string) { b.WriteString(html.EscapeString(s)) }
+	// fact writes one fact; label is escaped already (the labels are the page's few words).
+	fact := func(label, test string, value ...string) {
+		b.WriteString("<dt>")
+		b.WriteString(label)
+		b.WriteString("</dt><dd")
 		if test != "" {
-			b.WriteString(` data-test="` + test + `"`)
+			b.WriteString(` data-test="`)
+			b.WriteString(test)
+			b.WriteString(`"`)
 		}
-		b.WriteString(">" + esc(value) + "</dd>")
+		b.WriteString(">")
+		for _, s := range value {
+			esc(s)
+		}
+		b.WriteString("</dd>")
 	}
-	trail, emergency := esc(t("history.trail")), esc(t("history.emergency"))
+	label := func(key string) string { return html.EscapeString(t(key)) }
+	filed, requesterL, purpose, asked, status := label("history.filed"), label("history.requester"), label("history.purpose"), label("history.asked"), label("history.status")
+	decisions, rulesL, reviewL, released := label("history.decisions"), label("history.emergency.rules"), label("history.review"), label("history.released")
+	trail, emergency := label("history.trail"), label("history.emergency")
 	for _, r := range v.Requests {
-		id := esc(r.RequestID)
-		b.WriteString(`<section class="history-request" aria-labelledby="req-` + id + `" data-test="history-request" data-request="` + id + `"`)
+		id := html.EscapeString(r.RequestID)
+		b.WriteString(`<section class="history-request" aria-labelledby="req-`)
+		b.WriteString(id)
+		b.WriteString(`" data-test="history-request" data-request="`)
+		b.WriteString(id)
+		b.WriteString(`"`)
 		if r.Emergency {
 			b.WriteString(` data-emergency="true"`)
 		}
-		b.WriteString(`><h2 id="req-` + id + `">` + esc(p.T("history.request", r.RequestID)))
+		b.WriteString(`><h2 id="req-`)
+		b.WriteString(id)
+		b.WriteString(`">`)
+		esc(p.T("history.request", r.RequestID))
 		if r.Emergency {
-			b.WriteString(` <strong class="flag" data-test="emergency-flag">` + emergency + `</strong>`)
+			b.WriteString(` <strong class="flag" data-test="emergency-flag">`)
+			b.WriteString(emergency)
+			b.WriteString(`</strong>`)
 		}
 		b.WriteString(`</h2><dl class="facts">`)
-		requester := v.Name(r.Requester.ID)
+		fact(filed, "", w.Time(r.FiledAt))
 		if r.Requester.ProfessionalID != "" {
-			requester += " (" + p.T("history.proid", r.Requester.ProfessionalID) + ")"
+			fact(requesterL, "", v.Name(r.Requester.ID), " (", p.T("history.proid", r.Requester.ProfessionalID), ")")
+		} else {
+			fact(requesterL, "", v.Name(r.Requester.ID))
 		}
-		fact(t("history.filed"), p.Time(r.FiledAt), "")
-		fact(t("history.requester"), requester, "")
-		fact(t("history.purpose"), t("purpose."+string(r.Purpose)), "")
-		fact(t("history.asked"), cats(r.Categories), "")
-		fact(t("history.status"), t("status."+string(r.Status))+" ("+p.Time(r.UpdatedAt)+")", "history-status")
+		fact(purpose, "", w.Of("purpose.", string(r.Purpose)))
+		fact(asked, "", w.Categories(r.Categories))
+		fact(status, "history-status", w.Of("status.", string(r.Status)), " (", w.Time(r.UpdatedAt), ")")
 		for _, d := range r.Decisions {
-			fact(t("history.decisions"), p.T("history.decision", t("history.verdict."+d.Verdict), v.Name(d.Officer.ID), p.Time(d.SignedAt)), "")
+			fact(decisions, "", p.T("history.decision", w.Of("history.verdict.", d.Verdict), v.Name(d.Officer.ID), w.Time(d.SignedAt)))
 		}
 		if r.Emergency {
 			rules := t("history.emergency.ordinary")
 			if r.EmergencyPrivileges {
 				rules = t("history.emergency.applied")
 			}
-			fact(t("history.emergency.rules"), rules, "emergency-rules")
+			fact(rulesL, "emergency-rules", rules)
 		}
 		for _, rv := range r.EmergencyReviews {
-			fact(t("history.review"), v.review(p, rv), "emergency-review")
+			fact(reviewL, "emergency-review", v.review(p, rv))
 		}
-		fact(t("history.released"), cats(r.Released), "history-released")
+		fact(released, "history-released", w.Categories(r.Released))
 		for _, x := range r.Extracts {
 			fate := t("state.ready")
 			switch {
 			case x.RetrievedAt != nil:
-				fate = p.T("history.retrieved", p.Time(x.RetrievedAt), v.Name(x.RetrievedBy.ID)) + ", " + t(v.Delivery(x))
+				fate = p.T("history.retrieved", w.Time(*x.RetrievedAt), v.Name(x.RetrievedBy.ID)) + ", " + t(v.Delivery(x))
 			case x.RevokedAt != nil:
-				fate = p.T("history.revoked", p.Time(x.RevokedAt))
+				fate = p.T("history.revoked", w.Time(*x.RevokedAt))
 			case x.ExpiredAt != nil:
 				fate = t("history.expired")
 			}
-			fact(p.T("history.extract", x.ID, x.Entries, p.Time(x.ExpiresAt)), fate, "history-extract")
+			fact(html.EscapeString(p.T("history.extract", x.ID, x.Entries, w.Time(x.ExpiresAt))), "history-extract", fate)
 		}
-		b.WriteString(`</dl><details open><summary>` + trail + `</summary><ol class="trail">`)
+		b.WriteString(`</dl><details open><summary>`)
+		b.WriteString(trail)
+		b.WriteString(`</summary><ol class="trail">`)
 		for _, ev := range r.Trail {
-			b.WriteString("<li>" + esc(v.event(w, ev)) + "</li>")
+			b.WriteString("<li>")
+			esc(v.event(w, ev))
+			b.WriteString("</li>")
 		}
 		b.WriteString("</ol></details></section>\n")
 	}
@@ -166,39 +182,108 @@ func (v historyView) RestrictionLines(p *templates.Page) []restrictionLine {
 }
 
 // event is one audited event as a line: when, what, who, and whether only its summary is held.
-func (v historyView) event(w words, ev audit.TrailEvent) string {
-	who := w.Or("history.actor."+ev.Actor, ev.Actor)
+func (v historyView) event(w *words, ev audit.TrailEvent) string {
+	who := ""
 	if id, ok := strings.CutPrefix(ev.Actor, "user:"); ok {
 		who = v.Name(id)
+	} else {
+		who = w.OrOf("history.actor.", ev.Actor, ev.Actor)
 	}
-	line := w.p.Time(ev.At) + " — " + w.Or("history.action."+ev.Action, ev.Action) + " — " + who
+	line := w.Time(ev.At) + " — " + w.OrOf("history.action.", ev.Action, ev.Action) + " — " + who
 	if ev.Summary {
 		line += " " + w.T("history.summary")
 	}
 	return line
 }
 
-// words looks each message up once per page: a history repeats the same few words thousands of times.
+// words looks each message up, and formats each minute, once per page: a history repeats the same few words
+// and times thousands of times.
 type words struct {
-	p *templates.Page
-	m map[string]string
+	p     *templates.Page
+	of    map[wordKey]string
+	times map[minute]string
+	cats  map[string]string
+	buf   []byte
 }
 
-func newWords(p *templates.Page) words { return words{p: p, m: map[string]string{}} }
+// wordKey is a message key as its prefix and name, so that a lookup builds no key.
+type wordKey struct{ prefix, name string }
+
+// minute is a time as the page shows it: the minute in the page's zone, and the zone's name and offset then.
+type minute struct {
+	local int64
+	zone  string
+	off   int
+}
+
+func newWords(p *templates.Page) *words {
+	return &words{p: p, of: map[wordKey]string{}, times: map[minute]string{}, cats: map[string]string{}}
+}
 
 // T is the page's T, remembered.
-func (w words) T(key string) string { return w.Or(key, "["+key+"]") }
+func (w *words) T(key string) string { return w.Of(key, "") }
 
-// Or is the message of key, or fallback when the catalog has none (an audit action it has no words for).
-func (w words) Or(key, fallback string) string {
-	s, ok := w.m[key]
+// Of is T of the key prefix+name.
+func (w *words) Of(prefix, name string) string {
+	if s, ok := w.of[wordKey{prefix, name}]; ok {
+		return s
+	}
+	return w.OrOf(prefix, name, "["+prefix+name+"]")
+}
+
+// OrOf is the message of the key prefix+name, or fallback when the catalog has none (an audit action it has no
+// words for).
+func (w *words) OrOf(prefix, name, fallback string) string {
+	k := wordKey{prefix, name}
+	s, ok := w.of[k]
 	if !ok {
 		s = fallback
-		if templates.Has(key) {
+		if key := prefix + name; templates.Has(key) {
 			s = w.p.T(key)
 		}
-		w.m[key] = s
+		w.of[k] = s
 	}
+	return s
+}
+
+// Time is the page's Time of t, remembered by the minute it shows.
+func (w *words) Time(t time.Time) string {
+	zone := w.p.Zone
+	if zone == nil {
+		zone = time.UTC
+	}
+	name, off := t.In(zone).Zone()
+	secs := t.Unix() + int64(off)
+	k := minute{local: secs / 60, zone: name, off: off}
+	if secs < 0 && secs%60 != 0 {
+		k.local-- // floor, before 1970
+	}
+	s, ok := w.times[k]
+	if !ok {
+		s = w.p.Time(t)
+		w.times[k] = s
+	}
+	return s
+}
+
+// Categories names the categories in the page's language, "none" when there are none.
+func (w *words) Categories(cs []approvals.Category) string {
+	w.buf = w.buf[:0]
+	for _, c := range cs {
+		w.buf = append(append(w.buf, c...), ',')
+	}
+	if s, ok := w.cats[string(w.buf)]; ok {
+		return s
+	}
+	s := w.T("history.nothing")
+	if len(cs) > 0 {
+		names := make([]string, len(cs))
+		for i, c := range cs {
+			names[i] = w.Of("records.category.", string(c))
+		}
+		s = strings.Join(names, ", ")
+	}
+	w.cats[string(w.buf)] = s
 	return s
 }
 

@@ -40,52 +40,34 @@ func Trail(ctx context.Context, db *gorm.DB, subjects []string) ([]TrailEvent, e
 	return inChainOrder(append(held, summarised...)), nil
 }
 
-// VerifyTrail walks the whole chain as Verify does and, in the same pass, keeps the events about the subjects;
-// with the purged rows' summaries about them, in chain order. A patient's access history, which says whether
-// the chain verified, so reads its events once. A chain that does not fit returns Verify's error and no events
-// (the walk stopped at the broken row: Trail reads what is held).
-func VerifyTrail(ctx context.Context, db *gorm.DB, subjects []string) (VerifyResult, []TrailEvent, error) {
-	want := make(map[string]bool, len(subjects))
-	for _, s := range subjects {
-		want[s] = true
-	}
-	var held []TrailEvent
-	res, err := walk(ctx, db, func(r Row) {
-		if want[r.Subject] {
-			held = append(held, TrailEvent{Seq: r.Seq, At: r.At, Actor: r.Actor, Action: r.Action, Subject: r.Subject})
-		}
-	})
-	if err != nil {
-		return res, nil, err
-	}
-	if res.Checkpoint.Seq == 0 { // nothing was ever purged: no summaries to read
-		return res, inChainOrder(held), nil
-	}
-	summarised, err := summariesOf(ctx, db, subjects)
-	if err != nil {
-		return res, nil, err
-	}
-	return res, inChainOrder(append(held, summarised...)), nil
-}
-
 // subjectsChunk bounds the subjects of one IN (...) list, far below both databases' parameter limits.
-const subjectsChunk = 500
+const subjectsChunk = 5000
 
 // summariesOf reads the summaries of purged rows about the subjects.
 func summariesOf(ctx context.Context, db *gorm.DB, subjects []string) ([]TrailEvent, error) {
 	var out []TrailEvent
 	for chunk := range slices.Chunk(subjects, subjectsChunk) {
-		var summarised []TrailEvent
-		if err := db.WithContext(ctx).Raw("SELECT seq, at, actor, action, subject FROM audit_summaries WHERE subject IN ?", chunk).
-			Scan(&summarised).Error; err != nil {
-			return nil, fmt.Errorf("audit trail: %w", err)
-		}
-		for i := range summarised {
-			summarised[i].Summary = true
+		summarised, err := summariesIn(ctx, db, "?", chunk)
+		if err != nil {
+			return nil, err
 		}
 		out = append(out, summarised...)
 	}
 	return out, nil
+}
+
+// summariesIn reads the summaries of purged rows whose subject is IN in: "?" for a list (args), or a
+// statement between brackets.
+func summariesIn(ctx context.Context, db *gorm.DB, in string, args ...any) ([]TrailEvent, error) {
+	var summarised []TrailEvent
+	if err := db.WithContext(ctx).Raw("SELECT seq, at, actor, action, subject FROM audit_summaries WHERE subject IN "+in, args...).
+		Scan(&summarised).Error; err != nil {
+		return nil, fmt.Errorf("audit trail: %w", err)
+	}
+	for i := range summarised {
+		summarised[i].Summary = true
+	}
+	return summarised, nil
 }
 
 func inChainOrder(evs []TrailEvent) []TrailEvent {

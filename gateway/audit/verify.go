@@ -48,13 +48,19 @@ func Verify(ctx context.Context, db *gorm.DB) (VerifyResult, error) {
 // walk is Verify, handing each linked row that fits to visit (when not nil) as it goes: a reader that needs
 // some of the rows reads them in the same pass.
 func walk(ctx context.Context, db *gorm.DB, visit func(Row)) (VerifyResult, error) {
-	var res VerifyResult
 	cp, err := ReadCheckpoint(ctx, db)
 	if err != nil {
-		return res, err
+		return VerifyResult{}, err
 	}
-	res.Checkpoint = cp
-	prevSeq, prevHash := cp.Seq, cp.Hash
+	return walkFrom(ctx, db, cp, Anchor{Seq: cp.Seq, Hash: cp.Hash}, visit)
+}
+
+// walkFrom is walk starting after from, a row already verified (the checkpoint cp for a whole walk; the last
+// row a process verified for the rows added since, see verified.go): rows after from are checked as walk
+// checks them, then the head, the unlinked rows and cp. Rows counts the rows walked.
+func walkFrom(ctx context.Context, db *gorm.DB, cp Checkpoint, from Anchor, visit func(Row)) (VerifyResult, error) {
+	res := VerifyResult{Checkpoint: cp}
+	prevSeq, prevHash := from.Seq, from.Hash
 	for {
 		n, err := walkLinked(ctx, db, &prevSeq, &prevHash, visit)
 		res.Rows += n

@@ -54,23 +54,21 @@ func (s *Service) finishSignIn(ctx context.Context, listener, ceremonyID string,
 	var found waUser
 	var lookupErr error
 	handler := func(rawID, userHandle []byte) (webauthn.User, error) {
-		var u User
-		if err := s.db.WithContext(ctx).Where("webauthn_id = ?", userHandle).Take(&u).Error; err != nil {
-			lookupErr = ErrUnknownCredential
+		w, err := s.waUserByHandle(s.db.WithContext(ctx), userHandle)
+		if errors.Is(err, ErrNotFound) {
+			err = ErrUnknownCredential
+		}
+		if err != nil {
+			lookupErr = err
 			return nil, lookupErr
 		}
-		if u.Status != StatusActive {
+		if w.u.Status != StatusActive {
 			lookupErr = ErrUserSuspended
 			return nil, lookupErr
 		}
-		if ListenerFor(u.Role) != listener {
+		if ListenerFor(w.u.Role) != listener {
 			lookupErr = ErrWrongListener
 			return nil, lookupErr
-		}
-		w, err := s.loadWAUser(s.db.WithContext(ctx), u)
-		if err != nil {
-			lookupErr = err
-			return nil, err
 		}
 		found = w
 		return w, nil

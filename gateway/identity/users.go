@@ -81,13 +81,51 @@ func (s *Service) loadWAUser(tx *gorm.DB, u User) (waUser, error) {
 	if err := tx.Where("user_id = ? AND revoked_at IS NULL", u.ID).Find(&rows).Error; err != nil {
 		return waUser{}, fmt.Errorf("load credentials: %w", err)
 	}
-	w := waUser{u: u, rows: rows}
+	w := waUser{u: u}
+	if err := w.add(rows); err != nil {
+		return waUser{}, err
+	}
+	return w, nil
+}
+
+// add adds credentials' rows to w.
+func (w *waUser) add(rows []Credential) error {
 	for _, r := range rows {
 		wc, err := r.webauthn()
 		if err != nil {
-			return waUser{}, err
+			return err
 		}
-		w.creds = append(w.creds, wc)
+		w.creds, w.rows = append(w.creds, wc), append(w.rows, r)
+	}
+	return nil
+}
+
+// userCredentialRow is a user and one of their active credentials (none: the credential's columns are NULL).
+type userCredentialRow struct {
+	User       `gorm:"embedded"`
+	Credential Credential `gorm:"embedded;embeddedPrefix:c_"`
+}
+
+// waUserByHandle reads the user a passkey's user handle names with their active credentials, in one statement
+// (a sign-in's lookup: one round trip, not two); ErrNotFound when no user has that handle.
+func (s *Service) waUserByHandle(db *gorm.DB, handle []byte) (waUser, error) {
+	var rows []userCredentialRow
+	if err := db.Raw(`SELECT u.*, c.id AS c_id, c.user_id AS c_user_id, c.data AS c_data, c.sign_count AS c_sign_count,
+			c.attestation_format AS c_attestation_format, c.created_at AS c_created_at, c.last_used_at AS c_last_used_at
+		FROM users u LEFT JOIN credentials c ON c.user_id = u.id AND c.revoked_at IS NULL
+		WHERE u.webauthn_id = ? ORDER BY c.created_at`, handle).Scan(&rows).Error; err != nil {
+		return waUser{}, fmt.Errorf("load user and credentials: %w", err)
+	}
+	if len(rows) == 0 {
+		return waUser{}, ErrNotFound
+	}
+	w := waUser{u: rows[0].User}
+	for _, r := range rows {
+		if r.Credential.ID != "" {
+			if err := w.add([]Credential{r.Credential}); err != nil {
+				return waUser{}, err
+			}
+		}
 	}
 	return w, nil
 }
