@@ -99,7 +99,11 @@ func (s *Service) CompleteDecision(ctx context.Context, officerID, preparationID
 			if err := json.Unmarshal([]byte(prep.Manifest), &entries); err != nil {
 				return fmt.Errorf("manifest of %s: %w", prep.ID, err)
 			}
-			if err := s.enforceRestrictions(ctx, tx, d.Scope.Patient, prep.RequestID, entries); err != nil {
+			err := s.enforceRestrictions(ctx, tx, d.Scope.Patient, prep.RequestID, entries)
+			if errors.Is(err, ErrMasked) && prep.ReissueOf != "" {
+				return fmt.Errorf("re-issue of %s: %w", prep.ReissueOf, ErrReissueMasked) // masked since PrepareReissue
+			}
+			if err != nil {
 				return err
 			}
 		}

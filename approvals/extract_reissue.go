@@ -78,6 +78,12 @@ func (s *Service) PrepareReissue(ctx context.Context, officerID, extractID strin
 	if err := s.checkBlocked(ctx, off, req, rs); err != nil {
 		return Prepared{}, err
 	}
+	entries := xr.extractRow().entries()
+	for _, e := range entries {
+		if rs.masks(e) {
+			return Prepared{}, fmt.Errorf("re-issue of %s: %w", extractID, ErrReissueMasked)
+		}
+	}
 	var first decisionRow
 	if err := s.db.WithContext(ctx).Where("id = ?", xr.DecisionID).Take(&first).Error; err != nil {
 		return Prepared{}, fmt.Errorf("decision of %s: %w", extractID, err)
@@ -114,7 +120,7 @@ func (s *Service) PrepareReissue(ctx context.Context, officerID, extractID strin
 	drow := decisionRow{RequestID: row.ID, RequestStatus: string(StatusApproved), Manifest: xr.Manifest,
 		ManifestDigest: xr.ManifestDigest, RetrieverKind: xr.RetrieverKind, RetrieverID: xr.RetrieverID,
 		ExtractExpiresAt: &exp, ReissueOf: extractID, Emergency: fd.Emergency}
-	return s.prepareDecisionRow(ctx, officerID, h, d, Manifest{Digest: xr.ManifestDigest, Entries: xr.extractRow().entries()},
+	return s.prepareDecisionRow(ctx, officerID, h, d, Manifest{Digest: xr.ManifestDigest, Entries: entries},
 		describe, drow, map[string]any{"reissue_of": extractID})
 }
 

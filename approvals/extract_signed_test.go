@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -156,6 +157,44 @@ func TestReissueAfterBrokenDelivery(t *testing.T) {
 		must(t, f.svc.RecordDelivery(ctx, fine, "req1", approvals.Delivered{SHA256: "cd", Bytes: 10, Complete: true}))
 		if _, err := f.svc.PrepareReissue(ctx, "off1", fine, in); !errors.Is(err, approvals.ErrNotReissuable) {
 			t.Fatalf("re-issue of a complete delivery: %v", err)
+		}
+	})
+}
+
+// TestReissueRefusedOnceAnEntryIsMasked: a re-issue releases exactly the approved manifest, so an entry the
+// patient masked since the approval refuses it, at preparation and at completion (masked in between), with a
+// refusal of its own that names the way out (a new request), not "prepare again"; a new request is approved
+// without the masked entry.
+func TestReissueRefusedOnceAnEntryIsMasked(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
+		f := newFixture(t, db, approvals.Policy{})
+		ctx := context.Background()
+		in := approvals.ReissueInput{WordingVersion: "reissue-v1"}
+		_, xid := f.approved(approvals.ToRequester, time.Hour)
+		_, err := f.svc.ClaimExtract(ctx, xid, "req1")
+		must(t, err)
+		must(t, f.svc.RecordDelivery(ctx, xid, "req1", approvals.Delivered{SHA256: "ab", Bytes: 10, Complete: false}))
+		p, err := f.svc.PrepareReissue(ctx, "off1", xid, in)
+		must(t, err)
+
+		f.restrict("off2", approvals.RestrictionInput{Patient: patient, Kind: approvals.MaskEntry, Target: "e-result-1"})
+		before := f.snapshot()
+		_, err = f.svc.CompleteDecision(ctx, "off1", p.ID, f.signer.Sign("off1", p.Options))
+		if !errors.Is(err, approvals.ErrReissueMasked) || errors.Is(err, approvals.ErrMasked) {
+			t.Fatalf("completing a re-issue after a mask: %v, want ErrReissueMasked", err)
+		}
+		if f.snapshot() != before {
+			t.Fatal("a refused re-issue changed something")
+		}
+		if _, err := f.svc.PrepareReissue(ctx, "off1", xid, in); !errors.Is(err, approvals.ErrReissueMasked) {
+			t.Fatalf("preparing a re-issue of an extract holding a masked entry: %v", err)
+		}
+
+		// The way out: a new request, whose manifest leaves the masked entry out.
+		r2 := f.file(validFiling())
+		p2, _ := f.prepare("off1", r2.ID, approvals.DecisionInput{Verdict: approvals.Approve, Retriever: approvals.ToRequester, ExpiresIn: time.Hour})
+		if len(p2.Manifest.Entries) == 0 || slices.ContainsFunc(p2.Manifest.Entries, func(e approvals.ManifestEntry) bool { return e.ID == "e-result-1" }) {
+			t.Fatalf("new request's manifest: %+v", p2.Manifest.Entries)
 		}
 	})
 }

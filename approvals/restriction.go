@@ -50,6 +50,11 @@ var (
 	ErrUnknownEntry       = errors.New("the patient's records hold no entry with this id")
 )
 
+// ErrReissueMasked refuses a re-issue whose extract holds an entry masked since its approval: a re-issue
+// releases exactly the approved manifest, so preparing again would fail again. A new request gets a new
+// manifest, built without the masked entries.
+var ErrReissueMasked = errors.New("an entry of the extract's manifest was masked by the patient since its approval: it cannot be re-issued; a new request is needed")
+
 // RestrictionFormat is the version of a restriction's canonical form.
 const RestrictionFormat = 1
 

@@ -75,6 +75,7 @@ var refusals = []struct {
 	{approvals.ErrSecondMismatch, refusal{"second_mismatch", http.StatusUnprocessableEntity, "decision.err.second_mismatch"}},
 	{approvals.ErrBlocked, refusal{"blocked", http.StatusUnprocessableEntity, "decision.err.blocked"}},
 	{approvals.ErrMasked, refusal{"masked", http.StatusConflict, "decision.err.masked"}},
+	{approvals.ErrReissueMasked, refusal{"reissue_masked", http.StatusConflict, "decision.err.reissue_masked"}},
 	{approvals.ErrRestrictionInput, refusal{"bad_input", http.StatusUnprocessableEntity, "restrictions.err.input"}},
 	{approvals.ErrUnknownEntry, refusal{"unknown_entry", http.StatusUnprocessableEntity, "restrictions.err.entry"}},
 	{approvals.ErrAlreadyRestricted, refusal{"already_restricted", http.StatusConflict, "restrictions.err.already"}},

@@ -11,7 +11,8 @@ import (
 )
 
 // runOperatingJobs runs, beside the listeners and until ctx is done, the linking of audit rows a stopped
-// process left unlinked (every audit.LinkInterval), the audit retention purge (every
+// process left unlinked (every audit.LinkInterval), the walk of the whole audit chain (at start and every
+// audit.WalkInterval), the audit retention purge (every
 // --jobs-interval; it takes a database lock, so several instances may run it) and, with --syslog, the
 // forwarding of each new audit row to the local syslog. It returns when both have stopped.
 func (a *app) runOperatingJobs(ctx context.Context, db *gorm.DB) {
@@ -26,6 +27,26 @@ func (a *app) runOperatingJobs(ctx context.Context, db *gorm.DB) {
 				if _, err := audit.Link(ctx, db); err != nil && ctx.Err() == nil {
 					a.log.Error("audit link", "error", err)
 				}
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	})
+	wg.Go(func() {
+		// The whole audit chain walked at start and every audit.WalkInterval: printings of access histories
+		// then walk only the rows linked since (gateway/audit/verified.go), and a changed row no printing cites
+		// is found here.
+		t := time.NewTicker(audit.WalkInterval)
+		defer t.Stop()
+		for {
+			switch res, err := audit.Walk(ctx, db); {
+			case err != nil && ctx.Err() == nil:
+				a.log.Error("audit chain walk", "error", err)
+			case err == nil:
+				a.log.Info("audit chain walked", "rows", res.Rows)
 			}
 			select {
 			case <-ctx.Done():

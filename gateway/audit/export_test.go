@@ -20,11 +20,3 @@ func AppendUnlinked(tx *gorm.DB, ev Event, addedAt time.Time) error {
 	}
 	return insertUnlinked(tx, r)
 }
-
-// ForgetVerified drops what this process verified of db's chain, as a restart would: the next CheckTrail walks
-// the whole chain.
-func ForgetVerified(db *gorm.DB) {
-	if sqlDB, err := db.DB(); err == nil {
-		verifiedChains.Delete(sqlDB)
-	}
-}

@@ -5,9 +5,10 @@ package audit
 // after some years. So the process remembers what it verified, in memory only (the database is what an
 // attacker would edit), and a print checks what it shows:
 //
-//   - The first print after a start walks the whole chain as Verify does (from the retention checkpoint) and
-//     keeps, for every row it verified, a fingerprint of its hash (its first 16 bytes), and the last row
-//     verified (seq and hash). A later print walks only the rows linked since, from that remembered row: the
+//   - The server walks the whole chain at start and every WalkInterval, in the background (Walk); the first
+//     print walks it itself if no walk has ended yet. A whole walk goes as Verify goes (from the retention
+//     checkpoint) and keeps, for every row it verified, a fingerprint of its hash (its first 16 bytes), and
+//     the last row verified (seq and hash). A later print walks only the rows linked since, from that remembered row: the
 //     first of them must name the remembered hash as its prev_hash, whatever the database says now.
 //   - Every audit row the history cites (its trail) is read whole and re-hashed now, with the prev_hash it
 //     holds; the hash must match the fingerprint remembered for its seq. The fingerprint pins both the row's
@@ -19,7 +20,7 @@ package audit
 //   - A row edited before the remembered row that the history does NOT cite is not this print's business: the
 //     page says what was verified and when ("from the start to row N; the whole chain walked at T; the rows
 //     of this history re-checked now"), and such an edit is caught by the next whole walk: `gatewayd audit
-//     verify`, or this process's own walk after a restart.
+//     verify`, the server's next background walk (WalkInterval), or its walk after a restart.
 //
 // Memory: 16 bytes per held row (16 MB per million rows), per database pool. Retention moving the checkpoint
 // forward to a row this process verified only drops the fingerprints before it; any other move of the
@@ -51,7 +52,12 @@ func fingerprintOf(hash string) (f fingerprint, ok bool) {
 
 // verifiedChain is what one process verified of one database's chain.
 type verifiedChain struct {
-	mu       sync.Mutex
+	mu sync.Mutex
+	verified
+}
+
+// verified is a verified stretch of the chain, as remembered.
+type verified struct {
 	cp       Checkpoint    // the retention checkpoint the fingerprints start after
 	prints   []fingerprint // prints[i] is row cp.Seq+1+i
 	last     Anchor        // the last row verified
@@ -82,12 +88,10 @@ type TrailCheck struct {
 // returns a *BrokenRowError (the first such row in chain order) and no events: the caller reads what is held
 // with Trail.
 func CheckTrail(ctx context.Context, db *gorm.DB, subjects string, args ...any) (TrailCheck, []TrailEvent, error) {
-	sqlDB, err := db.DB()
+	vc, err := verifiedOf(db)
 	if err != nil {
-		return TrailCheck{}, nil, fmt.Errorf("audit trail: %w", err)
+		return TrailCheck{}, nil, err
 	}
-	v, _ := verifiedChains.LoadOrStore(sqlDB, &verifiedChain{})
-	vc := v.(*verifiedChain)
 	// One check at a time per process: each extends what the last verified (printings are human acts).
 	vc.mu.Lock()
 	defer vc.mu.Unlock()
@@ -151,18 +155,9 @@ func (vc *verifiedChain) extend(ctx context.Context, db *gorm.DB) (walked, unlin
 		return 0, 0, err
 	}
 	if !vc.follows(cp) {
-		var prints []fingerprint
-		res, err := walkFrom(ctx, db, cp, Anchor{Seq: cp.Seq, Hash: cp.Hash}, func(r Row) {
-			f, _ := fingerprintOf(r.Hash) // walked rows' hashes were recomputed: hex digests
-			prints = append(prints, f)
-		})
-		if err != nil {
-			vc.cp, vc.prints, vc.last, vc.walkedAt, vc.walkedTo = Checkpoint{}, nil, Anchor{}, time.Time{}, 0
-			return 0, 0, err
-		}
-		vc.cp, vc.prints, vc.last = cp, prints, Anchor{Seq: cp.Seq + res.Rows, Hash: res.Head}
-		vc.walkedAt, vc.walkedTo = time.Now().UTC(), vc.last.Seq
-		return res.Rows, res.Unlinked, nil
+		whole, res, err := walkWhole(ctx, db, cp)
+		vc.verified = whole // nothing, when the chain does not fit
+		return res.Rows, res.Unlinked, err
 	}
 	var prints []fingerprint
 	res, err := walkFrom(ctx, db, cp, vc.last, func(r Row) {
@@ -175,6 +170,56 @@ func (vc *verifiedChain) extend(ctx context.Context, db *gorm.DB) (walked, unlin
 	vc.prints = append(vc.prints, prints...)
 	vc.last = Anchor{Seq: vc.last.Seq + res.Rows, Hash: res.Head}
 	return res.Rows, res.Unlinked, nil
+}
+
+// walkWhole walks the whole chain from the retention checkpoint cp as Verify does, and returns it as verified
+// (nothing when it does not fit).
+func walkWhole(ctx context.Context, db *gorm.DB, cp Checkpoint) (verified, VerifyResult, error) {
+	var prints []fingerprint
+	res, err := walkFrom(ctx, db, cp, Anchor{Seq: cp.Seq, Hash: cp.Hash}, func(r Row) {
+		f, _ := fingerprintOf(r.Hash) // walked rows' hashes were recomputed: hex digests
+		prints = append(prints, f)
+	})
+	if err != nil {
+		return verified{}, res, err
+	}
+	last := Anchor{Seq: cp.Seq + res.Rows, Hash: res.Head}
+	return verified{cp: cp, prints: prints, last: last, walkedAt: time.Now().UTC(), walkedTo: last.Seq}, res, nil
+}
+
+// WalkInterval is how often a server walks the whole chain again in the background (Walk).
+const WalkInterval = 6 * time.Hour
+
+// Walk walks the whole chain as Verify does and makes it what this process remembers as verified, so that
+// printings after it walk only the rows linked since. A server runs it at start and every WalkInterval, in
+// the background: the first printing need not walk the whole chain, and a row changed before the remembered
+// row that no printing cites is found within WalkInterval. A chain that does not fit is forgotten (the next
+// printing walks the whole chain and says where it broke) and the error returned. Printings go on during the
+// walk with what was remembered before it.
+func Walk(ctx context.Context, db *gorm.DB) (VerifyResult, error) {
+	vc, err := verifiedOf(db)
+	if err != nil {
+		return VerifyResult{}, err
+	}
+	cp, err := ReadCheckpoint(ctx, db)
+	if err != nil {
+		return VerifyResult{}, err
+	}
+	whole, res, err := walkWhole(ctx, db, cp)
+	vc.mu.Lock()
+	defer vc.mu.Unlock()
+	vc.verified = whole
+	return res, err
+}
+
+// verifiedOf is what this process verified of db's chain.
+func verifiedOf(db *gorm.DB) (*verifiedChain, error) {
+	sqlDB, err := db.DB()
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	v, _ := verifiedChains.LoadOrStore(sqlDB, &verifiedChain{})
+	return v.(*verifiedChain), nil
 }
 
 // follows says whether the rows after the last one verified can be walked alone under the checkpoint cp: a
