@@ -43,7 +43,7 @@ func (s *Service) renderBundle(ctx context.Context, w io.Writer, m Manifest, id 
 	if err != nil {
 		return err
 	}
-	targets, sections, err := s.targetsOf(ctx, m, d.FHIRID)
+	targets, err := s.targetsOf(m, d.FHIRID)
 	if err != nil {
 		return err
 	}
@@ -70,6 +70,10 @@ func (s *Service) renderBundle(ctx context.Context, w io.Writer, m Manifest, id 
 		// A document Bundle must carry a timestamp (bdl-10): the release, not the rendering, so that the same
 		// extract still renders to the same bytes.
 		head.Type, head.Timestamp = "document", wm.Released.UTC().Format(time.RFC3339)
+		sections, err := s.sectionsOf(ctx, m)
+		if err != nil {
+			return err
+		}
 		if composition, err = json.Marshal(ipsComposition(wm, fullURL("Patient", d.FHIRID), sections)); err != nil {
 			return err
 		}
@@ -91,6 +95,9 @@ func (s *Service) renderBundle(ctx context.Context, w io.Writer, m Manifest, id 
 	}
 	writeEntry(bw, fullURL("Patient", d.FHIRID), pb)
 	err = s.eachEntry(ctx, m, withResource, func(e *loadedEntry) error {
+		if !targets.holds(e) {
+			return fmt.Errorf("entry %s: stored type and id do not give its id: %w", e.ID, ErrManifest)
+		}
 		res, originals, err := targets.selfContained(e.resource)
 		if err != nil {
 			return fmt.Errorf("entry %s: %w", e.ID, err)
@@ -114,8 +121,7 @@ func (s *Service) renderBundle(ctx context.Context, w io.Writer, m Manifest, id 
 
 func writeEntry(bw *bufio.Writer, url string, resource []byte) error {
 	bw.WriteString(`{"fullUrl":`)
-	u, _ := json.Marshal(url)
-	bw.Write(u)
+	writeJSONString(bw, url)
 	bw.WriteString(`,"resource":`)
 	bw.Write(resource)
 	return bw.WriteByte('}')
@@ -129,19 +135,31 @@ const EntryExtension = "urn:gatewayd:manifest-entry"
 
 func writeEntryRef(bw *bufio.Writer, url, id string, version int, resource []byte, originals []string) error {
 	bw.WriteString(`{"extension":[{"url":"` + EntryExtension + `","valueString":`)
-	ref, _ := json.Marshal(id + "/" + strconv.Itoa(version))
-	bw.Write(ref)
+	writeJSONString(bw, id+"/"+strconv.Itoa(version))
 	for _, o := range originals {
 		bw.WriteString(`},{"url":"` + OriginalReference + `","valueString":`)
-		v, _ := json.Marshal(o)
-		bw.Write(v)
+		writeJSONString(bw, o)
 	}
 	bw.WriteString(`}],"fullUrl":`)
-	u, _ := json.Marshal(url)
-	bw.Write(u)
+	writeJSONString(bw, url)
 	bw.WriteString(`,"resource":`)
 	bw.Write(resource)
 	return bw.WriteByte('}')
+}
+
+// writeJSONString writes s as encoding/json would (the same bytes): as is between quotes when nothing in it
+// needs escaping (ids and URLs, the common case, without an allocation), else through json.Marshal.
+func writeJSONString(bw *bufio.Writer, s string) {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			b, _ := json.Marshal(s)
+			bw.Write(b)
+			return
+		}
+	}
+	bw.WriteByte('"')
+	bw.WriteString(s)
+	bw.WriteByte('"')
 }
 
 func watermarkTags(wm Watermark) []fhirCoding {
@@ -193,18 +211,14 @@ func minimalPatient(d demographics, id Identifier) fhirPatient {
 	return p
 }
 
-// targetsOf indexes what the Bundle of m holds: the Patient and every entry, and the entries' fullUrls by
-// category (the IPS sections). It reads the manifest once before rendering, so that any entry may refer to one
-// written after it.
-func (s *Service) targetsOf(ctx context.Context, m Manifest, patientFHIRID string) (bundleTargets, map[Category][]string, error) {
-	t := bundleTargets{}
-	t.add("Patient", patientFHIRID)
+// sectionsOf gives the fullUrls of m's entries by category (the IPS sections), from a pass over the entries
+// before rendering (the Composition, first in the Bundle, lists them): types and FHIR ids only, the resources
+// are opened and hashed by the rendering pass. Only an emergency extract, which is small, pays for it.
+func (s *Service) sectionsOf(ctx context.Context, m Manifest) (map[Category][]string, error) {
 	sections := map[Category][]string{}
-	// Types and FHIR ids only: the resources are opened and hashed by the rendering pass.
 	err := s.eachEntry(ctx, m, 0, func(e *loadedEntry) error {
-		t.add(e.ResourceType, e.fhirID)
 		sections[e.Category] = append(sections[e.Category], fullURL(e.ResourceType, e.fhirID))
 		return nil
 	})
-	return t, sections, err
+	return sections, err
 }

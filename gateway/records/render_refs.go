@@ -2,14 +2,14 @@ package records
 
 import (
 	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
+	"hash"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
-
-	"github.com/go-json-experiment/json/jsontext"
 )
 
 // An extract is self-contained: a receiving system must be able to resolve every reference in it. Resources
@@ -32,23 +32,107 @@ const OriginalReference = "urn:gatewayd:original-reference"
 // NotIncluded is the display a reference gets when its target is not in the extract and it had no display.
 const NotIncluded = "Not included in this extract"
 
-// bundleTargets indexes the entries of a Bundle: every spelling of a reference to an entry, to its fullUrl.
-type bundleTargets map[string]string
+// bundleTargets tells what a Bundle holds: its Patient and the manifest's entries. An entry's id is a keyed
+// MAC of its patient, type and FHIR id (entryID), so whether a reference names an entry of the extract is
+// known from the reference and the manifest's ids alone ("Type/id": one MAC; "urn:uuid:id": one per kept
+// type, at most), with no pass over the stored entries before rendering to read their types and FHIR ids
+// (which was a quarter of a retrieval's CPU). The rendering pass checks that each entry's stored type and FHIR
+// id give its id (holds), so the targets are exactly those of the entries the Bundle holds: a reference to
+// anything else never resolves, and loses its "reference" as before.
+type bundleTargets struct {
+	patientID     string // the internal id, in every entry id's MAC
+	patientFHIRID string
+	ids           [][16]byte // the manifest's entry ids, sorted: 16 bytes per entry, whatever else it holds
+	mac           hash.Hash
+	seen          map[string]string // references already resolved ("" when not in the Bundle), bounded
+}
 
-func (b bundleTargets) add(resourceType, id string) {
-	full := fullURL(resourceType, id)
-	b[full] = full
-	b[resourceType+"/"+id] = full
-	if isUUID(id) {
-		b["urn:uuid:"+id] = full
+// keptTypes are the types an entry may have, where a "urn:uuid:" reference's target is looked for.
+var keptTypes = slices.Sorted(maps.Keys(categoryOf))
+
+// targetCache bounds the memo of resolved references: most references of an extract name the same few
+// targets (the patient, an encounter), and a bound keeps memory flat whatever the extract's size.
+const targetCache = 4096
+
+// targetsOf gives the targets of m's Bundle, from the manifest's references (no entry is read).
+func (s *Service) targetsOf(m Manifest, patientFHIRID string) (*bundleTargets, error) {
+	b := &bundleTargets{patientID: m.PatientID, patientFHIRID: patientFHIRID, ids: make([][16]byte, 0, m.Len()),
+		mac: s.entryMAC(), seen: map[string]string{}}
+	for ref, err := range m.refs() {
+		if err != nil {
+			return nil, err
+		}
+		var id [16]byte
+		// An id that is not an entry id (lower-case hex of 16 bytes) can name no target; rendering refuses it.
+		if len(ref.ID) == 2*len(id) && strings.ToLower(ref.ID) == ref.ID {
+			if _, err := hex.Decode(id[:], []byte(ref.ID)); err == nil {
+				b.ids = append(b.ids, id)
+			}
+		}
 	}
+	slices.SortFunc(b.ids, func(x, y [16]byte) int { return bytes.Compare(x[:], y[:]) })
+	return b, nil
+}
+
+// holds says whether an entry of the manifest, as stored (its type and FHIR id), is the one its id names.
+func (b *bundleTargets) holds(e *loadedEntry) bool {
+	sum := entryMACOf(b.mac, b.patientID, e.ResourceType, e.fhirID)
+	return hex.EncodeToString(sum[:]) == e.ID
+}
+
+func (b *bundleTargets) has(resourceType, id string) bool {
+	sum := entryMACOf(b.mac, b.patientID, resourceType, id)
+	_, found := slices.BinarySearchFunc(b.ids, sum, func(x, y [16]byte) int { return bytes.Compare(x[:], y[:]) })
+	return found
+}
+
+// lookup gives the fullUrl of the entry (or the Patient) a reference names, and false when it names nothing
+// the Bundle holds. Spellings: the fullUrl itself, "<Type>/<id>", and "urn:uuid:<id>" when the id is a UUID.
+func (b *bundleTargets) lookup(ref []byte) (string, bool) {
+	if full, ok := b.seen[string(ref)]; ok {
+		return full, full != ""
+	}
+	full := b.resolve(string(ref))
+	if len(b.seen) >= targetCache {
+		clear(b.seen)
+	}
+	b.seen[string(ref)] = full
+	return full, full != ""
+}
+
+func (b *bundleTargets) resolve(ref string) string {
+	if id, ok := strings.CutPrefix(ref, "urn:uuid:"); ok {
+		if !isUUID(id) {
+			return ""
+		}
+		if id == b.patientFHIRID {
+			return ref
+		}
+		for _, t := range keptTypes {
+			if b.has(t, id) {
+				return ref
+			}
+		}
+		return ""
+	}
+	t, id, ok := strings.Cut(ref, "/")
+	if !ok {
+		return ""
+	}
+	if t == "Patient" && id == b.patientFHIRID {
+		return fullURL(t, id)
+	}
+	if _, kept := categoryOf[t]; kept && b.has(t, id) {
+		return fullURL(t, id)
+	}
+	return ""
 }
 
 // selfContained returns the resource with every reference resolving inside the Bundle (or removed), and the
 // originals of what it changed; an unchanged resource comes back as the same bytes.
-func (b bundleTargets) selfContained(resource []byte) ([]byte, []string, error) {
-	if change, err := b.anyToChange(resource); err != nil || !change {
-		return resource, nil, err
+func (b *bundleTargets) selfContained(resource []byte) ([]byte, []string, error) {
+	if !b.anyToChange(resource) {
+		return resource, nil, nil
 	}
 	dec := json.NewDecoder(bytes.NewReader(resource))
 	dec.UseNumber()
@@ -62,7 +146,7 @@ func (b bundleTargets) selfContained(resource []byte) ([]byte, []string, error) 
 		switch x := v.(type) {
 		case map[string]any:
 			if ref, ok := x["reference"].(string); ok && !strings.HasPrefix(ref, "#") {
-				if full, ok := b[ref]; !ok || full != ref {
+				if full, ok := b.lookup([]byte(ref)); !ok || full != ref {
 					orig, err := canonicalValue(x)
 					if err != nil {
 						return err
@@ -109,50 +193,51 @@ func (b bundleTargets) selfContained(resource []byte) ([]byte, []string, error) 
 
 // anyToChange says whether a reference of resource must change. Most entries' references all name an entry
 // of the Bundle under its fullUrl (their patient, their encounter): such a resource is written as stored, and
-// only read as tokens here, never decoded into a tree, which was the largest cost of rendering (a CPU and
-// allocation profile of BenchmarkRender: 40 % of its time, most of its allocations). A reference it cannot
-// judge from the raw token (escaped, or not a string) counts as one to change: the full walk decides.
-func (b bundleTargets) anyToChange(resource []byte) (bool, error) {
-	if !bytes.Contains(resource, []byte(`"reference"`)) {
-		return false, nil
-	}
-	// Stored resources are canonical JSON: no duplicate names to track (which allocates per object).
-	dec := jsontext.NewDecoder(bytes.NewReader(resource), jsontext.AllowDuplicateNames(true))
-	for {
-		switch dec.PeekKind() {
-		case 0, '{', '}', '[', ']':
-			if _, err := dec.ReadToken(); err == io.EOF {
-				return false, nil
-			} else if err != nil {
-				return false, fmt.Errorf("resource: %w", err)
-			}
+// only scanned here, never decoded into a tree (which was 40 % of BenchmarkRender) nor tokenized whole (which
+// was, next, the largest cost of writing an entry). Each member named "reference" is found as the bytes
+// `"reference":` with its first quote not escaped: in valid JSON, an unescaped quote starts or ends a string,
+// and a string followed by a colon is a member's name. (A name spelt with escapes, "\u0072eference", is not
+// seen, as with the tokenizer before: stored resources are canonical JSON, which does not escape letters.) A
+// reference it cannot judge from the raw bytes (escaped, or not a string) counts as one to change: the full
+// walk of selfContained decides. The resource is not validated again: it hashed to the signed content hash,
+// so it is the canonical JSON the import wrote.
+func (b *bundleTargets) anyToChange(resource []byte) bool {
+	const name = `"reference":`
+	for rest, at := resource, 0; ; rest = rest[at+len(name):] {
+		if at = bytes.Index(rest, []byte(name)); at < 0 {
+			return false
+		}
+		if escaped(rest[:at]) {
 			continue
 		}
-		in, n := dec.StackIndex(dec.StackDepth())
-		v, err := dec.ReadValue()
-		if err != nil {
-			return false, fmt.Errorf("resource: %w", err)
+		v := bytes.TrimLeft(rest[at+len(name):], " \t\r\n")
+		if len(v) == 0 || v[0] != '"' {
+			return true
 		}
-		if in != '{' || n%2 != 0 || string(v) != `"reference"` {
-			continue // a value, or another member's name
+		end := bytes.IndexByte(v[1:], '"')
+		if end < 0 {
+			return true
 		}
-		if dec.PeekKind() != '"' {
-			return true, nil
+		ref := v[1 : 1+end]
+		if bytes.IndexByte(ref, '\\') >= 0 {
+			return true
 		}
-		if v, err = dec.ReadValue(); err != nil {
-			return false, fmt.Errorf("resource: %w", err)
-		}
-		if bytes.IndexByte(v, '\\') >= 0 {
-			return true, nil
-		}
-		ref := v[1 : len(v)-1]
 		if bytes.HasPrefix(ref, []byte("#")) {
 			continue
 		}
-		if full, ok := b[string(ref)]; !ok || full != string(ref) {
-			return true, nil
+		if full, ok := b.lookup(ref); !ok || full != string(ref) {
+			return true
 		}
 	}
+}
+
+// escaped says whether the byte after before is escaped: an odd number of backslashes ends before.
+func escaped(before []byte) bool {
+	n := 0
+	for i := len(before) - 1; i >= 0 && before[i] == '\\'; i-- {
+		n++
+	}
+	return n%2 == 1
 }
 
 // RestoreResource puts back the original references recorded on a rendered entry (its OriginalReference

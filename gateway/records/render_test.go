@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -270,4 +271,52 @@ func TestPrintableExtractInFrench(t *testing.T) {
 			t.Errorf("the French page lacks %q", want)
 		}
 	}
+}
+
+// TestRenderRefusesWhatTheIDsDoNotName: references are resolved against the manifest's entry ids (a keyed MAC
+// of the patient, type and FHIR id), so a row whose stored type no longer gives its id is refused; and a
+// signed manifest that is not the strict list of (id, version, content_hash) objects is refused too.
+func TestRenderRefusesWhatTheIDsDoNotName(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
+		ctx := context.Background()
+		s := newService(t, db)
+		importFiles(t, s, testdata(t, "bundles"))
+		m, err := s.Select(ctx, busterSSN, records.Scope{Categories: []records.Category{records.Immunizations}})
+		if err != nil || len(m.Entries) == 0 {
+			t.Fatalf("select: %d entries, %v", len(m.Entries), err)
+		}
+		var w bytes.Buffer
+		first := m.Entries[0]
+		v := strconv.Itoa(first.Version)
+		for name, signed := range map[string]string{
+			"id twice":            `[{"id":"` + first.ID + `","id":"x","version":` + v + `,"content_hash":"` + first.ContentHash + `"}]`,
+			"version as a string": `[{"id":"` + first.ID + `","version":"` + v + `","content_hash":"` + first.ContentHash + `"}]`,
+			"no content hash":     `[{"id":"` + first.ID + `","version":` + v + `}]`,
+			"not an array":        `{"id":"` + first.ID + `","version":` + v + `,"content_hash":"` + first.ContentHash + `"}`,
+			"an element a string": `["` + first.ID + `"]`,
+		} {
+			sm, err := s.SignedManifest(ctx, busterSSN, signed, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.RenderBundle(ctx, &w, sm, busterSSN, records.Watermark{}); !errors.Is(err, records.ErrManifest) {
+				t.Errorf("%s: err %v, want ErrManifest", name, err)
+			}
+		}
+		ok := `[{"id":"` + first.ID + `","version":` + v + `,"content_hash":"` + first.ContentHash + `","display":"x"}]`
+		sm, err := s.SignedManifest(ctx, busterSSN, ok, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.RenderBundle(ctx, &w, sm, busterSSN, records.Watermark{}); err != nil {
+			t.Errorf("a well-formed signed manifest: %v", err)
+		}
+		if err := db.Table("record_entries").Where("id = ? AND version = ?", first.ID, first.Version).
+			Update("resource_type", "Procedure").Error; err != nil {
+			t.Fatal(err)
+		}
+		if err := s.RenderBundle(ctx, &w, m, busterSSN, records.Watermark{}); !errors.Is(err, records.ErrManifest) {
+			t.Errorf("a stored type that does not give the entry's id: err %v, want ErrManifest", err)
+		}
+	})
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"strings"
 )
 
@@ -45,11 +46,16 @@ func (s sealer) seal(table, column, rowID string, plain []byte) []byte {
 var errOpen = errors.New("sealed value does not open (wrong key, moved or altered)")
 
 func (s sealer) open(table, column, rowID string, sealed []byte) ([]byte, error) {
+	return s.openTo(nil, table, column, rowID, sealed)
+}
+
+// openTo is open appending the plaintext to dst (a buffer reused from row to row, when rendering).
+func (s sealer) openTo(dst []byte, table, column, rowID string, sealed []byte) ([]byte, error) {
 	ns := s.aead.NonceSize()
 	if len(sealed) < ns+s.aead.Overhead() {
 		return nil, fmt.Errorf("%s.%s of %s: %w", table, column, rowID, errOpen)
 	}
-	plain, err := s.aead.Open(nil, sealed[:ns], sealed[ns:], aad(table, column, rowID))
+	plain, err := s.aead.Open(dst, sealed[:ns], sealed[ns:], aad(table, column, rowID))
 	if err != nil {
 		return nil, fmt.Errorf("%s.%s of %s: %w", table, column, rowID, errOpen)
 	}
@@ -78,7 +84,21 @@ func (s *Service) referenceIndex(resourceID string) string {
 // entryID derives an entry's stable id from the patient's internal id, the FHIR type and the resource id,
 // keyed so that the stored id reveals none of them.
 func (s *Service) entryID(patientID, resourceType, resourceID string) string {
-	return s.mac("entry", patientID+"|"+resourceType+"|"+resourceID)[:32]
+	sum := entryMACOf(s.entryMAC(), patientID, resourceType, resourceID)
+	return hex.EncodeToString(sum[:])
+}
+
+// entryMAC is the keyed hash of entry ids, for entryMACOf; one can be reused from entry to entry.
+func (s *Service) entryMAC() hash.Hash { return hmac.New(sha256.New, s.blind) }
+
+// entryMACOf is what an entry's id is the hex of: the first 16 bytes of mac("entry", patient|type|resource
+// id), with h from entryMAC (rendering checks references against ids with it, see bundleTargets).
+func entryMACOf(h hash.Hash, patientID, resourceType, resourceID string) (id [16]byte) {
+	h.Reset()
+	h.Write([]byte("entry\x00" + patientID + "|" + resourceType + "|" + resourceID))
+	var sum [sha256.Size]byte
+	copy(id[:], h.Sum(sum[:0]))
+	return id
 }
 
 func (s *Service) mac(kind, value string) string {

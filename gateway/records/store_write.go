@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
 
 	"gorm.io/gorm"
@@ -47,7 +48,7 @@ type entryRow struct {
 
 func (entryRow) TableName() string { return "record_entries" }
 
-func entryRowID(id string, version int) string { return fmt.Sprintf("%s/%d", id, version) }
+func entryRowID(id string, version int) string { return id + "/" + strconv.Itoa(version) }
 
 // lookupKeys finds the patients of blind indexes.
 func lookupKeys(tx *gorm.DB, indexes []string) (map[string]string, error) {
