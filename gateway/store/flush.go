@@ -17,8 +17,8 @@ import (
 // synchronous commit, of any session, flushes every earlier asynchronous one first. So a lost asynchronous
 // transaction can only be one that nothing durable came after: no audited action, decision or retrieval that
 // used it can survive without it. Never use it for anything that changes a request's state, a decision, a
-// claim or a delivery. On SQLite both helpers do nothing: in WAL mode with synchronous=NORMAL a commit does not
-// wait for the disk anyway.
+// claim or a delivery. On SQLite both helpers do nothing: every commit there waits for the disk
+// (synchronous=FULL, sqliteDSN says why), and one connection cannot change that for one transaction.
 
 // NoFlushWait makes tx, a transaction, commit without waiting for its WAL flush (SET LOCAL
 // synchronous_commit = off, for this transaction only). Read the rule above before calling it.

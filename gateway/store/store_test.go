@@ -193,3 +193,34 @@ func TestDPORoleMigration(t *testing.T) {
 		}
 	})
 }
+
+// TestSQLiteCommitsAreOnDisk: every connection of the pool commits with synchronous=FULL (2), so that a claim
+// survives a power loss as well as the process dying (NORMAL, WAL's usual setting, may roll the last commits
+// back after a power loss: a streamed extract could come back unclaimed). Each of the pool's connections is
+// held at once and asked, so a pragma given to one connection only would fail here.
+func TestSQLiteCommitsAreOnDisk(t *testing.T) {
+	db := storetest.NewSQLite(t)
+	sqlDB, err := db.DB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	n := sqlDB.Stats().MaxOpenConnections
+	for i := range n {
+		conn, err := sqlDB.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		var sync, wal string
+		if err := conn.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&sync); err != nil {
+			t.Fatal(err)
+		}
+		if err := conn.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&wal); err != nil {
+			t.Fatal(err)
+		}
+		if sync != "2" || wal != "wal" {
+			t.Errorf("connection %d of %d: synchronous=%s journal_mode=%s, want 2 (FULL) and wal", i+1, n, sync, wal)
+		}
+	}
+}
