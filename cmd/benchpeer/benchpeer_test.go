@@ -70,8 +70,29 @@ func TestBenchPeer(t *testing.T) {
 	bin := buildGatewayd(t)
 	levels := []int{1, 8, 32}
 	perLevel := 150
+	if v := os.Getenv("BENCH_PEER_LEVELS"); v != "" { // e.g. "8": one level, for a profile
+		levels = nil
+		for _, f := range strings.Split(v, ",") {
+			c, err := strconv.Atoi(f)
+			if err != nil || c < 1 {
+				t.Fatalf("BENCH_PEER_LEVELS=%q: want concurrencies such as 1,8,32", v)
+			}
+			levels = append(levels, c)
+		}
+	}
+	if v := os.Getenv("BENCH_PEER_N"); v != "" { // retrievals per level (150 by default)
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("BENCH_PEER_N=%q: want a count of retrievals", v)
+		}
+		perLevel = n
+	}
 	fmt.Printf("%-10s %4s %10s %8s %8s %8s %9s\n", "database", "c", "retr/s", "MB/s", "p50 ms", "p99 ms", "ceiling")
-	for _, dbName := range []string{"sqlite", "postgres"} {
+	dbs := []string{"sqlite", "postgres"}
+	if v := os.Getenv("BENCH_PEER_DB"); v != "" { // sqlite or postgres alone
+		dbs = []string{v}
+	}
+	for _, dbName := range dbs {
 		dir := t.TempDir()
 		dsn := filepath.Join(dir, "gateway.db")
 		if dbName == "postgres" {
@@ -183,7 +204,7 @@ func prepare(t *testing.T, bin, dir, dsn string, sets ...extractSet) (*server, [
 	ip, cp := freePort(t), freePort(t)
 	s.console = "http://127.0.0.1:" + cp
 	s.cmd = exec.Command(bin, "serve", "--intake-listen", "127.0.0.1:"+ip, "--console-listen", "127.0.0.1:"+cp)
-	s.cmd.Env = append(os.Environ(), "GATEWAY_DB="+dsn, "GATEWAY_KEY_FILE="+keyFile, "GATEWAY_DATA_DIR="+dir,
+	s.cmd.Env = append(os.Environ(), "GATEWAY_CPUPROFILE="+profileOf(dsn), "GATEWAY_DB="+dsn, "GATEWAY_KEY_FILE="+keyFile, "GATEWAY_DATA_DIR="+dir,
 		"GATEWAY_PUBLIC_INTAKE_URL="+intakeOrigin, "GATEWAY_PUBLIC_CONSOLE_URL="+origin)
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 	if err := s.cmd.Start(); err != nil {
@@ -372,4 +393,19 @@ func freePort(t *testing.T) string {
 	}
 	defer ln.Close()
 	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+}
+
+// profileOf is where the server on dsn writes its CPU profile: BENCH_PEER_PROFILE's directory, one file per
+// database (cpu-sqlite.pprof, cpu-postgres.pprof), read with `go tool pprof -top`; none when it is unset.
+func profileOf(dsn string) string {
+	dir := os.Getenv("BENCH_PEER_PROFILE")
+	if dir == "" {
+		return ""
+	}
+	name := "cpu-sqlite.pprof"
+	if strings.HasPrefix(dsn, "postgres") {
+		name = "cpu-postgres.pprof"
+	}
+	abs, _ := filepath.Abs(filepath.Join(dir, name))
+	return abs
 }

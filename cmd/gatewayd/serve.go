@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"os/signal"
+	"runtime/pprof"
 	"sync"
 	"syscall"
 	"time"
@@ -32,6 +34,11 @@ func (a *app) serveCommand() *cobra.Command {
 }
 
 func (a *app) serve(ctx context.Context) error {
+	if stop, err := cpuProfile(os.Getenv("GATEWAY_CPUPROFILE")); err != nil {
+		return err
+	} else {
+		defer stop()
+	}
 	if err := a.cfg.CheckServing(); err != nil {
 		return err
 	}
@@ -83,4 +90,22 @@ func (a *app) serve(ctx context.Context) error {
 		serveErr = err
 	}
 	return serveErr
+}
+
+// cpuProfile writes the server's CPU profile to file until it stops, when GATEWAY_CPUPROFILE names one: how
+// `make bench-peer` (BENCH_PEER_PROFILE) keeps a profile of the server beside its figures. A profile holds code
+// addresses and call stacks only, no data the server handled. Empty: nothing.
+func cpuProfile(file string) (stop func(), err error) {
+	if file == "" {
+		return func() {}, nil
+	}
+	f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("GATEWAY_CPUPROFILE: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("GATEWAY_CPUPROFILE: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }

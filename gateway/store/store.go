@@ -69,13 +69,17 @@ func Open(ctx context.Context, dsn string) (*gorm.DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
+	maxOpen := 32
 	if DialectOf(db) == SQLite {
 		// SQLite has one writer at a time; a handful of connections lets readers go on beside it (WAL) while
 		// "BEGIN IMMEDIATE" makes writers queue on busy_timeout instead of failing on a lock upgrade.
-		sqlDB.SetMaxOpenConns(4)
-	} else {
-		sqlDB.SetMaxOpenConns(32)
+		maxOpen = 4
 	}
+	sqlDB.SetMaxOpenConns(maxOpen)
+	// As many idle connections as open ones: database/sql keeps two idle by default, so under load every
+	// connection beyond the second was closed after its statement and opened again for the next (a PostgreSQL
+	// backend forked, or an SQLite file opened and its pragmas run, per statement).
+	sqlDB.SetMaxIdleConns(maxOpen)
 	sqlDB.SetConnMaxIdleTime(5 * time.Minute)
 	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -91,7 +95,7 @@ func Open(ctx context.Context, dsn string) (*gorm.DB, error) {
 // the write lock at BEGIN (a deferred one could deadlock when two readers both try to upgrade). No
 // _time_format: glebarez/go-sqlite v1.21 stops reading options after it, so _txlock would be ignored.
 //
-// synchronous(NORMAL): every commit is on disk (the WAL fsynced) before it returns. With WAL's usual NORMAL a
+// synchronous(FULL): every commit is on disk (the WAL fsynced) before it returns. With WAL's usual NORMAL a
 // commit survives the process dying but not a power loss or an OS crash, which may roll back the last
 // transactions: a claim whose extract was already streamed would then come back unclaimed, and be retrievable
 // a second time, with its audit row gone. One time must survive the machine going down, so every commit pays

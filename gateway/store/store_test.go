@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"database/sql"
 	"os"
 	"path/filepath"
 	"strings"
@@ -223,4 +224,31 @@ func TestSQLiteCommitsAreOnDisk(t *testing.T) {
 			t.Errorf("connection %d of %d: synchronous=%s journal_mode=%s, want 2 (FULL) and wal", i+1, n, sync, wal)
 		}
 	}
+}
+
+// Every connection the pool opened under load stays open once released: database/sql keeps two idle
+// connections by default, and closed the others after each statement, so that a busy server forked a
+// PostgreSQL backend (or opened the SQLite file and ran its pragmas) per statement.
+func TestPoolKeepsItsConnections(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
+		sqlDB, err := db.DB()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		n := sqlDB.Stats().MaxOpenConnections
+		conns := make([]*sql.Conn, n)
+		for i := range conns {
+			if conns[i], err = sqlDB.Conn(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, c := range conns {
+			c.Close()
+		}
+		st := sqlDB.Stats()
+		if st.Idle != n || st.MaxIdleClosed != 0 {
+			t.Fatalf("after %d connections were released: %d idle, %d closed as surplus; want all %d kept", n, st.Idle, st.MaxIdleClosed, n)
+		}
+	})
 }
