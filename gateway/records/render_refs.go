@@ -134,6 +134,15 @@ func (b *bundleTargets) selfContained(resource []byte) ([]byte, []string, error)
 	if !b.anyToChange(resource) {
 		return resource, nil, nil
 	}
+	if out, originals, ok := b.rewrite(resource, nil); ok {
+		return out, originals, nil
+	}
+	return b.selfContainedTree(resource)
+}
+
+// selfContainedTree is selfContained on the resource decoded into a tree: what rewrite falls back to, for
+// what it does not handle on the bytes, and what it is tested against.
+func (b *bundleTargets) selfContainedTree(resource []byte) ([]byte, []string, error) {
 	dec := json.NewDecoder(bytes.NewReader(resource))
 	dec.UseNumber()
 	var v any
