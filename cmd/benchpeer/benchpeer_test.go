@@ -103,10 +103,12 @@ func TestBenchPeer(t *testing.T) {
 		ceiling := startCeiling(t, body)
 		for i, c := range levels {
 			ids := extracts[i*perLevel : (i+1)*perLevel]
+			cpu0 := cpuTime(t, srv.cmd.Process.Pid)
 			g := run(t, c, ids, func(client *http.Client, id string) (int, error) { return srv.retrieve(client, id) })
+			cpu := cpuTime(t, srv.cmd.Process.Pid) - cpu0
 			m := run(t, c, ids, func(client *http.Client, _ string) (int, error) { return get(client, ceiling) })
-			fmt.Printf("%-10s %4d %10.0f %8.1f %8.2f %8.2f %8.0f/s  ratio %.3f  (extract %d bytes)\n", dbName, c, g.perSec,
-				g.mbPerSec, ms(g.p50), ms(g.p99), m.perSec, g.perSec/m.perSec, len(body))
+			fmt.Printf("%-10s %4d %10.0f %8.1f %8.2f %8.2f %8.0f/s  ratio %.3f  server CPU %.2f ms/retrieval  (extract %d bytes)\n",
+				dbName, c, g.perSec, g.mbPerSec, ms(g.p50), ms(g.p99), m.perSec, g.perSec/m.perSec, ms(cpu)/float64(len(ids)), len(body))
 		}
 		srv.stop(t)
 	}
@@ -408,4 +410,28 @@ func profileOf(dsn string) string {
 	}
 	abs, _ := filepath.Abs(filepath.Join(dir, name))
 	return abs
+}
+
+// cpuTime is the CPU time (user and system) process pid has used so far, from /proc/<pid>/stat. The server's
+// CPU per retrieval does not depend on what else the machine runs, unlike retrievals per second: it is the
+// figure to compare changes by on a busy machine (the database server's own CPU, PostgreSQL's, is not in it).
+func cpuTime(t *testing.T, pid int) time.Duration {
+	t.Helper()
+	raw, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The command name (field 2) may hold spaces: count fields from the closing parenthesis.
+	_, rest, ok := strings.Cut(string(raw), ") ")
+	f := strings.Fields(rest)
+	if !ok || len(f) < 13 {
+		t.Fatalf("/proc/%d/stat: unexpected %q", pid, raw)
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		t.Fatalf("/proc/%d/stat: unexpected %q", pid, raw)
+	}
+	const ticks = 100 // USER_HZ: clock ticks per second on Linux
+	return time.Duration(utime+stime) * time.Second / ticks
 }
