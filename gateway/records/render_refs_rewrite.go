@@ -16,12 +16,14 @@ import (
 // it reads, that the bytes are what Canonical writes (no whitespace, members sorted and unique, strings and
 // numbers in their canonical spelling), and leaves to the tree path what it does not handle (a name or a
 // reference spelt with escapes, a change at the root or in an object with a "resourceType" member, where
-// Canonical orders members otherwise). out is appended to; an unchanged resource comes back as resource.
-func (b *bundleTargets) rewrite(resource, out []byte) (res []byte, originals []string, ok bool) {
+// Canonical orders members otherwise). An unchanged resource comes back as resource; a changed one, and the
+// originals, in buffers of b reused by the next call.
+func (b *bundleTargets) rewrite(resource []byte) (res []byte, originals []string, ok bool) {
 	if len(resource) == 0 || resource[0] != '{' {
 		return nil, nil, false
 	}
-	r := rewriter{b: b, in: resource, out: out}
+	r := &b.rewriter
+	*r = rewriter{b: b, in: resource, out: r.out[:0], pointer: r.pointer[:0], originals: r.originals[:0]}
 	end, ok := r.value(0)
 	if !ok || end != len(resource) {
 		return nil, nil, false
@@ -223,7 +225,6 @@ func (r *rewriter) object(start int) (int, bool) {
 		insertAt   = -1               // where in out a display goes: before the first member between "display" and "reference"
 		changed    bool               // whether this object's reference changed
 		original   = len(r.originals) // where its original goes: before those of the objects inside it
-		pointer    string
 	)
 	i := start + 1
 	if i < len(in) && in[i] == '}' {
@@ -271,7 +272,7 @@ func (r *rewriter) object(start int) (int, bool) {
 				if root {
 					return 0, false
 				}
-				changed, pointer = true, string(r.pointer)
+				changed = true
 				switch {
 				case found:
 					r.flush(i)
@@ -304,7 +305,7 @@ func (r *rewriter) object(start int) (int, bool) {
 			i++
 		case '}':
 			if changed {
-				r.originals = slices.Insert(r.originals, original, pointer+" "+string(in[start:i+1]))
+				r.originals = slices.Insert(r.originals, original, string(r.pointer[:at])+" "+string(in[start:i+1]))
 			}
 			return i + 1, true
 		default:

@@ -17,9 +17,9 @@ import (
 func testTargets(t testing.TB, patientFHIRID string, entries [][2]string) *bundleTargets {
 	t.Helper()
 	b := &bundleTargets{patientID: "patient", patientFHIRID: patientFHIRID,
-		mac: hmac.New(sha256.New, []byte("rewrite-test-key")), seen: map[string]string{}}
+		mac: &entryMACer{h: hmac.New(sha256.New, []byte("rewrite-test-key"))}, seen: map[string]string{}}
 	for _, e := range entries {
-		b.ids = append(b.ids, entryMACOf(b.mac, b.patientID, e[0], e[1]))
+		b.ids = append(b.ids, b.mac.of(b.patientID, e[0], e[1]))
 	}
 	slices.SortFunc(b.ids, func(x, y [16]byte) int { return bytes.Compare(x[:], y[:]) })
 	return b
@@ -31,7 +31,7 @@ func testTargets(t testing.TB, patientFHIRID string, entries [][2]string) *bundl
 func sameAsTree(t *testing.T, b *bundleTargets, resource []byte) bool {
 	t.Helper()
 	want, wantOrig, treeErr := b.selfContainedTree(resource)
-	got, gotOrig, ok := b.rewrite(resource, nil)
+	got, gotOrig, ok := b.rewrite(resource)
 	if !ok {
 		return false
 	}
@@ -135,7 +135,7 @@ func TestRewriteMatchesTree(t *testing.T) {
 				if !sameAsTree(t, b, res) {
 					t.Fatalf("%s: the fast path declined a stored resource: %.200s", filepath.Base(f), res)
 				}
-				if _, originals, _ := b.rewrite(res, nil); len(originals) > 0 {
+				if _, originals, _ := b.rewrite(res); len(originals) > 0 {
 					changed++
 				}
 				resources++
