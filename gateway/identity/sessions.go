@@ -43,16 +43,22 @@ type NewSession struct {
 	Token string
 }
 
-// startSession inserts a session inside the caller's transaction (sign-in and registration).
+// startSession inserts a session inside the caller's transaction (registration).
 func (s *Service) startSession(tx *gorm.DB, u User, credentialID, listener string, now time.Time) (NewSession, error) {
-	token := newToken()
-	row := sessionRow{ID: newID(), TokenHash: hashToken(token), UserID: u.ID, CredentialID: credentialID, Listener: listener,
-		CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(s.cfg.SessionMax)}
+	ns, row := s.newSession(u, credentialID, listener, now)
 	if err := tx.Create(&row).Error; err != nil {
 		return NewSession{}, fmt.Errorf("start session: %w", err)
 	}
+	return ns, nil
+}
+
+// newSession makes a new session and the row that stores it (the token's hash, not the token).
+func (s *Service) newSession(u User, credentialID, listener string, now time.Time) (NewSession, sessionRow) {
+	token := newToken()
+	row := sessionRow{ID: newID(), TokenHash: hashToken(token), UserID: u.ID, CredentialID: credentialID, Listener: listener,
+		CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(s.cfg.SessionMax)}
 	return NewSession{Token: token, Session: Session{ID: row.ID, Listener: listener, CredentialID: credentialID,
-		CreatedAt: now, ExpiresAt: row.ExpiresAt, User: u}}, nil
+		CreatedAt: now, ExpiresAt: row.ExpiresAt, User: u}}, row
 }
 
 // sessionCheck is a session and its user, read in one statement. Usable says the user is active and the
