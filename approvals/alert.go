@@ -48,21 +48,30 @@ type alertRow struct {
 
 func (alertRow) TableName() string { return "alerts" }
 
-// queueAlert writes, inside the filing's transaction, the alert that a request entered the queue.
-func queueAlert(tx *gorm.DB, r requestRow, now time.Time) error {
+// filedAlert is the alert that a request entered the queue, written in the filing's transaction.
+func filedAlert(r requestRow, now time.Time) alertRow {
 	urgency := r.Urgency
 	if r.Emergency {
 		urgency = UrgencyEmergency
 	}
-	return writeAlert(tx, AlertFiled, urgency, "request:"+r.ID, now)
+	return alertRow{ID: newID(), Kind: AlertFiled, Urgency: urgency, Subject: "request:" + r.ID, CreatedAt: now}
 }
 
-// writeAlert inserts an alert; its queue count is left to ClaimAlerts. Counting the waiting requests here
-// made every filing scan the whole queue, inside its transaction (issue 15: with a few thousand requests
-// waiting, half a filing's database time); the sender counts once per alert, outside any filing.
+// insertAlert inserts an alert (id, kind, urgency, subject, created_at); its queue count is left to
+// ClaimAlerts. Counting the waiting requests here made every filing scan the whole queue, inside its
+// transaction (issue 15: with a few thousand requests waiting, half a filing's database time); the sender
+// counts once per alert, outside any filing. selectFrom, when not empty, makes it insert the alert once per
+// row of that FROM item instead of once.
+func insertAlert(selectFrom string) string {
+	return "INSERT INTO alerts (id, kind, urgency, subject, queue_count, created_at) SELECT ?, ?, ?, ?, 0, ?" + selectFrom
+}
+
+func (a alertRow) args() []any { return []any{a.ID, a.Kind, a.Urgency, a.Subject, a.CreatedAt} }
+
+// writeAlert inserts an alert in the transaction of what it announces.
 func writeAlert(tx *gorm.DB, kind, urgency, subject string, now time.Time) error {
-	return tx.Exec("INSERT INTO alerts (id, kind, urgency, subject, queue_count, created_at) VALUES (?, ?, ?, ?, 0, ?)",
-		newID(), kind, urgency, subject, now).Error
+	a := alertRow{ID: newID(), Kind: kind, Urgency: urgency, Subject: subject, CreatedAt: now}
+	return tx.Exec(insertAlert(""), a.args()...).Error
 }
 
 // alertBatch bounds the alerts one claim hands out.

@@ -300,18 +300,15 @@ func (s *Service) FileRequest(ctx context.Context, f Filing) (Request, error) {
 				return err
 			}
 		}
-		if inserted, err := insertUnderLimit(tx, &row, now.Add(-24*time.Hour), s.policy.FilingLimit); err != nil {
+		if inserted, err := insertUnderLimit(tx, &row, now.Add(-24*time.Hour), s.policy.FilingLimit, filedAlert(row, now)); err != nil {
 			return err
 		} else if !inserted {
 			return ErrRateLimited
 		}
-		if err := audit.Append(tx, audit.Event{At: now, Actor: "user:" + f.RequesterID, Action: "request.filed",
+		return audit.Append(tx, audit.Event{At: now, Actor: "user:" + f.RequesterID, Action: "request.filed",
 			Subject: "request:" + id, Details: map[string]any{"categories": len(f.Categories),
 				"purpose": string(f.Purpose), "urgency": string(f.Urgency), "traits": traitCount(f.Traits),
-				"emergency": row.Emergency}}); err != nil {
-			return err
-		}
-		return queueAlert(tx, row, now)
+				"emergency": row.Emergency}})
 	})
 	if err != nil {
 		return Request{}, fmt.Errorf("file request: %w", err)
@@ -323,12 +320,14 @@ func (s *Service) FileRequest(ctx context.Context, f Filing) (Request, error) {
 	return r, s.fillState(ctx, &r)
 }
 
-// insertUnderLimit inserts row unless its requester has filed limit requests since since, and says whether it
-// did: the count and the insert are one statement (INSERT … SELECT … WHERE count < limit), one round trip
-// fewer than counting first. Its snapshot is taken after the requester's lock (PostgreSQL) or under the write
-// lock (SQLite), so it counts every filing committed before. The columns are gorm's own for requestRow: a new
-// field cannot be left out.
-func insertUnderLimit(tx *gorm.DB, row *requestRow, since time.Time, limit int) (bool, error) {
+// insertUnderLimit inserts row, and the alert that announces it, unless its requester has filed limit requests
+// since since, and says whether it did: the count and the insert are one statement (INSERT … SELECT … WHERE
+// count < limit), one round trip fewer than counting first. Its snapshot is taken after the requester's lock
+// (PostgreSQL) or under the write lock (SQLite), so it counts every filing committed before. The columns are
+// gorm's own for requestRow: a new field cannot be left out. On PostgreSQL the alert is inserted by the same
+// statement, from the request's RETURNING (a data-modifying WITH: one round trip fewer, and no alert unless
+// the request was inserted); SQLite's WITH cannot hold an INSERT, so there it is a second statement.
+func insertUnderLimit(tx *gorm.DB, row *requestRow, since time.Time, limit int, alert alertRow) (bool, error) {
 	stmt := &gorm.Statement{DB: tx}
 	if err := stmt.Parse(row); err != nil {
 		return false, err
@@ -343,10 +342,24 @@ func insertUnderLimit(tx *gorm.DB, row *requestRow, since time.Time, limit int) 
 		v, _ := f.ValueOf(tx.Statement.Context, rv)
 		cols, marks, args = append(cols, f.DBName), append(marks, "?"), append(args, v)
 	}
-	res := tx.Exec("INSERT INTO approval_requests ("+strings.Join(cols, ", ")+") SELECT "+strings.Join(marks, ", ")+
-		" WHERE (SELECT COUNT(*) FROM approval_requests WHERE requester_id = ? AND filed_at > ?) < ?",
-		append(args, row.RequesterID, since, limit)...)
-	return res.RowsAffected == 1, res.Error
+	q := "INSERT INTO approval_requests (" + strings.Join(cols, ", ") + ") SELECT " + strings.Join(marks, ", ") +
+		" WHERE (SELECT COUNT(*) FROM approval_requests WHERE requester_id = ? AND filed_at > ?) < ?"
+	args = append(args, row.RequesterID, since, limit)
+	postgres := store.DialectOf(tx) == store.Postgres
+	if postgres {
+		q = "WITH filed AS (" + q + " RETURNING id) " + insertAlert(" FROM filed")
+		args = append(args, alert.args()...)
+	}
+	res := tx.Exec(q, args...)
+	if res.Error != nil || res.RowsAffected != 1 {
+		return false, res.Error
+	}
+	if !postgres {
+		if err := tx.Exec(insertAlert(""), alert.args()...).Error; err != nil {
+			return false, err
+		}
+	}
+	return true, nil
 }
 
 // sealOptional seals a free text that may be empty: an empty one stays NULL.
