@@ -49,7 +49,7 @@ func (s *Service) startCeremony(ctx context.Context, kind, listener, userID, inv
 		SessionData: string(raw), CreatedAt: now, ExpiresAt: now.Add(s.cfg.CeremonyTTL)}
 	db := s.db.WithContext(ctx)
 	s.sweepCeremonies(db, now)
-	// Written without waiting for the WAL flush (store.NoFlushWait's rule): a ceremony lost in a crash is
+	// Written without waiting for the WAL flush (store.NoFlushWaitJoin's rule): a ceremony lost in a crash is
 	// harmless, its finish fails and the user starts again; and nothing durable can rest on it.
 	if err := db.Exec(`INSERT INTO ceremonies (id, kind, listener, user_id, invitation_id, session_data, created_at, expires_at)
 		SELECT ?, ?, ?, ?, ?, ?, ?, ?`+store.NoFlushWaitJoin(db, "FROM"), row.ID, row.Kind, row.Listener, row.UserID,
@@ -76,7 +76,7 @@ func (s *Service) sweepCeremonies(db *gorm.DB, now time.Time) {
 // consumeCeremony takes a ceremony out of the table in one statement (DELETE ... RETURNING): of two
 // concurrent finishes, one gets it and the other ErrCeremonyNotFound. An expired ceremony is consumed too.
 //
-// The delete does not wait for the WAL flush (store.NoFlushWait's rule). A crash can bring the ceremony back
+// The delete does not wait for the WAL flush (store.NoFlushWaitJoin's rule). A crash can bring the ceremony back
 // only if nothing durable was committed after it: not the session, decision or registration its finish wrote
 // (any of those, committed synchronously or not, comes after it in the WAL), nor any audited action since. What
 // comes back is a ceremony whose finish left no trace, as if the user had not finished it yet.

@@ -5,7 +5,7 @@
 //
 // # Writes that do not wait for the disk (issue 15)
 //
-// On PostgreSQL three kinds of write commit without waiting for their WAL flush (store.NoFlushWait): a
+// On PostgreSQL three kinds of write commit without waiting for their WAL flush (store.NoFlushWaitJoin): a
 // ceremony's row (written at begin, consumed at finish), a session's last-seen time, and a sign-in's
 // transaction (the key's sign count, the session and its audit row, together). Each may be lost by a crash,
 // and only with everything committed after it that was not flushed either:

@@ -114,7 +114,7 @@ func (s *Service) Authenticate(ctx context.Context, listener, token string) (Ses
 	}
 	// Last seen is written at most once per touchEvery: a page's many requests cost one write, not one each. The
 	// session may so end up to that much before its idle timeout, never after it. The write does not wait for
-	// the WAL flush (store.NoFlushWait's rule): a crash that loses it only makes the session look idle sooner.
+	// the WAL flush (store.NoFlushWaitJoin's rule): a crash that loses it only makes the session look idle sooner.
 	if now.Sub(row.LastSeenAt) >= s.touchEvery(listener) {
 		if err := db.Exec("UPDATE sessions SET last_seen_at = ?"+store.NoFlushWaitJoin(db, "FROM")+" WHERE id = ?",
 			now, row.ID).Error; err != nil {

@@ -103,7 +103,7 @@ func (s *Service) finishSignIn(ctx context.Context, listener, ceremonyID string,
 	var ns NewSession
 	// The sign count, the session and its audit row: one transaction, so that no session exists without its
 	// row (if the row cannot be written, there is no session). It commits without waiting for the WAL flush
-	// (store.NoFlushWait): if a crash loses it, it loses all three together, and the user signs in again. It
+	// (store.NoFlushWaitJoin): if a crash loses it, it loses all three together, and the user signs in again. It
 	// cannot lose a sign-in that anything durable rests on: whatever is done under the session later commits
 	// synchronously, which flushes this commit first (WAL is flushed in order), so no audited action can exist
 	// whose sign-in is missing. A key's counter that a crash sets back is what a replay would need; the

@@ -17,24 +17,17 @@ import (
 // synchronous commit, of any session, flushes every earlier asynchronous one first. So a lost asynchronous
 // transaction can only be one that nothing durable came after: no audited action, decision or retrieval that
 // used it can survive without it. Never use it for anything that changes a request's state, a decision, a
-// claim or a delivery. On SQLite both helpers do nothing: every commit there waits for the disk
+// claim or a delivery. On SQLite NoFlushWaitJoin does nothing: every commit there waits for the disk
 // (synchronous=FULL, sqliteDSN says why), and one connection cannot change that for one transaction.
 
-// NoFlushWait makes tx, a transaction, commit without waiting for its WAL flush (SET LOCAL
-// synchronous_commit = off, for this transaction only). Read the rule above before calling it.
-func NoFlushWait(tx *gorm.DB) error {
-	if DialectOf(tx) != Postgres {
-		return nil
-	}
-	return tx.Exec("SET LOCAL synchronous_commit = off").Error
-}
-
-// NoFlushWaitJoin does the same for one statement run on its own (its own implicit transaction), in the same
-// round trip: it returns a FROM (or USING) item to add to the statement, " <keyword> (SELECT set_config(…))",
-// whose one row is read before the statement writes, so the setting holds when the statement commits; "" on
-// SQLite. (BEGIN, SET LOCAL, the statement and COMMIT would be four round trips.) In a transaction, the setting
-// holds until its commit, as SET LOCAL's: the audit chain's link puts it in its last statement. TestNoFlushWaitJoin shows
-// the setting in force inside the statement and gone after it.
+// NoFlushWaitJoin makes a statement commit without waiting for its WAL flush (synchronous_commit off, for its
+// transaction only; read the rule above before calling it), in the same round trip: it returns a FROM (or
+// USING) item to add to the statement, " <keyword> (SELECT set_config(…))", whose one row is read before the
+// statement writes, so the setting holds when the statement commits; "" on SQLite. (BEGIN, SET LOCAL, the
+// statement and COMMIT would be four round trips.) In a transaction, the setting holds until its commit, as
+// SET LOCAL's: the audit chain's link and a sign-in's sign count put it in one of their statements.
+// TestNoFlushWaitJoin shows the setting in force inside the statement, until a transaction's commit, and gone
+// after it.
 func NoFlushWaitJoin(db *gorm.DB, keyword string) string {
 	if DialectOf(db) != Postgres {
 		return ""

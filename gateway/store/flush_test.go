@@ -11,7 +11,8 @@ import (
 )
 
 // The setting NoFlushWaitJoin adds is in force while its statement writes (so at its commit) and gone after
-// it, on the same connection: it never leaks into the pool. NoFlushWait holds for its transaction only.
+// it, on the same connection: it never leaks into the pool. In a transaction it holds until the commit, for
+// that transaction only.
 func TestNoFlushWaitJoin(t *testing.T) {
 	db := storetest.NewPostgres(t)
 	ctx := context.Background()
@@ -41,17 +42,17 @@ func TestNoFlushWaitJoin(t *testing.T) {
 		if v := show(); v != "on" {
 			t.Errorf("after the statements: synchronous_commit = %s, want on", v)
 		}
-		var inTx string
+		var inTx []string
 		if err := store.Tx(ctx, conn, func(tx *gorm.DB) error {
-			if err := store.NoFlushWait(tx); err != nil {
+			if err := tx.Exec("INSERT INTO no_flush_probe (setting) SELECT 'x'" + store.NoFlushWaitJoin(tx, "FROM")).Error; err != nil {
 				return err
 			}
 			return tx.Raw("SHOW synchronous_commit").Scan(&inTx).Error
 		}); err != nil {
 			return err
 		}
-		if inTx != "off" || show() != "on" {
-			t.Errorf("NoFlushWait: %s inside the transaction, %s after it; want off, on", inTx, show())
+		if len(inTx) != 1 || inTx[0] != "off" || show() != "on" {
+			t.Errorf("in a transaction: %q after the statement, %s after the commit; want [off], on", inTx, show())
 		}
 		return nil
 	})

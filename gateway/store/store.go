@@ -101,7 +101,7 @@ func Open(ctx context.Context, dsn string) (*gorm.DB, error) {
 // a second time, with its audit row gone. One time must survive the machine going down, so every commit pays
 // its fsync (about 0.5 ms on these machines; SQLite has one writer, so this caps writes near two thousand
 // commits a second, far above what a hospital's requests need). PostgreSQL commits are durable by default
-// (synchronous_commit on); only the transactions store.NoFlushWait names skip the wait there.
+// (synchronous_commit on); only the transactions store.NoFlushWaitJoin names skip the wait there.
 func sqliteDSN(path string) string {
 	q := url.Values{}
 	q.Add("_pragma", "foreign_keys(1)")
