@@ -32,7 +32,7 @@ func (s *Service) newSignedHeader(ctx context.Context) (signedHeader, error) {
 	if _, err := rand.Read(nonce); err != nil {
 		return signedHeader{}, err
 	}
-	head, err := audit.Head(ctx, s.db)
+	head, err := audit.LinkedHead(ctx, s.db)
 	if err != nil {
 		return signedHeader{}, err
 	}

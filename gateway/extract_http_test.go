@@ -20,6 +20,7 @@ import (
 	"gorm.io/gorm"
 
 	"gatewayd/approvals"
+	"gatewayd/gateway/audit"
 	"gatewayd/gateway/records"
 	"gatewayd/gateway/records/fhircheck"
 	"gatewayd/gateway/store/storetest"
@@ -97,6 +98,10 @@ type auditRow struct {
 func (f *xfix) audits(extractID, action string) []auditRow {
 	f.t.Helper()
 	var rows []auditRow
+	// In chain order: the rows linked first (on PostgreSQL the chainer links them after their commits).
+	if _, err := audit.Link(context.Background(), f.db); err != nil {
+		f.t.Fatal(err)
+	}
 	if err := f.db.Raw("SELECT action, subject, details FROM audit_events WHERE subject = ? AND action = ? ORDER BY seq",
 		"extract:"+extractID, action).Scan(&rows).Error; err != nil {
 		f.t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 	"gorm.io/gorm/logger"
 
 	"gatewayd/approvals"
+	"gatewayd/gateway/audit"
 	"gatewayd/gateway/identity"
 	"gatewayd/gateway/identity/identitytest"
 	"gatewayd/gateway/store/storetest"
@@ -34,10 +35,12 @@ type sqlTrace struct {
 }
 
 func (s *sqlTrace) Trace(ctx context.Context, begin time.Time, fc func() (string, int64), err error) {
-	q, _ := fc()
-	s.mu.Lock()
-	s.sql = append(s.sql, q)
-	s.mu.Unlock()
+	if !audit.ByChainer(ctx) { // the audit chain's linker runs beside the requests, not for one
+		q, _ := fc()
+		s.mu.Lock()
+		s.sql = append(s.sql, q)
+		s.mu.Unlock()
+	}
 	s.Interface.Trace(ctx, begin, fc, err)
 }
 
@@ -93,6 +96,10 @@ var (
 func TestRequesterAnswersAreOracleFree(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
 		f := newXFix(t, db)
+		// The chainer may still be linking the fixture's rows (reading db's settings): let it finish first.
+		if _, err := audit.Link(context.Background(), db); err != nil {
+			t.Fatal(err)
+		}
 		trace := &sqlTrace{Interface: db.Logger}
 		db.Logger = trace
 		// Alberto Atencio of testdata: male, born 1993-06-07.

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 
 	"gorm.io/gorm"
 
+	"gatewayd/gateway/audit"
 	"gatewayd/gateway/keys"
 	"gatewayd/gateway/store"
 	"gatewayd/gateway/store/storetest"
@@ -89,6 +91,10 @@ func TestRefusalAuditThrottleSharedByInstances(t *testing.T) {
 		}
 		rows := func(addr string) []map[string]any {
 			var details []string
+			// In chain order: the rows linked first (on PostgreSQL the chainer links them after their commits).
+			if _, err := audit.Link(context.Background(), db); err != nil {
+				t.Fatal(err)
+			}
 			db.Raw("SELECT details FROM audit_events WHERE action = 'console.refused' AND actor = ? ORDER BY seq", "ip:"+addr).Scan(&details)
 			var out []map[string]any
 			for _, d := range details {

@@ -216,7 +216,7 @@ func TestReceiptVerifyAgainstOfficersRegister(t *testing.T) {
 	if err := c.srv.Identity().RevokeCredential(context.Background(), "cli", cred); err != nil {
 		t.Fatal(err)
 	}
-	head, err := audit.Head(context.Background(), c.db)
+	head, err := audit.LinkedHead(context.Background(), c.db) // as a preparation reads it
 	if err != nil {
 		t.Fatal(err)
 	}

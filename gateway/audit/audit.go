@@ -20,19 +20,44 @@
 //  1. Insert, in the change's transaction: the row's content, its content hash (ContentHash: SHA-256 of the
 //     canonical form with seq 0) and the time it was added, with seq, prev_hash and hash NULL. No chain lock
 //     is taken; the change and its row commit together or not at all, as before (fail closed).
-//  2. Link, right after the commit (store.AfterCommit; the call that made the change returns once its rows
-//     are linked): in one short transaction of two statements the linker reads the head and the unlinked
-//     rows, checks each one's content against its content hash, gives it the next seq and its chained hash,
-//     and moves the head, on condition that the head is still where it read it and every row still unlinked
-//     (the unique seq and the head row's lock make a concurrent linker of another instance fail its condition
-//     and read again: one link wins, none is lost or doubled). The goroutines of one process share link
-//     runs, and one run links every row committed so far: linking is group commit, and the changes'
-//     transactions never wait on each other for the chain.
+//  2. Link, after the commit, by the process's chainer (one per connection pool, chain.go): the commit wakes
+//     it (store.AfterCommit) and the call that made the change returns without waiting. The chainer runs
+//     link runs one after another while it is woken; a run links every row committed before it began, in
+//     short transactions of up to linkBatch rows and two statements each: it reads the head and the
+//     unlinked rows, checks each one's content against its content hash, gives it the next seq and its
+//     chained hash, and moves the head, on condition that the head is still where it read it and every row
+//     still unlinked (the unique seq and the head row's lock make a concurrent linker of another instance
+//     fail its condition and read again: one link wins, none is lost or doubled). So under load one run
+//     links the rows of every request that committed during the previous one, and neither the changes'
+//     transactions nor their callers wait on each other, or on a link, for the chain.
+//
+// Why a chainer nobody waits for, rather than links the callers wait for (the design before: each call
+// waited for a link run that began after its commit, a second transaction per audited call on PostgreSQL,
+// and the runs of a process queued one behind another) or group commit of appends (the appends would still
+// wait for one another's flush): a row's place in the chain is derived data, computable from rows that are
+// already durable, so the caller has nothing to wait for unless it is about to name the chain's end outside
+// the database. The readers were decided one by one:
+//   - A signed decision's anchor (approvals) and the officers' register name the head outside the database,
+//     and should cover what was committed before them (the request decided on, the officer's last actions):
+//     they read LinkedHead, which waits for a run that began after the call (Link). Preparing a decision is
+//     not a hot path.
+//   - audit export links the rows committed before it (an export right after a change holds it), then reads
+//     up to DurableHead. The syslog forwarder sends rows once linked, a second later at most: it waits for
+//     nothing.
+//   - Verify (audit verify, the server's periodic Walk) counts rows not linked yet (VerifyResult.Unlinked) and
+//     checks them against their content hash; the access history (Trail, CheckTrail) shows such a row last,
+//     checked the same way. Neither needs a row linked, and neither links (they read only).
+//   - Retention purges the linked prefix only; metrics' row count is the head: a row is counted an instant
+//     late.
+//   - A process that closes its database (store.Close: the server at shutdown, every CLI command) waits for
+//     its chainer to finish the runs asked of it: it leaves no row of its own to the sweep, and tests leak no
+//     goroutine. The chainer's goroutine lives only while there is something to link.
+//   - Tests that read the chain right after a change wait for the link (Link) where they read it.
 //
 // The chain position comes from the linker, never from a sequence: PostgreSQL sequences are not
 // transactional, so rolled-back transactions leave holes in id (the insertion order) but never in seq. Head,
 // the anchor of signed decisions, is the last linked row. Verify, export and the syslog forwarder follow
-// linked rows only; metrics' row count is the head.
+// linked rows only.
 //
 // On SQLite a writing transaction holds the database's only write lock from BEGIN to COMMIT anyway (nothing
 // to gain from a second transaction), so Append links the row in place, in the change's transaction, as
@@ -47,8 +72,8 @@
 // A link is derived data: a crash of the database server may lose the last links committed (a fraction of a
 // second of them), never a row; the rows come back unlinked and the next link links them again, possibly in
 // another order. So nothing may leave the database naming a link that is not on disk yet: any commit that
-// waits for its flush flushes every earlier commit, so a signed decision's anchor (read from the head, stored
-// by a durable commit), a backup (audited by one) are covered; the syslog forwarder and audit export, which
+// waits for its flush flushes every earlier commit, so a signed decision's anchor (read from LinkedHead,
+// stored by a durable commit), a backup (audited by one) are covered; the syslog forwarder and audit export, which
 // send rows out without a commit of their own first, read up to DurableHead, which flushes, and a walk of the
 // chain (Verify, the access history's remembered rows) flushes before it returns what it reached. On SQLite a
 // row is linked in its change's transaction: nothing to choose.
@@ -56,15 +81,15 @@
 // No gap can be hidden, and the window is bounded:
 //   - A row committed but not linked is visible (seq IS NULL). Verify counts it (VerifyResult.Unlinked) and
 //     fails when one waited longer than LinkBound (a minute): the linking failed, or a row was slipped in
-//     without it. A process that stopped between its commit and its link leaves its rows to the next link;
-//     every server links leftovers every LinkInterval (10 s).
+//     without it. A process that stopped between its commit and its link (killed, or its database gone)
+//     leaves its rows to the next link; every server links leftovers every LinkInterval (10 s).
 //   - A row changed after its commit but before its link no longer matches its content hash: the linker
 //     refuses to link it (it links the others and names it) and Verify fails on it. An attacker able to
 //     rewrite the database may also recompute the content hash, or delete the row before it is linked; that
 //     attacker can equally rewrite the linked end of the chain after the last anchor kept outside (a
 //     receipt's audit_anchor, the syslog copy), by recomputing the hashes, as before this change. The chain's
 //     evidence against a database writer always came from those outside anchors; linking moves the end they
-//     can cover by at most the time to link (the request's own duration, LinkBound at worst), and a row is
+//     can cover by at most the time to link (a link run, a few milliseconds; LinkBound at worst), and a row is
 //     sent to syslog once linked.
 package audit
 
@@ -128,9 +153,10 @@ var ErrBroken = errors.New("audit chain broken")
 // the append fails, the caller's whole change fails with it.
 //
 // On PostgreSQL, in a transaction begun by store.Tx, the row is inserted unlinked (its content hash, no seq)
-// and linked into the chain right after the commit (see the package comment): the transaction takes no chain
-// lock. Otherwise (SQLite, where the transaction already holds the database's single write lock, or a
-// transaction store.Tx did not begin) the row is linked in place, under the head row's lock, as before.
+// and linked into the chain by the process's chainer after the commit, which nobody waits for (see the
+// package comment): the transaction takes no chain lock. Otherwise (SQLite, where the transaction already
+// holds the database's single write lock, or a transaction store.Tx did not begin) the row is linked in
+// place, under the head row's lock, as before.
 func Append(tx *gorm.DB, ev Event) error {
 	at := ev.At
 	if at.IsZero() {

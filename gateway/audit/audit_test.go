@@ -23,6 +23,16 @@ func appendN(t *testing.T, db *gorm.DB, n int) {
 			t.Fatal(err)
 		}
 	}
+	linked(t, db)
+}
+
+// linked waits until every row committed so far is linked: on PostgreSQL the chainer links rows an instant
+// after their commits and the callers do not wait for it, and the tests that call this read the chain.
+func linked(t *testing.T, db *gorm.DB) {
+	t.Helper()
+	if _, err := audit.Link(context.Background(), db); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestConcurrentAppendsKeepOneChain(t *testing.T) {

@@ -31,64 +31,156 @@ func insertUnlinked(tx *gorm.DB, r Row) error {
 		VALUES (?, ?, ?, ?, ?, ?, ?)`, r.At, r.Actor, r.Action, r.Subject, r.Details, r.ContentHash, r.AddedAt).Error
 }
 
-// linkAfterCommit is what Append asks store.Tx to run after the commit. The change is committed whatever
-// happens here: a row this fails to link is linked by the next link (the server's LinkInterval), and Verify
-// reports it meanwhile.
-func linkAfterCommit(ctx context.Context, db *gorm.DB) {
-	_, _ = Link(ctx, db)
+// linkAfterCommit is what Append asks store.Tx to run after the commit: it wakes the pool's chainer and
+// returns without waiting for it. The change is committed whatever happens next: a row the chainer fails to
+// link is linked by a later run (the next commit's, or the server's LinkInterval sweep), and Verify reports it
+// meanwhile.
+func linkAfterCommit(_ context.Context, db *gorm.DB) {
+	c, err := chainerOf(db)
+	if err != nil {
+		return // the pool is gone: the row waits for the next process's sweep
+	}
+	c.mu.Lock()
+	c.wake(db)
+	c.mu.Unlock()
 }
 
-// linkers holds one linker per connection pool, so that the goroutines of one process that all committed
-// rows share link runs instead of each running its own.
-var linkers sync.Map // *sql.DB → *linker
+// chainers holds the one chainer of each connection pool (each process's, in practice).
+var chainers sync.Map // *sql.DB → *chainer
 
-type linker struct {
+// chainer links the rows its process commits, one run after another, in a goroutine of its own that lives
+// while there is something to link: a commit wakes it and goes on, and each run links every row committed
+// before it began, in batches of linkBatch, so that however many requests commit meanwhile, one run (one
+// short transaction per batch) links them all. Nobody waits for it but Link's callers, who need a given
+// commit's rows linked (the chain head as a signed anchor, tests, the LinkInterval sweep). It stops, its work
+// done, when store.Close closes the pool.
+type chainer struct {
 	mu       sync.Mutex
 	cond     *sync.Cond
-	running  bool
-	started  uint64 // runs begun
-	finished uint64 // runs ended
-	linked   int64  // rows the last run linked
-	err      error  // the last run's error
+	db       *gorm.DB // the handle of the last wake
+	running  bool     // the goroutine is alive
+	wanted   uint64   // the last run asked for
+	started  uint64   // runs begun
+	finished uint64   // runs ended
+	linked   int64    // rows the last run linked
+	err      error    // the last run's error
+}
+
+func chainerOf(db *gorm.DB) (*chainer, error) {
+	sqlDB, err := db.DB()
+	if err != nil {
+		return nil, err
+	}
+	if v, ok := chainers.Load(sqlDB); ok {
+		return v.(*chainer), nil
+	}
+	c := &chainer{}
+	c.cond = sync.NewCond(&c.mu)
+	v, loaded := chainers.LoadOrStore(sqlDB, c)
+	if !loaded {
+		err := store.BeforeClose(db, "audit.chainer", func() {
+			c.stop()
+			chainers.Delete(sqlDB)
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return v.(*chainer), nil
+}
+
+// wake asks for a run that begins after now, starting the goroutine if it is not alive, and returns the
+// run's number: a run under way may have read the unlinked rows before the caller's commit. c.mu is held.
+func (c *chainer) wake(db *gorm.DB) uint64 {
+	c.db = db
+	c.wanted = c.started + 1
+	if !c.running {
+		c.running = true
+		go c.loop()
+	}
+	return c.wanted
+}
+
+// loop runs link runs while one is wanted, then ends.
+func (c *chainer) loop() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for c.started < c.wanted {
+		c.started++
+		run, db := c.started, c.db
+		c.mu.Unlock()
+		n, err := linkAll(context.WithValue(context.Background(), chainerKey{}, true), db)
+		c.mu.Lock()
+		c.finished, c.linked, c.err = run, n, err
+		c.cond.Broadcast()
+	}
+	c.running = false
+	c.cond.Broadcast()
+}
+
+type chainerKey struct{}
+
+// ByChainer says whether ctx is the chainer's: a statement run with it is no caller's round trip (statement
+// counts leave it out; it runs beside the callers, whenever a run is due).
+func ByChainer(ctx context.Context) bool {
+	v, _ := ctx.Value(chainerKey{}).(bool)
+	return v
+}
+
+// stop waits until the goroutine has done the runs asked of it and ended (store.Close calls it).
+func (c *chainer) stop() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for c.running {
+		c.cond.Wait()
+	}
 }
 
 // Link links every committed unlinked row into the chain, in the order it finds them, and returns how many
-// rows the run linked. It returns once a link run that began after the call has ended, so the caller's own
-// committed rows are linked when it returns (unless it fails). A row whose content no longer matches its
-// content hash is left unlinked and named in the error (wrapping ErrBroken): Verify reports it too.
+// rows the run linked. It returns once a run of the pool's chainer that began after the call has ended, so
+// the caller's own committed rows (and every other row committed before the call) are linked when it returns,
+// unless it fails. A row whose content no longer matches its content hash is left unlinked and named in the
+// error (wrapping ErrBroken): Verify reports it too.
 func Link(ctx context.Context, db *gorm.DB) (int64, error) {
-	sqlDB, err := db.DB()
+	c, err := chainerOf(db)
 	if err != nil {
 		return 0, fmt.Errorf("audit link: %w", err)
 	}
-	v, _ := linkers.LoadOrStore(sqlDB, &linker{})
-	l := v.(*linker)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.cond == nil {
-		l.cond = sync.NewCond(&l.mu)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	want := c.wake(db)
+	for c.finished < want {
+		c.cond.Wait()
 	}
-	// A run already going may have read the unlinked rows before ours committed: wait for the next one.
-	want := l.started + 1
-	for l.finished < want {
-		if l.running {
-			l.cond.Wait()
-			continue
-		}
-		l.running = true
-		l.started++
-		run := l.started
-		l.mu.Unlock()
-		n, err := linkAll(ctx, db)
-		l.mu.Lock()
-		l.running, l.finished, l.linked, l.err = false, run, n, err
-		l.cond.Broadcast()
-	}
-	return l.linked, l.err
+	return c.linked, c.err
 }
 
-// linkAll runs linking transactions until no committed unlinked row is left. The work is not the caller's
-// alone (other goroutines wait on it), so a cancelled request does not cut it short.
+// LinkedHead links every row committed before the call (Link) and returns the head then: the head as an
+// anchor that covers them. A signed decision's anchor and the officers' register name the chain's head
+// outside the database; read without linking first, it would leave out the rows just committed (the request
+// the officer decides on, the officer's own last actions), which the chainer links an instant later.
+func LinkedHead(ctx context.Context, db *gorm.DB) (Anchor, error) {
+	if err := linkCommitted(ctx, db); err != nil {
+		return Anchor{}, err
+	}
+	return Head(ctx, db)
+}
+
+// linkCommitted links the rows committed before the call, on PostgreSQL (SQLite links every row in its
+// change's transaction). Rows refused because they changed before linking (ErrBroken) are Verify's to report:
+// the head is what it is without them.
+func linkCommitted(ctx context.Context, db *gorm.DB) error {
+	if store.DialectOf(db) != store.Postgres {
+		return nil
+	}
+	if _, err := Link(ctx, db); err != nil && !errors.Is(err, ErrBroken) {
+		return err
+	}
+	return nil
+}
+
+// linkAll runs linking transactions until no committed unlinked row is left. The work is nobody's request
+// (the chainer runs it for every caller), so no request's cancellation cuts it short.
 func linkAll(ctx context.Context, db *gorm.DB) (int64, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()

@@ -35,8 +35,12 @@ func (e ExportRow) Row() (Row, error) {
 }
 
 // Export writes the held rows at or after since as JSON Lines, in chain order, and returns how many. It stops
-// at the head as it stood when it began, once on disk (DurableHead).
+// at the head as it stood when it began, once on disk (DurableHead), having first linked the rows committed
+// before it (an export taken right after a change holds it, though the chainer links it an instant later).
 func Export(ctx context.Context, db *gorm.DB, since time.Time, w io.Writer) (int64, error) {
+	if err := linkCommitted(ctx, db); err != nil {
+		return 0, err
+	}
 	head, err := DurableHead(ctx, db)
 	if err != nil {
 		return 0, err

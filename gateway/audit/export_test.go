@@ -20,3 +20,11 @@ func AppendUnlinked(tx *gorm.DB, ev Event, addedAt time.Time) error {
 	}
 	return insertUnlinked(tx, r)
 }
+
+// ChainerIdle returns once db's chainer (if any) has done the runs asked of it and ended, without asking for
+// one: what the chainer did on its own is then in the database.
+func ChainerIdle(db *gorm.DB) {
+	if c, err := chainerOf(db); err == nil {
+		c.stop()
+	}
+}

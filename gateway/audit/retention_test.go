@@ -46,6 +46,7 @@ func TestPurgeLeavesAVerifiableCheckpoint(t *testing.T) {
 		recordAt(t, db, now.Add(-time.Hour), "extract.retrieved", "extract:x1")
 		// A row dated back (a clock set wrong) after a recent one stays: only a prefix of the chain is cut.
 		recordAt(t, db, t0, "test.backdated", "request:r1")
+		linked(t, db)
 
 		res, err := audit.Purge(ctx, db, now.AddDate(0, -12, 0), now, "system")
 		if err != nil {
@@ -54,6 +55,7 @@ func TestPurgeLeavesAVerifiableCheckpoint(t *testing.T) {
 		if res.Purged != old || res.Summarised != old/2 || res.Checkpoint.Seq != old {
 			t.Fatalf("purge %+v, want %d purged, %d summarised, checkpoint at %d", res, old, old/2, old)
 		}
+		linked(t, db) // audit.purged
 		v, err := audit.Verify(ctx, db)
 		if err != nil {
 			t.Fatalf("verify after purge: %v", err)
@@ -81,6 +83,7 @@ func TestPurgeLeavesAVerifiableCheckpoint(t *testing.T) {
 		if again, err := audit.Purge(ctx, db, now.AddDate(0, -12, 0), now, "system"); err != nil || again.Purged != 0 {
 			t.Fatalf("second purge %+v %v", again, err)
 		}
+		linked(t, db)
 		if v2, _ := audit.Verify(ctx, db); v2.Rows != 3 {
 			t.Fatalf("second purge appended rows: %d", v2.Rows)
 		}
@@ -160,12 +163,14 @@ func TestSyslogForwardsNewRows(t *testing.T) {
 		}
 		defer ln.Close()
 		recordAt(t, db, time.Now(), "test.before", "request:r0") // before forwarding: not sent
+		linked(t, db)                                            // rows are forwarded once linked
 		f := audit.NewForwarder(db, sock)
 		if n, err := f.Once(ctx); err != nil || n != 0 {
 			t.Fatalf("first pass sent %d (%v): it starts at the head", n, err)
 		}
 		recordAt(t, db, time.Now(), "extract.retrieved", `extract:x"1]`)
 		recordAt(t, db, time.Now(), "request.filed", "request:r2")
+		linked(t, db)
 		if n, err := f.Once(ctx); err != nil || n != 2 {
 			t.Fatalf("sent %d, %v", n, err)
 		}

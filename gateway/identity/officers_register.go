@@ -67,9 +67,10 @@ var (
 
 var b64 = base64.RawURLEncoding
 
-// ExportOfficers builds the register from the database. It reads only.
+// ExportOfficers builds the register from the database. It reads only, but for linking the audit rows
+// committed before it (audit.LinkedHead), so that the head it names covers them.
 func ExportOfficers(ctx context.Context, db *gorm.DB, now time.Time) (OfficersRegister, error) {
-	head, err := audit.Head(ctx, db)
+	head, err := audit.LinkedHead(ctx, db)
 	if err != nil {
 		return OfficersRegister{}, err
 	}
