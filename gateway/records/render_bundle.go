@@ -8,6 +8,7 @@ import (
 	"io"
 	"strconv"
 	"time"
+	"unicode/utf8"
 )
 
 // WatermarkSystem is the code system of the watermark tags in a rendered Bundle.
@@ -104,7 +105,7 @@ func (s *Service) renderBundle(ctx context.Context, w io.Writer, m Manifest, id 
 		}
 		bw.WriteByte(',')
 		// bufio keeps the first write error: stop rendering as soon as the reader has gone.
-		if err := writeEntryRef(bw, fullURL(e.ResourceType, e.fhirID), e.ID, e.Version, res, originals); err != nil {
+		if err := writeEntryRef(bw, e, res, originals); err != nil {
 			return fmt.Errorf("write bundle: %w", err)
 		}
 		return nil
@@ -133,33 +134,112 @@ func writeEntry(bw *bufio.Writer, url string, resource []byte) error {
 // nothing about the patient.
 const EntryExtension = "urn:gatewayd:manifest-entry"
 
-func writeEntryRef(bw *bufio.Writer, url, id string, version int, resource []byte, originals []string) error {
+// writeEntryRef writes an entry of the manifest, without an allocation in the common case (ids and URLs that
+// need no escaping).
+func writeEntryRef(bw *bufio.Writer, e *loadedEntry, resource []byte, originals []string) error {
 	bw.WriteString(`{"extension":[{"url":"` + EntryExtension + `","valueString":`)
-	writeJSONString(bw, id+"/"+strconv.Itoa(version))
+	if needsEscape(e.ID) {
+		writeJSONString(bw, e.ID+"/"+strconv.Itoa(e.Version))
+	} else {
+		bw.WriteByte('"')
+		bw.WriteString(e.ID)
+		bw.Write(strconv.AppendInt(append(bw.AvailableBuffer(), '/'), int64(e.Version), 10))
+		bw.WriteByte('"')
+	}
 	for _, o := range originals {
 		bw.WriteString(`},{"url":"` + OriginalReference + `","valueString":`)
 		writeJSONString(bw, o)
 	}
 	bw.WriteString(`}],"fullUrl":`)
-	writeJSONString(bw, url)
+	switch {
+	case isUUID(e.fhirID):
+		bw.WriteString(`"urn:uuid:`)
+		bw.WriteString(e.fhirID)
+		bw.WriteByte('"')
+	case needsEscape(e.ResourceType) || needsEscape(e.fhirID):
+		writeJSONString(bw, fullURL(e.ResourceType, e.fhirID))
+	default:
+		bw.WriteByte('"')
+		bw.WriteString(e.ResourceType)
+		bw.WriteByte('/')
+		bw.WriteString(e.fhirID)
+		bw.WriteByte('"')
+	}
 	bw.WriteString(`,"resource":`)
 	bw.Write(resource)
 	return bw.WriteByte('}')
 }
 
-// writeJSONString writes s as encoding/json would (the same bytes): as is between quotes when nothing in it
-// needs escaping (ids and URLs, the common case, without an allocation), else through json.Marshal.
+// writeJSONString writes s as encoding/json would (the same bytes, appendJSONString): as is between quotes
+// when nothing in it needs escaping (ids and URLs, the common case), else escaped in the writer's buffer.
 func writeJSONString(bw *bufio.Writer, s string) {
+	if !needsEscape(s) {
+		bw.WriteByte('"')
+		bw.WriteString(s)
+		bw.WriteByte('"')
+		return
+	}
+	bw.Write(appendJSONString(bw.AvailableBuffer(), s))
+}
+
+// needsEscape says whether encoding/json escapes anything in s: control characters, '"', '\\', HTML's '<',
+// '>', '&', and what is not ASCII (U+2028, U+2029 and invalid UTF-8; the rest is checked by appendJSONString).
+func needsEscape(s string) bool {
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			b, _ := json.Marshal(s)
-			bw.Write(b)
-			return
+		if c := s[i]; c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return true
 		}
 	}
-	bw.WriteByte('"')
-	bw.WriteString(s)
-	bw.WriteByte('"')
+	return false
+}
+
+// appendJSONString appends s quoted as json.Marshal quotes it (encoding/json's appendString with HTML
+// escaping): the originals of rewritten references, which are JSON and so always have quotes to escape, are
+// written without json.Marshal's allocations.
+func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '\\', '"':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b = append(append(b, s[start:i]...), `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			b = append(append(b, s[start:i]...), '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+		default:
+			i += size
+			continue
+		}
+		i += size
+		start = i
+	}
+	return append(append(b, s[start:]...), '"')
 }
 
 func watermarkTags(wm Watermark) []fhirCoding {

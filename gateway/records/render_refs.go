@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"hash"
 	"maps"
 	"slices"
 	"strconv"
@@ -43,8 +42,9 @@ type bundleTargets struct {
 	patientID     string // the internal id, in every entry id's MAC
 	patientFHIRID string
 	ids           [][16]byte // the manifest's entry ids, sorted: 16 bytes per entry, whatever else it holds
-	mac           hash.Hash
+	mac           *entryMACer
 	seen          map[string]string // references already resolved ("" when not in the Bundle), bounded
+	rewriter      rewriter          // selfContained's buffers, reused from entry to entry
 }
 
 // keptTypes are the types an entry may have, where a "urn:uuid:" reference's target is looked for.
@@ -76,12 +76,14 @@ func (s *Service) targetsOf(m Manifest, patientFHIRID string) (*bundleTargets, e
 
 // holds says whether an entry of the manifest, as stored (its type and FHIR id), is the one its id names.
 func (b *bundleTargets) holds(e *loadedEntry) bool {
-	sum := entryMACOf(b.mac, b.patientID, e.ResourceType, e.fhirID)
-	return hex.EncodeToString(sum[:]) == e.ID
+	sum := b.mac.of(b.patientID, e.ResourceType, e.fhirID)
+	var id [2 * len(sum)]byte
+	hex.Encode(id[:], sum[:])
+	return string(id[:]) == e.ID
 }
 
 func (b *bundleTargets) has(resourceType, id string) bool {
-	sum := entryMACOf(b.mac, b.patientID, resourceType, id)
+	sum := b.mac.of(b.patientID, resourceType, id)
 	_, found := slices.BinarySearchFunc(b.ids, sum, func(x, y [16]byte) int { return bytes.Compare(x[:], y[:]) })
 	return found
 }
@@ -129,11 +131,21 @@ func (b *bundleTargets) resolve(ref string) string {
 }
 
 // selfContained returns the resource with every reference resolving inside the Bundle (or removed), and the
-// originals of what it changed; an unchanged resource comes back as the same bytes.
+// originals of what it changed; an unchanged resource comes back as the same bytes. What it returns may be
+// overwritten by the next call: the caller writes it out first.
 func (b *bundleTargets) selfContained(resource []byte) ([]byte, []string, error) {
 	if !b.anyToChange(resource) {
 		return resource, nil, nil
 	}
+	if out, originals, ok := b.rewrite(resource); ok {
+		return out, originals, nil
+	}
+	return b.selfContainedTree(resource)
+}
+
+// selfContainedTree is selfContained on the resource decoded into a tree: what rewrite falls back to, for
+// what it does not handle on the bytes, and what it is tested against.
+func (b *bundleTargets) selfContainedTree(resource []byte) ([]byte, []string, error) {
 	dec := json.NewDecoder(bytes.NewReader(resource))
 	dec.UseNumber()
 	var v any

@@ -59,17 +59,34 @@ var (
 // unitDisplay prints a UCUM unit code as a reader expects it: "Cel" → "°C", "mm[Hg]" → "mmHg", "10*3/uL" →
 // "10³/µL", "kg/m2" → "kg/m²"; annotations ("{score}", "{1.73_m2}") are UCUM comments and are dropped
 // (a score has no unit).
+//
+// Each rewrite runs only when its pattern can match (most units, "cm", "kg", "%", have none): a regexp's
+// ReplaceAllString or a Replacer allocates even when nothing matches, and this runs for every result of a
+// printable page.
 func unitDisplay(unit string) string {
-	u := ucumAnnotation.ReplaceAllString(unit, "")
+	u := unit
+	if strings.Contains(u, "{") {
+		u = ucumAnnotation.ReplaceAllString(u, "")
+	}
 	u = strings.TrimSuffix(strings.ReplaceAll(u, "//", "/"), "/")
 	if u == "1" {
 		return ""
 	}
-	u = ucumSymbols.Replace(u)
-	u = ucumPower.ReplaceAllStringFunc(u, func(m string) string { return "10" + superscripts.Replace(m[3:]) })
-	u = ucumMicro.ReplaceAllString(u, "${1}µ$2")
-	u = ucumSquare.ReplaceAllString(u, "$1²")
-	u = ucumCube.ReplaceAllString(u, "$1³")
+	if strings.Contains(u, "Cel") || strings.Contains(u, "[") {
+		u = ucumSymbols.Replace(u)
+	}
+	if strings.Contains(u, "10*") {
+		u = ucumPower.ReplaceAllStringFunc(u, func(m string) string { return "10" + superscripts.Replace(m[3:]) })
+	}
+	if strings.Contains(u, "u") {
+		u = ucumMicro.ReplaceAllString(u, "${1}µ$2")
+	}
+	if strings.Contains(u, "2") {
+		u = ucumSquare.ReplaceAllString(u, "$1²")
+	}
+	if strings.Contains(u, "3") {
+		u = ucumCube.ReplaceAllString(u, "$1³")
+	}
 	return strings.TrimSpace(u)
 }
 

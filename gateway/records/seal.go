@@ -84,20 +84,27 @@ func (s *Service) referenceIndex(resourceID string) string {
 // entryID derives an entry's stable id from the patient's internal id, the FHIR type and the resource id,
 // keyed so that the stored id reveals none of them.
 func (s *Service) entryID(patientID, resourceType, resourceID string) string {
-	sum := entryMACOf(s.entryMAC(), patientID, resourceType, resourceID)
+	sum := s.entryMAC().of(patientID, resourceType, resourceID)
 	return hex.EncodeToString(sum[:])
 }
 
-// entryMAC is the keyed hash of entry ids, for entryMACOf; one can be reused from entry to entry.
-func (s *Service) entryMAC() hash.Hash { return hmac.New(sha256.New, s.blind) }
+// entryMACer is the keyed hash of entry ids. One is reused from entry to entry (rendering checks references
+// against ids with it, see bundleTargets), and its buffer with it: no allocation per id.
+type entryMACer struct {
+	h   hash.Hash
+	buf []byte
+}
 
-// entryMACOf is what an entry's id is the hex of: the first 16 bytes of mac("entry", patient|type|resource
-// id), with h from entryMAC (rendering checks references against ids with it, see bundleTargets).
-func entryMACOf(h hash.Hash, patientID, resourceType, resourceID string) (id [16]byte) {
-	h.Reset()
-	h.Write([]byte("entry\x00" + patientID + "|" + resourceType + "|" + resourceID))
-	var sum [sha256.Size]byte
-	copy(id[:], h.Sum(sum[:0]))
+func (s *Service) entryMAC() *entryMACer { return &entryMACer{h: hmac.New(sha256.New, s.blind)} }
+
+// of is what an entry's id is the hex of: the first 16 bytes of mac("entry", patient|type|resource id).
+func (m *entryMACer) of(patientID, resourceType, resourceID string) (id [16]byte) {
+	m.h.Reset()
+	m.buf = append(append(append(m.buf[:0], "entry\x00"...), patientID...), '|')
+	m.buf = append(append(append(m.buf, resourceType...), '|'), resourceID...)
+	m.h.Write(m.buf)
+	m.buf = m.h.Sum(m.buf[:0])
+	copy(id[:], m.buf)
 	return id
 }
 
