@@ -20,6 +20,8 @@
 //  1. Insert, in the change's transaction: the row's content, its content hash (ContentHash: SHA-256 of the
 //     canonical form with seq 0) and the time it was added, with seq, prev_hash and hash NULL. No chain lock
 //     is taken; the change and its row commit together or not at all, as before (fail closed).
+//     A change that is one statement may carry its row in it (InsertFrom, a data-modifying WITH; the delivery
+//     record on PostgreSQL): one transaction and one round trip instead of four, and the same guarantee.
 //  2. Link, after the commit, by the process's chainer (one per connection pool, chain.go): the commit wakes
 //     it (store.AfterCommit) and the call that made the change returns without waiting. The chainer runs
 //     link runs one after another while it is woken; a run links every row committed before it began, in
@@ -158,19 +160,9 @@ var ErrBroken = errors.New("audit chain broken")
 // holds the database's single write lock, or a transaction store.Tx did not begin) the row is linked in
 // place, under the head row's lock, as before.
 func Append(tx *gorm.DB, ev Event) error {
-	at := ev.At
-	if at.IsZero() {
-		at = time.Now()
-	}
-	at = at.UTC().Truncate(time.Microsecond)
-	details, err := marshalDetails(ev.Details)
+	row, err := newRow(ev)
 	if err != nil {
-		return fmt.Errorf("audit %s: %w", ev.Action, err)
-	}
-	row := Row{At: at, Actor: ev.Actor, Action: ev.Action, Subject: ev.Subject, Details: details,
-		AddedAt: time.Now().UTC().Truncate(time.Microsecond)}
-	if row.ContentHash, err = ContentHash(row); err != nil {
-		return fmt.Errorf("audit %s: %w", ev.Action, err)
+		return err
 	}
 	if store.DialectOf(tx) == store.Postgres && store.AfterCommit(tx, "audit.link", linkAfterCommit) {
 		if err := insertUnlinked(tx, row); err != nil {
@@ -212,6 +204,25 @@ func Append(tx *gorm.DB, ev Event) error {
 		return fmt.Errorf("audit %s: chain head moved under us", ev.Action)
 	}
 	return nil
+}
+
+// newRow makes ev's row as it is inserted: its content, its content hash and the time it is added.
+func newRow(ev Event) (Row, error) {
+	at := ev.At
+	if at.IsZero() {
+		at = time.Now()
+	}
+	at = at.UTC().Truncate(time.Microsecond)
+	details, err := marshalDetails(ev.Details)
+	if err != nil {
+		return Row{}, fmt.Errorf("audit %s: %w", ev.Action, err)
+	}
+	row := Row{At: at, Actor: ev.Actor, Action: ev.Action, Subject: ev.Subject, Details: details,
+		AddedAt: time.Now().UTC().Truncate(time.Microsecond)}
+	if row.ContentHash, err = ContentHash(row); err != nil {
+		return Row{}, fmt.Errorf("audit %s: %w", ev.Action, err)
+	}
+	return row, nil
 }
 
 // Record appends ev in a transaction of its own, for events that come with no other change (server start,

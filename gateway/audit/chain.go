@@ -31,6 +31,25 @@ func insertUnlinked(tx *gorm.DB, r Row) error {
 		VALUES (?, ?, ?, ?, ?, ?, ?)`, r.At, r.Actor, r.Action, r.Subject, r.Details, r.ContentHash, r.AddedAt).Error
 }
 
+// InsertFrom returns, for PostgreSQL, the INSERT of ev's row, unlinked, once for each row of the query named
+// from (a data-modifying WITH of the caller's statement, such as "WITH changed AS (UPDATE … RETURNING 1)"),
+// and its arguments: the change and its audit row in one statement, so one transaction and one round trip
+// instead of four (BEGIN, change, row, COMMIT). The statement commits both or neither (fail closed), and waits
+// for its flush as every commit does. The caller then calls Committed, as store.Tx would after its commit.
+func InsertFrom(ev Event, from string) (string, []any, error) {
+	r, err := newRow(ev)
+	if err != nil {
+		return "", nil, err
+	}
+	return `INSERT INTO audit_events (at, actor, action, subject, details, content_hash, added_at)
+		SELECT ?, ?, ?, ?, ?, ?, ? FROM ` + from, []any{r.At, r.Actor, r.Action, r.Subject, r.Details, r.ContentHash, r.AddedAt}, nil
+}
+
+// Committed wakes db's chainer after a statement of InsertFrom committed, without waiting for it.
+func Committed(ctx context.Context, db *gorm.DB) {
+	linkAfterCommit(ctx, db)
+}
+
 // linkAfterCommit is what Append asks store.Tx to run after the commit: it wakes the pool's chainer and
 // returns without waiting for it. The change is committed whatever happens next: a row the chainer fails to
 // link is linked by a later run (the next commit's, or the server's LinkInterval sweep), and Verify reports it

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"strings"
@@ -8,6 +9,7 @@ import (
 
 	"gorm.io/gorm"
 
+	"gatewayd/gateway/audit"
 	"gatewayd/gateway/store"
 )
 
@@ -51,9 +53,14 @@ func RefuseAudit(t testing.TB, db *gorm.DB, prefixes ...string) (restore func())
 }
 
 // Dump returns every row of every table (schema_migrations aside), each table's rows rendered and sorted, so
-// that two dumps compare equal exactly when nothing was stored, changed or removed in between.
+// that two dumps compare equal exactly when nothing was stored, changed or removed in between. It first waits
+// for the audit rows committed so far to be linked: on PostgreSQL the chainer links them after their commits,
+// beside everything else, and its work is not the change a test compares.
 func Dump(t testing.TB, db *gorm.DB) map[string][]string {
 	t.Helper()
+	if _, err := audit.Link(context.Background(), db); err != nil {
+		t.Fatal(err)
+	}
 	var tables []string
 	q := `SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'`
 	if store.DialectOf(db) == store.Postgres {
