@@ -40,9 +40,9 @@ func (h *handler) retrieveExtract(c echo.Context) error {
 		return echo.NewHTTPError(http.StatusBadRequest).SetInternal(fmt.Errorf("extract format %q", shortValue(format)))
 	}
 	ctx := c.Request().Context()
-	// A retrieval streams from one database connection while the client reads (flat memory): a slot first,
-	// taken before the claim, so that slow downloads cannot take every connection of the pool and stall the
-	// console. Retrievals wait their turn (concurrent ones for one extract still get their 410 in turn); after
+	// A retrieval reads its entries a chunk at a time while the client reads (flat memory), each chunk on a
+	// connection of the pool, and commits twice: a slot first, taken before the claim, so that many slow
+	// downloads cannot keep every connection of the pool busy and stall the console. Retrievals wait their turn (concurrent ones for one extract still get their 410 in turn); after
 	// h.retrievalWait (retrievalQueueWait) without a slot, 503 and Retry-After, and nothing consumed.
 	wait := time.NewTimer(h.retrievalWait)
 	defer wait.Stop()
