@@ -36,11 +36,11 @@ func (a *app) serveCommand() *cobra.Command {
 
 func (a *app) serve(ctx context.Context) error {
 	garbageCollection()
-	if stop, err := cpuProfile(os.Getenv("GATEWAY_CPUPROFILE")); err != nil {
+	stopProfile, err := cpuProfile(os.Getenv("GATEWAY_CPUPROFILE"))
+	if err != nil {
 		return err
-	} else {
-		defer stop()
 	}
+	defer stopProfile()
 	if err := a.cfg.CheckServing(); err != nil {
 		return err
 	}

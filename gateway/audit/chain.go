@@ -27,8 +27,15 @@ const linkBatch = 500
 
 // insertUnlinked inserts r with no place in the chain yet: seq, prev_hash and hash stay NULL.
 func insertUnlinked(tx *gorm.DB, r Row) error {
-	return tx.Exec(`INSERT INTO audit_events (at, actor, action, subject, details, content_hash, added_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`, r.At, r.Actor, r.Action, r.Subject, r.Details, r.ContentHash, r.AddedAt).Error
+	q, args := unlinkedInsert(r, "")
+	return tx.Exec(q, args...).Error
+}
+
+// unlinkedInsert is the INSERT of r, unlinked, and its arguments: once, or with from (" FROM <item>") once per
+// row of that item.
+func unlinkedInsert(r Row, from string) (string, []any) {
+	return `INSERT INTO audit_events (at, actor, action, subject, details, content_hash, added_at)
+		SELECT ?, ?, ?, ?, ?, ?, ?` + from, []any{r.At, r.Actor, r.Action, r.Subject, r.Details, r.ContentHash, r.AddedAt}
 }
 
 // InsertFrom returns, for PostgreSQL, the INSERT of ev's row, unlinked, once for each row of the query named
@@ -41,8 +48,8 @@ func InsertFrom(ev Event, from string) (string, []any, error) {
 	if err != nil {
 		return "", nil, err
 	}
-	return `INSERT INTO audit_events (at, actor, action, subject, details, content_hash, added_at)
-		SELECT ?, ?, ?, ?, ?, ?, ? FROM ` + from, []any{r.At, r.Actor, r.Action, r.Subject, r.Details, r.ContentHash, r.AddedAt}, nil
+	q, args := unlinkedInsert(r, " FROM "+from)
+	return q, args, nil
 }
 
 // Committed wakes db's chainer after a statement of InsertFrom committed, without waiting for it.
