@@ -53,11 +53,13 @@ func TestStatementCounts(t *testing.T) {
 		// Filing over HTTP: the session check (one statement), then the filing without its read of the
 		// requester's account, which the session check has just read (usersAdapter): one fewer than "file".
 		// Sign-in (issue 15): begin 1 (the ceremony; abandoned ones are swept once a minute, not at every
-		// begin), finish 7 (consume the ceremony; the user and their passkeys in one statement; the sign count
-		// written back on condition of the count read with the passkeys, no second read, carrying the setting
-		// that lets the sign-in commit without waiting for the WAL flush (identity's package doc); session;
-		// audit 3); on PostgreSQL two fewer, by data-modifying WITHs, which SQLite lacks: the ceremony's DELETE
-		// also reads the user and their passkeys, and the session is inserted by the sign count's statement.
+		// begin), finish 7: the ceremony, the user and the passkey the assertion names read in one statement
+		// that writes nothing; then one transaction: the ceremony consumed (its DELETE is the single use), the
+		// sign count written back on condition of the count read, no second read, the session, audit 3. On
+		// PostgreSQL the whole write is one statement of data-modifying WITHs (which SQLite lacks), committed on
+		// its own without waiting for the WAL flush (identity's package doc): 3 fewer than the transaction's
+		// 4 steps plus audit's 2 (one round trip where consuming the ceremony first, BEGIN, the sign count with
+		// the session, the audit row and COMMIT were five).
 		// Retrieval: session 1 (session, user and live passkey in one statement), claim 4 (UPDATE … RETURNING,
 		// which also returns what rendering needs of the request; audit 3; the retriever's account is the one
 		// the session check read), rendering 2 (patient key; patient; the requester's account, read by the
@@ -75,7 +77,7 @@ func TestStatementCounts(t *testing.T) {
 			want["file"] -= 2 - 1 + 1 // audit: 2 fewer; the advisory lock: 1 more; the alert in the request's statement: 1 fewer
 			want["file-over-http"] -= 2 - 1 + 1
 			want["approve"] -= 3*2 - 1
-			want["sign-in"] -= 2 + 2    // audit: 2 fewer; the data-modifying WITHs: 2 fewer
+			want["sign-in"] -= 2 + 3    // audit: 2 fewer; the write as one statement: 3 fewer
 			want["retrieve"] -= 2*2 + 1 // audit: 2 fewer a row; the delivery's update and audit row in one statement
 			want["retrieve-again-within-a-minute"] -= 2
 		}

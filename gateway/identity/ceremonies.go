@@ -2,7 +2,10 @@ package identity
 
 import (
 	"context"
+	"database/sql"
+	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -47,13 +50,13 @@ func (s *Service) startCeremony(ctx context.Context, kind, listener, userID, inv
 	now := s.now().UTC()
 	row := ceremonyRow{ID: newToken(), Kind: kind, Listener: listener, UserID: userID, InvitationID: invitationID,
 		SessionData: string(raw), CreatedAt: now, ExpiresAt: now.Add(s.cfg.CeremonyTTL)}
-	db := s.db.WithContext(ctx)
-	s.sweepCeremonies(db, now)
+	s.sweepCeremonies(s.db.WithContext(ctx), now)
 	// Written without waiting for the WAL flush (store.NoFlushWaitJoin's rule): a ceremony lost in a crash is
-	// harmless, its finish fails and the user starts again; and nothing durable can rest on it.
-	if err := db.Exec(`INSERT INTO ceremonies (id, kind, listener, user_id, invitation_id, session_data, created_at, expires_at)
-		SELECT ?, ?, ?, ?, ?, ?, ?, ?`+store.NoFlushWaitJoin(db, "FROM"), row.ID, row.Kind, row.Listener, row.UserID,
-		row.InvitationID, row.SessionData, row.CreatedAt, row.ExpiresAt).Error; err != nil {
+	// harmless, its finish fails and the user starts again; and nothing durable can rest on it. Every sign-in
+	// begins here: store.Exec, not gorm's statement building.
+	if _, err := store.Exec(ctx, s.db, `INSERT INTO ceremonies (id, kind, listener, user_id, invitation_id, session_data, created_at, expires_at)
+		SELECT ?, ?, ?, ?, ?, ?, ?, ?`+store.NoFlushWaitJoin(s.db, "FROM"), row.ID, row.Kind, row.Listener, row.UserID,
+		row.InvitationID, row.SessionData, row.CreatedAt, row.ExpiresAt); err != nil {
 		return nil, "", fmt.Errorf("store ceremony: %w", err)
 	}
 	return opts, row.ID, nil
@@ -108,60 +111,83 @@ func (s *Service) consumed(rows []ceremonyRow) (ceremonyRow, webauthn.SessionDat
 	return row, sd, nil
 }
 
-// signInRead is a sign-in's ceremony state, consumed, and what waUserByHandle gives for the user its
-// assertion's handle names (the user and their active passkeys, or lookupErr: ErrNotFound), for the
-// verification's lookup.
+// signInRead is a sign-in's ceremony state, read but not consumed yet (the sign-in's write consumes it), and
+// the user its assertion's handle names with the passkey the assertion names if it is theirs and active (or
+// lookupErr: ErrNotFound, no such user), for the verification's lookup.
 type signInRead struct {
 	sd        webauthn.SessionData
 	user      waUser
 	lookupErr error
 }
 
-// ceremonyUserRow is a consumed ceremony beside the user a handle names and one of their active passkeys.
-type ceremonyUserRow struct {
-	Ceremony   ceremonyRow `gorm:"embedded;embeddedPrefix:k_"`
-	User       `gorm:"embedded"`
-	Credential Credential `gorm:"embedded;embeddedPrefix:c_"`
-}
-
-// consumeSignIn is consumeCeremony for a sign-in, with the read of the user the assertion's user handle names
-// (waUserByHandle). On PostgreSQL both are one statement, the DELETE's RETURNING joined to the user and their
-// passkeys: one round trip fewer per sign-in. SQLite's WITH cannot hold a DELETE: there they are two.
-func (s *Service) consumeSignIn(ctx context.Context, id, listener string, handle []byte) (signInRead, error) {
-	db := s.db.WithContext(ctx)
-	if store.DialectOf(db) != store.Postgres {
-		_, sd, err := s.consumeCeremony(ctx, id, kindSignIn, listener)
-		if err != nil {
+// readSignIn reads a sign-in's ceremony beside the user a user handle names and the passkey credentialID (the
+// assertion's) names, if it is that user's and not revoked, in one statement that writes nothing:
+// ErrCeremonyNotFound when no such ceremony is stored. The verification needs no other passkey of the user
+// (a discoverable sign-in allows any of theirs, and the library looks for the one the assertion names): the
+// passkey is found by its primary key, where reading all of the user's went through their index every time.
+//
+// It does not consume the ceremony: the sign-in's write does, in the statement (or transaction) that opens
+// the session, and every failure after this read does (dropCeremony). Single use is that DELETE's: of two
+// finishes of one ceremony, only the one whose DELETE takes the row writes anything.
+//
+// Every sign-in runs it: it goes through store.QueryRow, not gorm's statement building and reflection.
+func (s *Service) readSignIn(ctx context.Context, id, listener string, handle, credentialID []byte) (signInRead, error) {
+	var (
+		sessionData                                 string
+		expires                                     time.Time
+		uID, uRole, uName, uProID, uPerson, uStatus sql.NullString
+		uCreated, cCreated, cLastUsed               sql.NullTime
+		cID, cUser, cData, cFormat                  sql.NullString
+		cCount                                      sql.NullInt64
+		uHandle                                     []byte
+	)
+	// One row at most: the ceremony by its primary key, the user by their unique handle, the passkey by its id.
+	err := store.QueryRow(ctx, s.db, `SELECT k.session_data, k.expires_at,
+			u.id, u.webauthn_id, u.role, u.display_name, u.professional_id, u.person_id, u.status, u.created_at,
+			c.id, c.user_id, c.data, c.sign_count, c.attestation_format, c.created_at, c.last_used_at
+		FROM ceremonies k LEFT JOIN users u ON u.webauthn_id = ?
+			LEFT JOIN credentials c ON c.id = ? AND c.user_id = u.id AND c.revoked_at IS NULL
+		WHERE k.id = ? AND k.kind = ? AND k.listener = ?`,
+		handle, base64.RawURLEncoding.EncodeToString(credentialID), id, kindSignIn, listener).
+		Scan(&sessionData, &expires, &uID, &uHandle, &uRole, &uName, &uProID, &uPerson, &uStatus, &uCreated,
+			&cID, &cUser, &cData, &cCount, &cFormat, &cCreated, &cLastUsed)
+	if errors.Is(err, sql.ErrNoRows) {
+		return signInRead{}, ErrCeremonyNotFound
+	}
+	if err != nil {
+		return signInRead{}, fmt.Errorf("read ceremony: %w", err)
+	}
+	var read signInRead
+	if !uID.Valid {
+		read.lookupErr = ErrNotFound
+	} else {
+		read.user.u = User{ID: uID.String, WebAuthnID: uHandle, Role: uRole.String, DisplayName: uName.String,
+			ProfessionalID: uProID.String, PersonID: uPerson.String, Status: uStatus.String, CreatedAt: uCreated.Time}
+	}
+	if cID.Valid {
+		c := Credential{ID: cID.String, UserID: cUser.String, Data: cData.String, SignCount: cCount.Int64,
+			AttestationFormat: cFormat.String, CreatedAt: cCreated.Time}
+		if cLastUsed.Valid {
+			c.LastUsedAt = &cLastUsed.Time
+		}
+		if err := read.user.add([]Credential{c}); err != nil {
 			return signInRead{}, err
 		}
-		w, err := s.waUserByHandle(db, handle)
-		return signInRead{sd: sd, user: w, lookupErr: err}, nil
 	}
-	var rows []ceremonyUserRow
-	err := db.Raw(`WITH k AS (DELETE FROM ceremonies`+store.NoFlushWaitJoin(db, "USING")+` WHERE id = ? AND kind = ? AND listener = ?
-			RETURNING id, kind, listener, user_id, invitation_id, session_data, created_at, expires_at)
-		SELECT k.id AS k_id, k.kind AS k_kind, k.listener AS k_listener, k.user_id AS k_user_id,
-			k.invitation_id AS k_invitation_id, k.session_data AS k_session_data, k.created_at AS k_created_at,
-			k.expires_at AS k_expires_at, u.*, `+credentialColumns+`
-		FROM k LEFT JOIN users u ON u.webauthn_id = ? LEFT JOIN credentials c ON c.user_id = u.id AND c.revoked_at IS NULL
-		ORDER BY c.created_at`, id, kindSignIn, listener, handle).Scan(&rows).Error
-	if err != nil {
-		return signInRead{}, fmt.Errorf("consume ceremony: %w", err)
+	if !s.now().Before(expires) {
+		return read, ErrCeremonyExpired
 	}
-	ceremonies := make([]ceremonyRow, 0, 1)
-	users := make([]userCredentialRow, 0, len(rows))
-	for i, r := range rows {
-		if i == 0 {
-			ceremonies = append(ceremonies, r.Ceremony)
-		}
-		if r.User.ID != "" {
-			users = append(users, userCredentialRow{User: r.User, Credential: r.Credential})
-		}
+	if err := json.Unmarshal([]byte(sessionData), &read.sd); err != nil {
+		return read, fmt.Errorf("decode ceremony: %w", err)
 	}
-	_, sd, err := s.consumed(ceremonies)
-	if err != nil {
-		return signInRead{}, err
-	}
-	w, err := waUserOf(users)
-	return signInRead{sd: sd, user: w, lookupErr: err}, nil
+	return read, nil
+}
+
+// dropCeremony deletes a ceremony whose finish failed: one attempt per ceremony, whatever its outcome. It does
+// not wait for the WAL flush (store.NoFlushWaitJoin's rule; a ceremony a crash brings back is one whose
+// finish left no trace); a failure here leaves it to expire.
+func (s *Service) dropCeremony(ctx context.Context, id, kind, listener string) {
+	db := s.db.WithContext(ctx)
+	db.Exec(`DELETE FROM ceremonies`+store.NoFlushWaitJoin(db, "USING")+` WHERE id = ? AND kind = ? AND listener = ?`,
+		id, kind, listener)
 }

@@ -6,16 +6,17 @@
 // # Writes that do not wait for the disk (issue 15)
 //
 // On PostgreSQL three kinds of write commit without waiting for their WAL flush (store.NoFlushWaitJoin): a
-// ceremony's row (written at begin, consumed at finish), a session's last-seen time, and a sign-in's
-// transaction (the key's sign count, the session and its audit row, together). Each may be lost by a crash,
-// and only with everything committed after it that was not flushed either:
+// ceremony's row (written at begin, consumed at finish), a session's last-seen time, and a sign-in's write
+// (the ceremony's consumption, the key's sign count, the session and its audit row, together: one statement).
+// Each may be lost by a crash, and only with everything committed after it that was not flushed either:
 //   - a ceremony lost: its finish fails and the user starts again; one brought back after its consumption
-//     comes back with no trace of its finish (the finish's own writes came after it in the WAL);
+//     comes back with no trace of its finish (a sign-in consumes it in the write that opens the session, so
+//     both are lost or neither; a failed finish's own DELETE comes after everything it read);
 //   - a last-seen time lost: the session looks idle a little earlier, never later;
-//   - a sign-in lost: session, audit row and counter are lost together (one transaction; if the audit row
-//     cannot be written there is no session, as before: fail closed), and the user signs in again. Whatever is
-//     done under the session later commits synchronously, which flushes the sign-in first (WAL is flushed in
-//     order): no audited action can exist whose sign-in is missing.
+//   - a sign-in lost: ceremony consumption, session, audit row and counter are lost together (one statement;
+//     if the audit row cannot be written there is no session, as before: fail closed), and the user signs in
+//     again. Whatever is done under the session later commits synchronously, which flushes the sign-in first
+//     (WAL is flushed in order): no audited action can exist whose sign-in is missing.
 //
 // Registration, sign-out, suspension, revocation and every decision's key use commit synchronously, as before.
 package identity

@@ -116,6 +116,49 @@ func TestExpiredCeremonyRefused(t *testing.T) {
 	})
 }
 
+// A sign-in's ceremony is read first and consumed by the write that opens the session; every failed finish
+// uses it up too (one attempt per ceremony): a malformed answer, an expired ceremony, an answer for another
+// ceremony. The valid answer that follows is refused as an unknown ceremony, and opens nothing.
+func TestFailedSignInUsesItsCeremony(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
+		e := newEnv(t, db, nil)
+		ctx := context.Background()
+		k := newKey(Intake)
+		if _, err := e.register(t, Intake, e.invite(t, RoleRequester).Token, k); err != nil {
+			t.Fatal(err)
+		}
+		_, other := e.signInResponse(t, Intake, k)
+		for _, c := range []struct {
+			name   string
+			answer func(valid []byte) []byte
+			before func()
+			want   error
+		}{
+			{"malformed", func([]byte) []byte { return []byte(`{"id":`) }, nil, ErrVerification},
+			{"expired", func(valid []byte) []byte { return valid }, func() { e.clock.Add(6 * time.Minute) }, ErrCeremonyExpired},
+			{"another ceremony's answer", func([]byte) []byte { return other }, nil, ErrVerification},
+		} {
+			cid, valid := e.signInResponse(t, Intake, k)
+			if c.before != nil {
+				c.before()
+			}
+			sessions := count(t, db, "sessions", "")
+			if _, err := e.svc.FinishSignIn(ctx, Intake, cid, c.answer(valid), "192.0.2.1"); !errors.Is(err, c.want) {
+				t.Fatalf("%s: %v, want %v", c.name, err, c.want)
+			}
+			if n := count(t, db, "ceremonies", "id = ?", cid); n != 0 {
+				t.Fatalf("%s: the ceremony is still stored", c.name)
+			}
+			if _, err := e.svc.FinishSignIn(ctx, Intake, cid, valid, "192.0.2.1"); !errors.Is(err, ErrCeremonyNotFound) {
+				t.Fatalf("%s, then the valid answer: %v", c.name, err)
+			}
+			if n := count(t, db, "sessions", ""); n != sessions {
+				t.Fatalf("%s: %d sessions opened", c.name, n-sessions)
+			}
+		}
+	})
+}
+
 func TestInvitationOnlyOnItsListener(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
 		e := newEnv(t, db, func(c *Config) { c.DevAllowSoftwareKeys = true })

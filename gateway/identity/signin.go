@@ -45,21 +45,35 @@ func (s *Service) finishSignIn(ctx context.Context, listener, ceremonyID string,
 	if err != nil {
 		return NewSession{}, err
 	}
-	// The response is parsed first, for its user handle: the ceremony's consumption reads that user too. A
-	// response that does not parse still consumes the ceremony (one attempt per ceremony), and an unknown
+	// The response is parsed first, for its user handle: the ceremony's read reads that user too. An unknown
 	// ceremony is still the answer before a malformed response.
-	parsed, err := protocol.ParseCredentialRequestResponseBytes(response)
-	if err != nil {
-		if _, _, cerr := s.consumeCeremony(ctx, ceremonyID, kindSignIn, listener); cerr != nil {
-			return NewSession{}, cerr
-		}
-		return NewSession{}, fmt.Errorf("%w: %w", ErrVerification, err)
+	parsed, parseErr := protocol.ParseCredentialRequestResponseBytes(response)
+	var handle, credentialID []byte
+	if parseErr == nil {
+		handle, credentialID = parsed.Response.UserHandle, parsed.RawID
 	}
-	read, err := s.consumeSignIn(ctx, ceremonyID, listener, parsed.Response.UserHandle)
-	if err != nil {
+	read, err := s.readSignIn(ctx, ceremonyID, listener, handle, credentialID)
+	if errors.Is(err, ErrCeremonyNotFound) {
 		return NewSession{}, err
 	}
-	sd := read.sd
+	if err == nil && parseErr != nil {
+		err = fmt.Errorf("%w: %w", ErrVerification, parseErr)
+	}
+	var ns NewSession
+	if err == nil {
+		ns, err = s.verifySignIn(ctx, rp, listener, ceremonyID, parsed, read)
+	}
+	if err != nil && !errors.Is(err, ErrCeremonyNotFound) {
+		// Whatever failed, the attempt uses the ceremony up (one attempt per ceremony): a response that does not
+		// parse, an expired ceremony, a failed verification or a refused write.
+		s.dropCeremony(ctx, ceremonyID, kindSignIn, listener)
+	}
+	return ns, err
+}
+
+// verifySignIn checks the assertion against the ceremony and the user read with it, then opens the session.
+func (s *Service) verifySignIn(ctx context.Context, rp *webauthn.WebAuthn, listener, ceremonyID string,
+	parsed *protocol.ParsedCredentialAssertionData, read signInRead) (NewSession, error) {
 	var found waUser
 	var lookupErr error
 	handler := func(rawID, userHandle []byte) (webauthn.User, error) {
@@ -87,7 +101,7 @@ func (s *Service) finishSignIn(ctx context.Context, listener, ceremonyID string,
 		found = w
 		return w, nil
 	}
-	_, cred, err := rp.ValidatePasskeyLogin(handler, sd, parsed)
+	_, cred, err := rp.ValidatePasskeyLogin(handler, read.sd, parsed)
 	if lookupErr != nil {
 		return NewSession{}, lookupErr
 	}
@@ -98,24 +112,7 @@ func (s *Service) finishSignIn(ctx context.Context, listener, ceremonyID string,
 		}
 		return NewSession{}, fmt.Errorf("%w: %w", ErrVerification, err)
 	}
-	now := s.now().UTC()
-	credID := base64.RawURLEncoding.EncodeToString(cred.ID)
-	var ns NewSession
-	// The sign count, the session and its audit row: one transaction, so that no session exists without its
-	// row (if the row cannot be written, there is no session). It commits without waiting for the WAL flush
-	// (store.NoFlushWaitJoin): if a crash loses it, it loses all three together, and the user signs in again. It
-	// cannot lose a sign-in that anything durable rests on: whatever is done under the session later commits
-	// synchronously, which flushes this commit first (WAL is flushed in order), so no audited action can exist
-	// whose sign-in is missing. A key's counter that a crash sets back is what a replay would need; the
-	// assertion it would replay is one whose sign-in the crash erased, ceremony and all.
-	err = store.Tx(ctx, s.db, func(tx *gorm.DB) error {
-		if ns, err = s.signedIn(tx, found, cred, parsed, listener, now); err != nil {
-			return err
-		}
-		return audit.Append(tx, audit.Event{At: now, Actor: "user:" + found.u.ID, Action: "session.signed_in",
-			Subject: "session:" + ns.ID, Details: map[string]any{"listener": listener, "credential_id": credID}})
-	})
-	return ns, err
+	return s.signedIn(ctx, found, cred, parsed, ceremonyID, listener, s.now().UTC())
 }
 
 // credentialUse is what a verified assertion writes back to its passkey: the sign count and flags, on
@@ -188,40 +185,86 @@ func (s *Service) recordUse(tx *gorm.DB, w waUser, cred *webauthn.Credential, pa
 	return nil
 }
 
-// signedIn is recordUse for a sign-in: it also starts the session, and makes the caller's transaction commit
-// without waiting for the WAL flush (finishSignIn says why that is safe). The setting rides on the update
-// (store.NoFlushWaitJoin: one round trip fewer than a SET LOCAL of its own). On PostgreSQL the session is
-// inserted by the same statement, from the update's RETURNING: one round trip for both, and no session
-// unless the conditional update happened. SQLite has no data-modifying WITH: there the session is a second
-// statement, run only after the update.
-func (s *Service) signedIn(tx *gorm.DB, w waUser, cred *webauthn.Credential, parsed *protocol.ParsedCredentialAssertionData,
-	listener string, now time.Time) (NewSession, error) {
+// signedIn is recordUse for a sign-in: it consumes the ceremony, writes the sign count back, starts the
+// session and appends its audit row, all or nothing: no session without its row (if the row cannot be written,
+// there is no session: fail closed), and none unless this call's DELETE took the ceremony (of two finishes of
+// one ceremony, one writes; the other gets ErrCeremonyNotFound), nor once it has expired (checked when it was
+// read, and again by the DELETE).
+//
+// The write commits without waiting for the WAL flush (store.NoFlushWaitJoin, carried by the ceremony's
+// DELETE): if a crash loses it, it loses all four together, and the user signs in again. It cannot lose a
+// sign-in that anything durable rests on: whatever is done under the session later commits synchronously,
+// which flushes this commit first (WAL is flushed in order), so no audited action can exist whose sign-in is
+// missing. A key's counter that a crash sets back is what a replay would need; the assertion it would replay is
+// one whose sign-in the crash erased, ceremony and all (the ceremony comes back unconsumed, as if its finish
+// had not happened yet).
+//
+// On PostgreSQL the four are one statement, data-modifying WITHs chained on each other's RETURNING (the sign
+// count's conditional update from the ceremony's DELETE, the session from the update, the audit row from the
+// session: audit.InsertFrom), committed on its own: one round trip, where the ceremony's consumption, BEGIN,
+// the update, the audit row and COMMIT were five. SQLite has no data-modifying WITH: there they are one
+// transaction of four steps, each only after the one before it took its row.
+func (s *Service) signedIn(ctx context.Context, w waUser, cred *webauthn.Credential, parsed *protocol.ParsedCredentialAssertionData,
+	ceremonyID, listener string, now time.Time) (NewSession, error) {
 	use, err := s.checkUse(w, cred, parsed)
 	if err != nil {
 		return NewSession{}, err
 	}
 	ns, sess := s.newSession(w.u, use.id, listener, now)
-	q, args := use.update(store.NoFlushWaitJoin(tx, "FROM"), now)
-	postgres := store.DialectOf(tx) == store.Postgres
-	if postgres {
-		q = `WITH used AS (` + q + ` RETURNING credentials.id)
-			INSERT INTO sessions (id, token_hash, user_id, credential_id, listener, created_at, last_seen_at, expires_at)
-			SELECT ?, ?, ?, ?, ?, ?, ?, ? FROM used`
-		args = append(args, sess.ID, sess.TokenHash, sess.UserID, sess.CredentialID, sess.Listener, sess.CreatedAt,
-			sess.LastSeenAt, sess.ExpiresAt)
+	ev := audit.Event{At: now, Actor: "user:" + w.u.ID, Action: "session.signed_in", Subject: "session:" + ns.ID,
+		Details: map[string]any{"listener": listener, "credential_id": use.id}}
+	db := s.db.WithContext(ctx)
+	if store.DialectOf(db) != store.Postgres {
+		err := store.Tx(ctx, s.db, func(tx *gorm.DB) error {
+			res := tx.Exec(`DELETE FROM ceremonies WHERE id = ? AND kind = ? AND listener = ? AND expires_at > ?`,
+				ceremonyID, kindSignIn, listener, now)
+			if res.Error != nil {
+				return fmt.Errorf("consume ceremony: %w", res.Error)
+			}
+			if res.RowsAffected != 1 {
+				return ErrCeremonyNotFound
+			}
+			q, args := use.update("", now)
+			if res = tx.Exec(q, args...); res.Error != nil {
+				return fmt.Errorf("sign-in: update credential: %w", res.Error)
+			}
+			if res.RowsAffected != 1 {
+				return use.refused(tx)
+			}
+			if err := tx.Create(&sess).Error; err != nil {
+				return fmt.Errorf("start session: %w", err)
+			}
+			return audit.Append(tx, ev)
+		})
+		return ns, err
 	}
-	res := tx.Exec(q, args...)
-	if res.Error != nil {
-		return NewSession{}, fmt.Errorf("sign-in: credential and session: %w", res.Error)
+	insert, insertArgs, err := audit.InsertFrom(ev, "started")
+	if err != nil {
+		return NewSession{}, fmt.Errorf("sign-in: %w", err)
 	}
-	if res.RowsAffected != 1 {
-		return NewSession{}, use.refused(tx)
+	update, updateArgs := use.update(" FROM consumed", now)
+	args := append([]any{ceremonyID, kindSignIn, listener, now}, updateArgs...)
+	args = append(args, sess.ID, sess.TokenHash, sess.UserID, sess.CredentialID, sess.Listener, sess.CreatedAt,
+		sess.LastSeenAt, sess.ExpiresAt)
+	var consumed, audited int64
+	err = store.QueryRow(ctx, db, `WITH consumed AS (DELETE FROM ceremonies`+store.NoFlushWaitJoin(db, "USING")+`
+			WHERE id = ? AND kind = ? AND listener = ? AND expires_at > ? RETURNING 1),
+		used AS (`+update+` RETURNING credentials.id),
+		started AS (INSERT INTO sessions (id, token_hash, user_id, credential_id, listener, created_at, last_seen_at, expires_at)
+			SELECT ?, ?, ?, ?, ?, ?, ?, ? FROM used RETURNING 1),
+		audited AS (`+insert+` RETURNING 1)
+		SELECT (SELECT COUNT(*) FROM consumed), (SELECT COUNT(*) FROM audited)`, append(args, insertArgs...)...).
+		Scan(&consumed, &audited)
+	if err != nil {
+		return NewSession{}, fmt.Errorf("sign-in: ceremony, credential, session and audit row: %w: %w", audit.ErrUnavailable, err)
 	}
-	if !postgres {
-		if err := tx.Create(&sess).Error; err != nil {
-			return NewSession{}, fmt.Errorf("start session: %w", err)
-		}
+	switch {
+	case consumed != 1:
+		return NewSession{}, ErrCeremonyNotFound
+	case audited != 1:
+		return NewSession{}, use.refused(db)
 	}
+	audit.Committed(ctx, s.db)
 	return ns, nil
 }
 

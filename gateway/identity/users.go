@@ -100,44 +100,6 @@ func (w *waUser) add(rows []Credential) error {
 	return nil
 }
 
-// userCredentialRow is a user and one of their active credentials (none: the credential's columns are NULL).
-type userCredentialRow struct {
-	User       `gorm:"embedded"`
-	Credential Credential `gorm:"embedded;embeddedPrefix:c_"`
-}
-
-// waUserByHandle reads the user a passkey's user handle names with their active credentials, in one statement
-// (a sign-in's lookup: one round trip, not two); ErrNotFound when no user has that handle.
-func (s *Service) waUserByHandle(db *gorm.DB, handle []byte) (waUser, error) {
-	var rows []userCredentialRow
-	if err := db.Raw(`SELECT u.*, `+credentialColumns+`
-		FROM users u LEFT JOIN credentials c ON c.user_id = u.id AND c.revoked_at IS NULL
-		WHERE u.webauthn_id = ? ORDER BY c.created_at`, handle).Scan(&rows).Error; err != nil {
-		return waUser{}, fmt.Errorf("load user and credentials: %w", err)
-	}
-	return waUserOf(rows)
-}
-
-// credentialColumns are a passkey's columns (table c) named as userCredentialRow reads them.
-const credentialColumns = `c.id AS c_id, c.user_id AS c_user_id, c.data AS c_data, c.sign_count AS c_sign_count,
-	c.attestation_format AS c_attestation_format, c.created_at AS c_created_at, c.last_used_at AS c_last_used_at`
-
-// waUserOf makes a user from the rows of a user and their active passkeys; ErrNotFound when there are none.
-func waUserOf(rows []userCredentialRow) (waUser, error) {
-	if len(rows) == 0 {
-		return waUser{}, ErrNotFound
-	}
-	w := waUser{u: rows[0].User}
-	for _, r := range rows {
-		if r.Credential.ID != "" {
-			if err := w.add([]Credential{r.Credential}); err != nil {
-				return waUser{}, err
-			}
-		}
-	}
-	return w, nil
-}
-
 // UserWithCredentials is a user as the admin pages list them.
 type UserWithCredentials struct {
 	User
