@@ -77,6 +77,17 @@ func newKey(listener string) *key {
 	return k
 }
 
+// withRequester is a fresh env with one requester registered on intake, holding k.
+func withRequester(t testing.TB, db *gorm.DB) (*env, *key) {
+	t.Helper()
+	e := newEnv(t, db, nil)
+	k := newKey(Intake)
+	if _, err := e.register(t, Intake, e.invite(t, RoleRequester).Token, k); err != nil {
+		t.Fatal(err)
+	}
+	return e, k
+}
+
 func (e *env) invite(t testing.TB, role string) CreatedInvitation {
 	t.Helper()
 	inv, err := e.svc.Invite(context.Background(), "cli", NewInvitation{Role: role, DisplayName: "Test " + role})

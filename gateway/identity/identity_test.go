@@ -121,12 +121,8 @@ func TestExpiredCeremonyRefused(t *testing.T) {
 // ceremony. The valid answer that follows is refused as an unknown ceremony, and opens nothing.
 func TestFailedSignInUsesItsCeremony(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
-		e := newEnv(t, db, nil)
+		e, k := withRequester(t, db)
 		ctx := context.Background()
-		k := newKey(Intake)
-		if _, err := e.register(t, Intake, e.invite(t, RoleRequester).Token, k); err != nil {
-			t.Fatal(err)
-		}
 		_, other := e.signInResponse(t, Intake, k)
 		for _, c := range []struct {
 			name   string
