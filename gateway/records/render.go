@@ -49,27 +49,30 @@ const entryChunk = 128
 // columns (or NULL when the pass does not open them). The rows may come in any order: eachEntry puts them back
 // in the manifest's. The pairs are parameters, no longer the manifest's JSON unnested and extracted by the
 // database for each entry (json_each/jsonb and three extractions per row: the largest cost of a rendering, per
-// a CPU profile). Both statements have the same text for every chunk and two parameters, the chunk's ids and
-// its versions. PostgreSQL gets two arrays (the statement prepared once per connection), and a LATERAL look-up
-// with LIMIT 1 per pair: without it, the planner hash-joins the pairs against a scan of the whole table
-// (EXPLAIN ANALYZE, 3,000 entries: a sequential scan per chunk; with it, one primary-key index scan per pair).
-// SQLite gets two JSON arrays (entryJSON): its driver prepares every statement again at each execution, and
-// the text parsed is then short, where one "(?,?)" per pair in "(id, version) IN (VALUES ...)" made SQLite
-// parse a SELECT per pair (a chunk of 128: 0.45 ms of CPU to prepare and bind, 1.15 ms in all; this form
-// 0.03 ms and 0.62 ms, of which 0.43 ms is reading the rows). CROSS JOIN keeps the pairs the outer loop, so
-// the entries are read by primary key (id = ? AND version = ?), never scanned, whatever the planner's guesses.
+// a CPU profile). Both statements have the same text for every chunk. PostgreSQL gets two arrays, the chunk's
+// ids and versions (the statement prepared once per connection), and a LATERAL look-up with LIMIT 1 per pair:
+// without it, the planner hash-joins the pairs against a scan of the whole table (EXPLAIN ANALYZE, 3,000
+// entries: a sequential scan per chunk; with it, one primary-key index scan per pair). SQLite gets one JSON
+// object, each id a name and its version the value (entryJSON), walked by json_each: its driver prepares every
+// statement again at each execution, and the text parsed is then short, where one "(?,?)" per pair in
+// "(id, version) IN (VALUES ...)" made SQLite parse a SELECT per pair (a chunk of 128: 0.45 ms of CPU to
+// prepare and bind, 1.15 ms in all; the JSON form 0.03 ms and 0.62 ms, of which 0.43 ms is reading the rows).
+// An object, not two arrays: the version read as "? ->> m.key" walked the second array from its start for
+// each row (a seventh of a chunk's CPU). CROSS JOIN keeps the pairs the outer loop, so the entries are read by
+// primary key (id = ? AND version = ?), never scanned, whatever the planner's guesses. Both select only the
+// patient's rows: an entry of another patient is not found, which fails as an entry not stored.
 const (
-	entriesSQLite = `SELECT e.id, e.version, e.patient_id, e.content_hash, e.category, e.resource_type, e.effective_at, e.fhir_id, %s, %s
-FROM json_each(?) AS m CROSS JOIN record_entries AS e WHERE e.id = m.value AND e.version = ? ->> m.key`
-	entriesPostgres = `SELECT e.id, e.version, e.patient_id, e.content_hash, e.category, e.resource_type, e.effective_at, e.fhir_id, %s, %s
+	entriesSQLite = `SELECT e.id, e.version, e.content_hash, e.category, e.resource_type, e.effective_at, e.fhir_id, %s, %s
+FROM json_each(?) AS m CROSS JOIN record_entries AS e WHERE e.id = m.key AND e.version = m.value AND e.patient_id = ?`
+	entriesPostgres = `SELECT e.id, e.version, e.content_hash, e.category, e.resource_type, e.effective_at, e.fhir_id, %s, %s
 FROM unnest(CAST(? AS text[]), CAST(? AS integer[])) AS m(id, version) CROSS JOIN LATERAL (
-	SELECT * FROM record_entries WHERE id = m.id AND version = m.version LIMIT 1) e`
+	SELECT * FROM record_entries WHERE id = m.id AND version = m.version AND patient_id = ? LIMIT 1) e`
 )
 
 // storedEntry is one row of a chunk, as read; its buffers are reused from chunk to chunk.
 type storedEntry struct {
-	id, patientID, contentHash, category, resourceType string
-	version                                            int
+	id, contentHash, category, resourceType string
+	version                                 int
 	effectiveAt                                        sql.NullString
 	fhirID, resource, display                          []byte
 }
@@ -118,10 +121,10 @@ func (s *Service) eachEntry(ctx context.Context, m Manifest, parts entryParts, f
 			rid := entryRowID(ref.ID, ref.Version)
 			i, ok := b.at[entryKey{ref.ID, ref.Version}]
 			if !ok {
-				return fmt.Errorf("entry %s: not stored: %w", rid, ErrManifest)
+				return fmt.Errorf("entry %s: not stored for the manifest's patient: %w", rid, ErrManifest)
 			}
 			r := &b.rows[i]
-			if r.patientID != m.PatientID || r.contentHash != ref.ContentHash {
+			if r.contentHash != ref.ContentHash {
 				return fmt.Errorf("entry %s: %w", rid, ErrManifest)
 			}
 			le = loadedEntry{ManifestEntry: ManifestEntry{ID: ref.ID, Version: ref.Version, ContentHash: ref.ContentHash,
@@ -205,7 +208,7 @@ func (s *Service) fetchEntries(db *gorm.DB, m Manifest, parts entryParts, free <
 		if b == nil || len(b.refs) == 0 {
 			return nil
 		}
-		if err := b.fetch(db, postgres, resourceCol, displayCol); err != nil {
+		if err := b.fetch(db, postgres, m.PatientID, resourceCol, displayCol); err != nil {
 			return err
 		}
 		select {
@@ -238,20 +241,19 @@ func (s *Service) fetchEntries(db *gorm.DB, m Manifest, parts entryParts, free <
 }
 
 // fetch reads the rows of the batch's references: one query.
-func (b *entryBatch) fetch(db *gorm.DB, postgres bool, resourceCol, displayCol string) error {
+func (b *entryBatch) fetch(db *gorm.DB, postgres bool, patientID, resourceCol, displayCol string) error {
 	var q string
 	b.args = b.args[:0]
 	if postgres {
 		q = fmt.Sprintf(entriesPostgres, resourceCol, displayCol)
-		b.args = append(b.args, pgPairs{b.refs, false}, pgPairs{b.refs, true})
+		b.args = append(b.args, pgPairs{b.refs, false}, pgPairs{b.refs, true}, patientID)
 	} else {
 		q = fmt.Sprintf(entriesSQLite, resourceCol, displayCol)
-		ids, err := entryJSON(b.refs, false)
+		pairs, err := entryJSON(b.refs)
 		if err != nil {
 			return err
 		}
-		versions, _ := entryJSON(b.refs, true)
-		b.args = append(b.args, ids, versions)
+		b.args = append(b.args, pairs, patientID)
 	}
 	rs, err := db.Raw(q, b.args...).Rows()
 	if err != nil {
@@ -266,7 +268,7 @@ func (b *entryBatch) fetch(db *gorm.DB, postgres bool, resourceCol, displayCol s
 		}
 		r := &b.rows[n]
 		var fhirID, resource, display sql.RawBytes
-		if err := rs.Scan(&r.id, &r.version, &r.patientID, &r.contentHash, &r.category, &r.resourceType, &r.effectiveAt,
+		if err := rs.Scan(&r.id, &r.version, &r.contentHash, &r.category, &r.resourceType, &r.effectiveAt,
 			&fhirID, &resource, &display); err != nil {
 			return fmt.Errorf("load entries: %w", err)
 		}
@@ -313,26 +315,25 @@ func (p pgPairs) Value() (driver.Value, error) {
 	return string(append(b, '}')), nil
 }
 
-// entryJSON is a chunk's ids (or versions) as a JSON array, for SQLite's json_each: one parameter, whatever
-// the chunk's length. An id that is not valid UTF-8 cannot be quoted exactly: it fails with ErrManifest (no
-// stored id is such a string).
-func entryJSON(refs []EntryRef, versions bool) (string, error) {
-	b := make([]byte, 0, len(refs)*36+2)
-	b = append(b, '[')
+// entryJSON is a chunk's pairs as a JSON object, for SQLite's json_each: each id a name, its version the value;
+// one parameter, whatever the chunk's length. An id named twice (two versions of one entry) is kept twice:
+// SQLite's json_each walks the members as written. An id that is not valid UTF-8 cannot be quoted exactly: it
+// fails with ErrManifest (no stored id is such a string).
+func entryJSON(refs []EntryRef) (string, error) {
+	b := make([]byte, 0, len(refs)*40+2)
+	b = append(b, '{')
 	for i, r := range refs {
 		if i > 0 {
 			b = append(b, ',')
-		}
-		if versions {
-			b = strconv.AppendInt(b, int64(r.Version), 10)
-			continue
 		}
 		var err error
 		if b, err = jsontext.AppendQuote(b, r.ID); err != nil {
 			return "", fmt.Errorf("entry id: %w: %w", err, ErrManifest)
 		}
+		b = append(b, ':')
+		b = strconv.AppendInt(b, int64(r.Version), 10)
 	}
-	return string(append(b, ']')), nil
+	return string(append(b, '}')), nil
 }
 
 // entryKey is an entry's primary key.
