@@ -12,8 +12,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-json-experiment/json/jsontext"
+	"github.com/jackc/pgx/v5/pgtype"
 	"gorm.io/gorm"
 )
 
@@ -242,6 +244,12 @@ func (s *Service) fetchEntries(db *gorm.DB, m Manifest, parts entryParts, free <
 
 // fetch reads the rows of the batch's references: one query.
 func (b *entryBatch) fetch(db *gorm.DB, postgres bool, patientID, resourceCol, displayCol string) error {
+	// An id that is not valid UTF-8 can name no stored entry, and neither database would take it as text.
+	for _, r := range b.refs {
+		if !utf8.ValidString(r.ID) {
+			return fmt.Errorf("entry id not UTF-8: %w", ErrManifest)
+		}
+	}
 	var q string
 	b.args = b.args[:0]
 	if postgres {
@@ -284,11 +292,32 @@ func (b *entryBatch) fetch(db *gorm.DB, postgres bool, patientID, resourceCol, d
 	return nil
 }
 
-// pgPairs is a chunk's ids (or versions) as a PostgreSQL array literal: one parameter, whatever the chunk's
-// length (gorm would expand a slice into a list of parameters).
+// pgPairs is a chunk's ids (or versions) as one PostgreSQL array parameter, whatever the chunk's length (gorm
+// would expand a slice into a list of parameters; a driver.Valuer it passes on as it is). pgx encodes it as a
+// binary array, through pgtype.ArrayGetter: its Value, the array's text literal, made pgx parse the literal
+// back into an array to encode it (a tenth of the server's CPU per retrieval on PostgreSQL, per a profile).
+// Value stays for anything else that asks (gorm's SQL log).
 type pgPairs struct {
 	refs     []EntryRef
 	versions bool
+}
+
+func (p pgPairs) Dimensions() []pgtype.ArrayDimension {
+	return []pgtype.ArrayDimension{{Length: int32(len(p.refs)), LowerBound: 1}}
+}
+
+func (p pgPairs) Index(i int) any {
+	if p.versions {
+		return int32(p.refs[i].Version)
+	}
+	return p.refs[i].ID
+}
+
+func (p pgPairs) IndexType() any {
+	if p.versions {
+		return int32(0)
+	}
+	return ""
 }
 
 func (p pgPairs) Value() (driver.Value, error) {
@@ -317,8 +346,8 @@ func (p pgPairs) Value() (driver.Value, error) {
 
 // entryJSON is a chunk's pairs as a JSON object, for SQLite's json_each: each id a name, its version the value;
 // one parameter, whatever the chunk's length. An id named twice (two versions of one entry) is kept twice:
-// SQLite's json_each walks the members as written. An id that is not valid UTF-8 cannot be quoted exactly: it
-// fails with ErrManifest (no stored id is such a string).
+// SQLite's json_each walks the members as written. (fetch refuses an id that is not valid UTF-8 first: it
+// could not be quoted exactly.)
 func entryJSON(refs []EntryRef) (string, error) {
 	b := make([]byte, 0, len(refs)*40+2)
 	b = append(b, '{')
