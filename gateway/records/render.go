@@ -75,8 +75,8 @@ FROM unnest(CAST(? AS text[]), CAST(? AS integer[])) AS m(id, version) CROSS JOI
 type storedEntry struct {
 	id, contentHash, category, resourceType string
 	version                                 int
-	effectiveAt                                        sql.NullString
-	fhirID, resource, display                          []byte
+	effectiveAt                             sql.NullString
+	fhirID, resource, display               []byte
 }
 
 // eachEntry streams the manifest's entries BY (id, version), in manifest order, and calls fn for each: the
