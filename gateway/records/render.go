@@ -48,35 +48,42 @@ type loadedEntry struct {
 const entryChunk = 128
 
 // The query fetching a chunk of entries by primary key, per dialect; the two %s are the resource and display
-// columns (or NULL when the pass does not open them). The rows may come in any order: eachEntry puts them back
-// in the manifest's. The pairs are parameters, no longer the manifest's JSON unnested and extracted by the
-// database for each entry (json_each/jsonb and three extractions per row: the largest cost of a rendering, per
-// a CPU profile). Both statements have the same text for every chunk. PostgreSQL gets two arrays, the chunk's
-// ids and versions (the statement prepared once per connection), and a LATERAL look-up with LIMIT 1 per pair:
-// without it, the planner hash-joins the pairs against a scan of the whole table (EXPLAIN ANALYZE, 3,000
-// entries: a sequential scan per chunk; with it, one primary-key index scan per pair). SQLite gets one JSON
-// object, each id a name and its version the value (entryJSON), walked by json_each: its driver prepares every
-// statement again at each execution, and the text parsed is then short, where one "(?,?)" per pair in
-// "(id, version) IN (VALUES ...)" made SQLite parse a SELECT per pair (a chunk of 128: 0.45 ms of CPU to
-// prepare and bind, 1.15 ms in all; the JSON form 0.03 ms and 0.62 ms, of which 0.43 ms is reading the rows).
-// An object, not two arrays: the version read as "? ->> m.key" walked the second array from its start for
-// each row (a seventh of a chunk's CPU). CROSS JOIN keeps the pairs the outer loop, so the entries are read by
-// primary key (id = ? AND version = ?), never scanned, whatever the planner's guesses. Both select only the
-// patient's rows: an entry of another patient is not found, which fails as an entry not stored.
+// columns (or NULL when the pass does not open them). It gives one row per pair asked, in the chunk's order: a
+// LEFT JOIN, so that a pair the records do not hold (or hold for another patient) comes back as a row of NULLs
+// in its place. The row's place says which entry it is, so the row carries neither id nor version: its
+// sealed columns, opened with the manifest's (id, version) as their associated data, only open if they are
+// that entry's (a row in the wrong place fails to open), and its content hash is compared with the signed one.
+// (Two columns fewer per row: each column the SQLite driver reads costs it a type look-up, and a TEXT one a
+// declared-type look-up too.)
+//
+// The pairs are parameters, no longer the manifest's JSON unnested and extracted by the database for each
+// entry (json_each/jsonb and three extractions per row: the largest cost of a rendering, per a CPU profile).
+// Both statements have the same text for every chunk. PostgreSQL gets two arrays, the chunk's ids and
+// versions (the statement prepared once per connection), numbered WITH ORDINALITY for the ORDER BY, and a
+// LATERAL look-up with LIMIT 1 per pair: without it, the planner hash-joins the pairs against a scan of the
+// whole table (EXPLAIN ANALYZE, 3,000 entries: a sequential scan per chunk; with it, one primary-key index scan
+// per pair). SQLite gets one JSON object, each id a name and its version the value (entryJSON), walked by
+// json_each in the order written; the left table of a LEFT JOIN is SQLite's outer loop, so the rows come in
+// that order, and the entries are read by primary key, never scanned, whatever the planner's guesses. Its
+// driver prepares every statement again at each execution, and the text parsed is then short, where one
+// "(?,?)" per pair in "(id, version) IN (VALUES ...)" made SQLite parse a SELECT per pair (a chunk of 128:
+// 0.45 ms of CPU to prepare and bind, 1.15 ms in all; the JSON form 0.03 ms and 0.62 ms). An object, not two
+// arrays: the version read as "? ->> m.key" walked the second array from its start for each row (a seventh
+// of a chunk's CPU).
 const (
-	entriesSQLite = `SELECT e.id, e.version, e.content_hash, e.category, e.resource_type, e.effective_at, e.fhir_id, %s, %s
-FROM json_each(?) AS m CROSS JOIN record_entries AS e WHERE e.id = m.key AND e.version = m.value AND e.patient_id = ?`
-	entriesPostgres = `SELECT e.id, e.version, e.content_hash, e.category, e.resource_type, e.effective_at, e.fhir_id, %s, %s
-FROM unnest(CAST(? AS text[]), CAST(? AS integer[])) AS m(id, version) CROSS JOIN LATERAL (
-	SELECT * FROM record_entries WHERE id = m.id AND version = m.version AND patient_id = ? LIMIT 1) e`
+	entriesSQLite = `SELECT e.content_hash, e.category, e.resource_type, e.effective_at, e.fhir_id, %s, %s
+FROM json_each(?) AS m LEFT JOIN record_entries AS e ON e.id = m.key AND e.version = m.value AND e.patient_id = ?`
+	entriesPostgres = `SELECT e.content_hash, e.category, e.resource_type, e.effective_at, e.fhir_id, %s, %s
+FROM unnest(CAST(? AS text[]), CAST(? AS integer[])) WITH ORDINALITY AS m(id, version, n) LEFT JOIN LATERAL (
+	SELECT * FROM record_entries WHERE id = m.id AND version = m.version AND patient_id = ? LIMIT 1) e ON true
+ORDER BY m.n`
 )
 
 // storedEntry is one row of a chunk, as read; its buffers are reused from chunk to chunk.
 type storedEntry struct {
-	id, contentHash, category, resourceType string
-	version                                 int
-	effectiveAt                             sql.NullString
-	fhirID, resource, display               []byte
+	contentHash, category, resourceType sql.NullString // not valid: the pair is not stored
+	effectiveAt                         sql.NullString
+	fhirID, resource, display           []byte
 }
 
 // eachEntry streams the manifest's entries BY (id, version), in manifest order, and calls fn for each: the
@@ -119,18 +126,17 @@ func (s *Service) eachEntry(ctx context.Context, m Manifest, parts entryParts, f
 		hexSum [2 * sha256.Size]byte
 	)
 	render := func(b *entryBatch) error {
-		for _, ref := range b.refs {
+		for i, ref := range b.refs {
 			rid := entryRowID(ref.ID, ref.Version)
-			i, ok := b.at[entryKey{ref.ID, ref.Version}]
-			if !ok {
+			r := &b.rows[i]
+			if !r.contentHash.Valid {
 				return fmt.Errorf("entry %s: not stored for the manifest's patient: %w", rid, ErrManifest)
 			}
-			r := &b.rows[i]
-			if r.contentHash != ref.ContentHash {
+			if r.contentHash.String != ref.ContentHash {
 				return fmt.Errorf("entry %s: %w", rid, ErrManifest)
 			}
 			le = loadedEntry{ManifestEntry: ManifestEntry{ID: ref.ID, Version: ref.Version, ContentHash: ref.ContentHash,
-				Category: Category(r.category), ResourceType: r.resourceType}}
+				Category: Category(r.category.String), ResourceType: r.resourceType.String}}
 			if parts&withResource != 0 {
 				if plain, err = sl.openTo(plain[:0], "record_entries", "resource", rid, r.resource); err != nil {
 					return err
@@ -184,13 +190,12 @@ func (s *Service) eachEntry(ctx context.Context, m Manifest, parts entryParts, f
 type entryBatch struct {
 	refs []EntryRef
 	args []any
-	rows []storedEntry
-	at   map[entryKey]int
+	rows []storedEntry // rows[i] is refs[i]'s
 }
 
 func newEntryBatch() *entryBatch {
 	return &entryBatch{refs: make([]EntryRef, 0, entryChunk), args: make([]any, 0, 2),
-		rows: make([]storedEntry, entryChunk), at: make(map[entryKey]int, entryChunk)}
+		rows: make([]storedEntry, entryChunk)}
 }
 
 // fetchEntries reads the manifest's references in order, entryChunk at a time, and hands each chunk with its
@@ -268,26 +273,26 @@ func (b *entryBatch) fetch(db *gorm.DB, postgres bool, patientID, resourceCol, d
 		return fmt.Errorf("load entries: %w", err)
 	}
 	defer rs.Close()
-	clear(b.at)
 	n := 0
 	for rs.Next() {
-		if n == len(b.refs) { // (id, version) is the primary key: never more rows than pairs asked
+		if n == len(b.refs) { // one row per pair: never more rows than pairs asked
 			return fmt.Errorf("load entries: more rows than asked: %w", ErrManifest)
 		}
 		r := &b.rows[n]
 		var fhirID, resource, display sql.RawBytes
-		if err := rs.Scan(&r.id, &r.version, &r.contentHash, &r.category, &r.resourceType, &r.effectiveAt,
-			&fhirID, &resource, &display); err != nil {
+		if err := rs.Scan(&r.contentHash, &r.category, &r.resourceType, &r.effectiveAt, &fhirID, &resource, &display); err != nil {
 			return fmt.Errorf("load entries: %w", err)
 		}
 		r.fhirID = append(r.fhirID[:0], fhirID...)
 		r.resource = append(r.resource[:0], resource...)
 		r.display = append(r.display[:0], display...)
-		b.at[entryKey{r.id, r.version}] = n
 		n++
 	}
 	if err := rs.Err(); err != nil {
 		return fmt.Errorf("load entries: %w", err)
+	}
+	if n != len(b.refs) {
+		return fmt.Errorf("load entries: %d rows for %d pairs: %w", n, len(b.refs), ErrManifest)
 	}
 	return nil
 }
@@ -363,12 +368,6 @@ func entryJSON(refs []EntryRef) (string, error) {
 		b = strconv.AppendInt(b, int64(r.Version), 10)
 	}
 	return string(append(b, '}')), nil
-}
-
-// entryKey is an entry's primary key.
-type entryKey struct {
-	id      string
-	version int
 }
 
 // entryParts are the sealed columns of an entry a pass opens besides its FHIR id.
