@@ -78,11 +78,13 @@ func TestBenchPeerMemory(t *testing.T) {
 		}
 		ceiling := startCeiling(t, body)
 		resetPeak(t, pid)
+		cpu0 := cpuTime(t, pid)
 		g := run(t, 1, ids[1][1:], func(c *http.Client, id string) (int, error) { return srv.retrieve(c, id) })
+		cpu := cpuTime(t, pid) - cpu0
 		peak2000 := peakRSS(t, pid)
 		m := run(t, 1, ids[1][1:], func(c *http.Client, _ string) (int, error) { return get(c, ceiling) })
-		fmt.Printf("%-9s 2,000-entry extract (%d bytes): %.1f retrievals/s, %.1f MB/s vs ceiling %.0f MB/s (ratio %.3f), peak RSS %.1f MB\n",
-			dbName, len(body), g.perSec, g.mbPerSec, m.mbPerSec, g.mbPerSec/m.mbPerSec, float64(peak2000)/1e6)
+		fmt.Printf("%-9s 2,000-entry extract (%d bytes): %.1f retrievals/s, %.1f MB/s vs ceiling %.0f MB/s (ratio %.3f), peak RSS %.1f MB, server CPU %.2f ms/retrieval\n",
+			dbName, len(body), g.perSec, g.mbPerSec, m.mbPerSec, g.mbPerSec/m.mbPerSec, float64(peak2000)/1e6, ms(cpu)/float64(len(ids[1])-1))
 		srv.stop(t)
 	}
 }
