@@ -12,8 +12,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-json-experiment/json/jsontext"
+	"github.com/jackc/pgx/v5/pgtype"
 	"gorm.io/gorm"
 )
 
@@ -46,32 +48,42 @@ type loadedEntry struct {
 const entryChunk = 128
 
 // The query fetching a chunk of entries by primary key, per dialect; the two %s are the resource and display
-// columns (or NULL when the pass does not open them). The rows may come in any order: eachEntry puts them back
-// in the manifest's. The pairs are parameters, no longer the manifest's JSON unnested and extracted by the
-// database for each entry (json_each/jsonb and three extractions per row: the largest cost of a rendering, per
-// a CPU profile). Both statements have the same text for every chunk and two parameters, the chunk's ids and
-// its versions. PostgreSQL gets two arrays (the statement prepared once per connection), and a LATERAL look-up
-// with LIMIT 1 per pair: without it, the planner hash-joins the pairs against a scan of the whole table
-// (EXPLAIN ANALYZE, 3,000 entries: a sequential scan per chunk; with it, one primary-key index scan per pair).
-// SQLite gets two JSON arrays (entryJSON): its driver prepares every statement again at each execution, and
-// the text parsed is then short, where one "(?,?)" per pair in "(id, version) IN (VALUES ...)" made SQLite
-// parse a SELECT per pair (a chunk of 128: 0.45 ms of CPU to prepare and bind, 1.15 ms in all; this form
-// 0.03 ms and 0.62 ms, of which 0.43 ms is reading the rows). CROSS JOIN keeps the pairs the outer loop, so
-// the entries are read by primary key (id = ? AND version = ?), never scanned, whatever the planner's guesses.
+// columns (or NULL when the pass does not open them). It gives one row per pair asked, in the chunk's order: a
+// LEFT JOIN, so that a pair the records do not hold (or hold for another patient) comes back as a row of NULLs
+// in its place. The row's place says which entry it is, so the row carries neither id nor version: its
+// sealed columns, opened with the manifest's (id, version) as their associated data, only open if they are
+// that entry's (a row in the wrong place fails to open), and its content hash is compared with the signed one.
+// (Two columns fewer per row: each column the SQLite driver reads costs it a type look-up, and a TEXT one a
+// declared-type look-up too.)
+//
+// The pairs are parameters, no longer the manifest's JSON unnested and extracted by the database for each
+// entry (json_each/jsonb and three extractions per row: the largest cost of a rendering, per a CPU profile).
+// Both statements have the same text for every chunk. PostgreSQL gets two arrays, the chunk's ids and
+// versions (the statement prepared once per connection), numbered WITH ORDINALITY for the ORDER BY, and a
+// LATERAL look-up with LIMIT 1 per pair: without it, the planner hash-joins the pairs against a scan of the
+// whole table (EXPLAIN ANALYZE, 3,000 entries: a sequential scan per chunk; with it, one primary-key index scan
+// per pair). SQLite gets one JSON object, each id a name and its version the value (entryJSON), walked by
+// json_each in the order written; the left table of a LEFT JOIN is SQLite's outer loop, so the rows come in
+// that order, and the entries are read by primary key, never scanned, whatever the planner's guesses. Its
+// driver prepares every statement again at each execution, and the text parsed is then short, where one
+// "(?,?)" per pair in "(id, version) IN (VALUES ...)" made SQLite parse a SELECT per pair (a chunk of 128:
+// 0.45 ms of CPU to prepare and bind, 1.15 ms in all; the JSON form 0.03 ms and 0.62 ms). An object, not two
+// arrays: the version read as "? ->> m.key" walked the second array from its start for each row (a seventh
+// of a chunk's CPU).
 const (
-	entriesSQLite = `SELECT e.id, e.version, e.patient_id, e.content_hash, e.category, e.resource_type, e.effective_at, e.fhir_id, %s, %s
-FROM json_each(?) AS m CROSS JOIN record_entries AS e WHERE e.id = m.value AND e.version = ? ->> m.key`
-	entriesPostgres = `SELECT e.id, e.version, e.patient_id, e.content_hash, e.category, e.resource_type, e.effective_at, e.fhir_id, %s, %s
-FROM unnest(CAST(? AS text[]), CAST(? AS integer[])) AS m(id, version) CROSS JOIN LATERAL (
-	SELECT * FROM record_entries WHERE id = m.id AND version = m.version LIMIT 1) e`
+	entriesSQLite = `SELECT e.content_hash, e.category, e.resource_type, e.effective_at, e.fhir_id, %s, %s
+FROM json_each(?) AS m LEFT JOIN record_entries AS e ON e.id = m.key AND e.version = m.value AND e.patient_id = ?`
+	entriesPostgres = `SELECT e.content_hash, e.category, e.resource_type, e.effective_at, e.fhir_id, %s, %s
+FROM unnest(CAST(? AS text[]), CAST(? AS integer[])) WITH ORDINALITY AS m(id, version, n) LEFT JOIN LATERAL (
+	SELECT * FROM record_entries WHERE id = m.id AND version = m.version AND patient_id = ? LIMIT 1) e ON true
+ORDER BY m.n`
 )
 
 // storedEntry is one row of a chunk, as read; its buffers are reused from chunk to chunk.
 type storedEntry struct {
-	id, patientID, contentHash, category, resourceType string
-	version                                            int
-	effectiveAt                                        sql.NullString
-	fhirID, resource, display                          []byte
+	contentHash, category, resourceType sql.NullString // not valid: the pair is not stored
+	effectiveAt                         sql.NullString
+	fhirID, resource, display           []byte
 }
 
 // eachEntry streams the manifest's entries BY (id, version), in manifest order, and calls fn for each: the
@@ -114,18 +126,17 @@ func (s *Service) eachEntry(ctx context.Context, m Manifest, parts entryParts, f
 		hexSum [2 * sha256.Size]byte
 	)
 	render := func(b *entryBatch) error {
-		for _, ref := range b.refs {
+		for i, ref := range b.refs {
 			rid := entryRowID(ref.ID, ref.Version)
-			i, ok := b.at[entryKey{ref.ID, ref.Version}]
-			if !ok {
-				return fmt.Errorf("entry %s: not stored: %w", rid, ErrManifest)
-			}
 			r := &b.rows[i]
-			if r.patientID != m.PatientID || r.contentHash != ref.ContentHash {
+			if !r.contentHash.Valid {
+				return fmt.Errorf("entry %s: not stored for the manifest's patient: %w", rid, ErrManifest)
+			}
+			if r.contentHash.String != ref.ContentHash {
 				return fmt.Errorf("entry %s: %w", rid, ErrManifest)
 			}
 			le = loadedEntry{ManifestEntry: ManifestEntry{ID: ref.ID, Version: ref.Version, ContentHash: ref.ContentHash,
-				Category: Category(r.category), ResourceType: r.resourceType}}
+				Category: Category(r.category.String), ResourceType: r.resourceType.String}}
 			if parts&withResource != 0 {
 				if plain, err = sl.openTo(plain[:0], "record_entries", "resource", rid, r.resource); err != nil {
 					return err
@@ -179,13 +190,12 @@ func (s *Service) eachEntry(ctx context.Context, m Manifest, parts entryParts, f
 type entryBatch struct {
 	refs []EntryRef
 	args []any
-	rows []storedEntry
-	at   map[entryKey]int
+	rows []storedEntry // rows[i] is refs[i]'s
 }
 
 func newEntryBatch() *entryBatch {
 	return &entryBatch{refs: make([]EntryRef, 0, entryChunk), args: make([]any, 0, 2),
-		rows: make([]storedEntry, entryChunk), at: make(map[entryKey]int, entryChunk)}
+		rows: make([]storedEntry, entryChunk)}
 }
 
 // fetchEntries reads the manifest's references in order, entryChunk at a time, and hands each chunk with its
@@ -205,7 +215,7 @@ func (s *Service) fetchEntries(db *gorm.DB, m Manifest, parts entryParts, free <
 		if b == nil || len(b.refs) == 0 {
 			return nil
 		}
-		if err := b.fetch(db, postgres, resourceCol, displayCol); err != nil {
+		if err := b.fetch(db, postgres, m.PatientID, resourceCol, displayCol); err != nil {
 			return err
 		}
 		select {
@@ -238,55 +248,81 @@ func (s *Service) fetchEntries(db *gorm.DB, m Manifest, parts entryParts, free <
 }
 
 // fetch reads the rows of the batch's references: one query.
-func (b *entryBatch) fetch(db *gorm.DB, postgres bool, resourceCol, displayCol string) error {
+func (b *entryBatch) fetch(db *gorm.DB, postgres bool, patientID, resourceCol, displayCol string) error {
+	// An id that is not valid UTF-8 can name no stored entry, and neither database would take it as text.
+	for _, r := range b.refs {
+		if !utf8.ValidString(r.ID) {
+			return fmt.Errorf("entry id not UTF-8: %w", ErrManifest)
+		}
+	}
 	var q string
 	b.args = b.args[:0]
 	if postgres {
 		q = fmt.Sprintf(entriesPostgres, resourceCol, displayCol)
-		b.args = append(b.args, pgPairs{b.refs, false}, pgPairs{b.refs, true})
+		b.args = append(b.args, pgPairs{b.refs, false}, pgPairs{b.refs, true}, patientID)
 	} else {
 		q = fmt.Sprintf(entriesSQLite, resourceCol, displayCol)
-		ids, err := entryJSON(b.refs, false)
+		pairs, err := entryJSON(b.refs)
 		if err != nil {
 			return err
 		}
-		versions, _ := entryJSON(b.refs, true)
-		b.args = append(b.args, ids, versions)
+		b.args = append(b.args, pairs, patientID)
 	}
 	rs, err := db.Raw(q, b.args...).Rows()
 	if err != nil {
 		return fmt.Errorf("load entries: %w", err)
 	}
 	defer rs.Close()
-	clear(b.at)
 	n := 0
 	for rs.Next() {
-		if n == len(b.refs) { // (id, version) is the primary key: never more rows than pairs asked
+		if n == len(b.refs) { // one row per pair: never more rows than pairs asked
 			return fmt.Errorf("load entries: more rows than asked: %w", ErrManifest)
 		}
 		r := &b.rows[n]
 		var fhirID, resource, display sql.RawBytes
-		if err := rs.Scan(&r.id, &r.version, &r.patientID, &r.contentHash, &r.category, &r.resourceType, &r.effectiveAt,
-			&fhirID, &resource, &display); err != nil {
+		if err := rs.Scan(&r.contentHash, &r.category, &r.resourceType, &r.effectiveAt, &fhirID, &resource, &display); err != nil {
 			return fmt.Errorf("load entries: %w", err)
 		}
 		r.fhirID = append(r.fhirID[:0], fhirID...)
 		r.resource = append(r.resource[:0], resource...)
 		r.display = append(r.display[:0], display...)
-		b.at[entryKey{r.id, r.version}] = n
 		n++
 	}
 	if err := rs.Err(); err != nil {
 		return fmt.Errorf("load entries: %w", err)
 	}
+	if n != len(b.refs) {
+		return fmt.Errorf("load entries: %d rows for %d pairs: %w", n, len(b.refs), ErrManifest)
+	}
 	return nil
 }
 
-// pgPairs is a chunk's ids (or versions) as a PostgreSQL array literal: one parameter, whatever the chunk's
-// length (gorm would expand a slice into a list of parameters).
+// pgPairs is a chunk's ids (or versions) as one PostgreSQL array parameter, whatever the chunk's length (gorm
+// would expand a slice into a list of parameters; a driver.Valuer it passes on as it is). pgx encodes it as a
+// binary array, through pgtype.ArrayGetter: its Value, the array's text literal, made pgx parse the literal
+// back into an array to encode it (a tenth of the server's CPU per retrieval on PostgreSQL, per a profile).
+// Value stays for anything else that asks (gorm's SQL log).
 type pgPairs struct {
 	refs     []EntryRef
 	versions bool
+}
+
+func (p pgPairs) Dimensions() []pgtype.ArrayDimension {
+	return []pgtype.ArrayDimension{{Length: int32(len(p.refs)), LowerBound: 1}}
+}
+
+func (p pgPairs) Index(i int) any {
+	if p.versions {
+		return int32(p.refs[i].Version)
+	}
+	return p.refs[i].ID
+}
+
+func (p pgPairs) IndexType() any {
+	if p.versions {
+		return int32(0)
+	}
+	return ""
 }
 
 func (p pgPairs) Value() (driver.Value, error) {
@@ -313,32 +349,25 @@ func (p pgPairs) Value() (driver.Value, error) {
 	return string(append(b, '}')), nil
 }
 
-// entryJSON is a chunk's ids (or versions) as a JSON array, for SQLite's json_each: one parameter, whatever
-// the chunk's length. An id that is not valid UTF-8 cannot be quoted exactly: it fails with ErrManifest (no
-// stored id is such a string).
-func entryJSON(refs []EntryRef, versions bool) (string, error) {
-	b := make([]byte, 0, len(refs)*36+2)
-	b = append(b, '[')
+// entryJSON is a chunk's pairs as a JSON object, for SQLite's json_each: each id a name, its version the value;
+// one parameter, whatever the chunk's length. An id named twice (two versions of one entry) is kept twice:
+// SQLite's json_each walks the members as written. (fetch refuses an id that is not valid UTF-8 first: it
+// could not be quoted exactly.)
+func entryJSON(refs []EntryRef) (string, error) {
+	b := make([]byte, 0, len(refs)*40+2)
+	b = append(b, '{')
 	for i, r := range refs {
 		if i > 0 {
 			b = append(b, ',')
-		}
-		if versions {
-			b = strconv.AppendInt(b, int64(r.Version), 10)
-			continue
 		}
 		var err error
 		if b, err = jsontext.AppendQuote(b, r.ID); err != nil {
 			return "", fmt.Errorf("entry id: %w: %w", err, ErrManifest)
 		}
+		b = append(b, ':')
+		b = strconv.AppendInt(b, int64(r.Version), 10)
 	}
-	return string(append(b, ']')), nil
-}
-
-// entryKey is an entry's primary key.
-type entryKey struct {
-	id      string
-	version int
+	return string(append(b, '}')), nil
 }
 
 // entryParts are the sealed columns of an entry a pass opens besides its FHIR id.

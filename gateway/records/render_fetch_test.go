@@ -34,7 +34,24 @@ func TestRenderLooksUpEntriesByExactID(t *testing.T) {
 			odd, m.Entries[0].ID, m.Entries[0].Version).Error; err != nil {
 			t.Fatal(err)
 		}
+		// The same id in a second version, in the same chunk: both pairs are looked up (a JSON object that named
+		// the id twice and kept one member would lose the second: ErrManifest, not stored).
+		if err := db.Exec(`INSERT INTO record_entries (id, version, patient_id, category, resource_type, effective_at,
+			content_hash, fhir_id, code, display, resource, source_file, imported_at)
+			SELECT id, version + 1, patient_id, category, resource_type, effective_at, content_hash, fhir_id, code, display,
+			resource, source_file, imported_at FROM record_entries WHERE id = ? AND version = ?`,
+			m.Entries[0].ID, m.Entries[0].Version).Error; err != nil {
+			t.Fatal(err)
+		}
 		var w bytes.Buffer
+		twice := m
+		second := m.Entries[0]
+		second.Version++
+		twice.Entries = append([]records.ManifestEntry{m.Entries[0], second}, m.Entries[1:]...)
+		if err := s.RenderBundle(ctx, &w, twice, busterSSN, records.Watermark{}); err == nil ||
+			errors.Is(err, records.ErrManifest) || !strings.Contains(err.Error(), "does not open") {
+			t.Errorf("one id in two versions: err %v, want the second version's row found and its sealed columns refused", err)
+		}
 		forged := m
 		forged.Entries = append([]records.ManifestEntry(nil), m.Entries...)
 		forged.Entries[0].ID = odd
