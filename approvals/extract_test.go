@@ -229,18 +229,7 @@ func TestFilingLimitHoldsUnderConcurrency(t *testing.T) {
 			})
 		}
 		wg.Wait()
-		close(errs)
-		ok, limited := 0, 0
-		for err := range errs {
-			switch {
-			case err == nil:
-				ok++
-			case errors.Is(err, approvals.ErrRateLimited):
-				limited++
-			default:
-				t.Fatalf("filing: %v", err)
-			}
-		}
+		ok, limited := filingOutcomes(t, errs, 10)
 		if ok != 3 || limited != 7 {
 			t.Fatalf("%d filed, %d limited; want 3 and 7", ok, limited)
 		}

@@ -288,28 +288,37 @@ func (s *Service) FileRequest(ctx context.Context, f Filing) (Request, error) {
 		Purpose: string(f.Purpose), Urgency: string(f.Urgency), Delivery: string(f.Delivery),
 		Status: string(StatusPending), FiledAt: now, UpdatedAt: now,
 	}
-	err = store.Tx(ctx, s.db, func(tx *gorm.DB) error {
-		var err error
-		if row.Emergency, err = s.emergencyGranted(ctx, tx, f.Purpose, f.Patient); err != nil {
-			return err
-		}
-		if store.DialectOf(tx) == store.Postgres {
-			// Serializes one requester's filings so that two at once cannot both pass the count below. SQLite's
-			// immediate transaction already holds the single write lock.
-			if err := tx.Exec("SELECT pg_advisory_xact_lock(727004, hashtext(?))", f.RequesterID).Error; err != nil {
-				return err
-			}
-		}
-		if inserted, err := insertUnderLimit(tx, &row, now.Add(-24*time.Hour), s.policy.FilingLimit, filedAlert(row, now)); err != nil {
-			return err
-		} else if !inserted {
-			return ErrRateLimited
-		}
-		return audit.Append(tx, audit.Event{At: now, Actor: "user:" + f.RequesterID, Action: "request.filed",
+	since := now.Add(-24 * time.Hour)
+	filed := func() audit.Event {
+		return audit.Event{At: now, Actor: "user:" + f.RequesterID, Action: "request.filed",
 			Subject: "request:" + id, Details: map[string]any{"categories": len(f.Categories),
 				"purpose": string(f.Purpose), "urgency": string(f.Urgency), "traits": traitCount(f.Traits),
-				"emergency": row.Emergency}})
-	})
+				"emergency": row.Emergency}}
+	}
+	if store.DialectOf(s.db) == store.Postgres {
+		// Read before the statement, not in a transaction with it: under READ COMMITTED a read in the
+		// transaction sees no more than this one (and only emergency filings read).
+		if row.Emergency, err = s.emergencyGranted(ctx, s.db, f.Purpose, f.Patient); err != nil {
+			return Request{}, fmt.Errorf("file request: %w", err)
+		}
+		err = fileInOneStatement(ctx, s.db, &row, since, s.policy.FilingLimit, filedAlert(row, now), filed())
+	} else {
+		err = store.Tx(ctx, s.db, func(tx *gorm.DB) error {
+			var err error
+			if row.Emergency, err = s.emergencyGranted(ctx, tx, f.Purpose, f.Patient); err != nil {
+				return err
+			}
+			if inserted, err := insertUnderLimit(tx, &row, since, s.policy.FilingLimit); err != nil {
+				return err
+			} else if !inserted {
+				return ErrRateLimited
+			}
+			if err := tx.Exec(insertAlert(""), filedAlert(row, now).args()...).Error; err != nil {
+				return err
+			}
+			return audit.Append(tx, filed())
+		})
+	}
 	if err != nil {
 		return Request{}, fmt.Errorf("file request: %w", err)
 	}
@@ -320,46 +329,89 @@ func (s *Service) FileRequest(ctx context.Context, f Filing) (Request, error) {
 	return r, s.fillState(ctx, &r)
 }
 
-// insertUnderLimit inserts row, and the alert that announces it, unless its requester has filed limit requests
-// since since, and says whether it did: the count and the insert are one statement (INSERT … SELECT … WHERE
-// count < limit), one round trip fewer than counting first. Its snapshot is taken after the requester's lock
-// (PostgreSQL) or under the write lock (SQLite), so it counts every filing committed before. The columns are
-// gorm's own for requestRow: a new field cannot be left out. On PostgreSQL the alert is inserted by the same
-// statement, from the request's RETURNING (a data-modifying WITH: one round trip fewer, and no alert unless
-// the request was inserted); SQLite's WITH cannot hold an INSERT, so there it is a second statement.
-func insertUnderLimit(tx *gorm.DB, row *requestRow, since time.Time, limit int, alert alertRow) (bool, error) {
-	stmt := &gorm.Statement{DB: tx}
+// requestInsert returns the columns of row's INSERT and their values. The columns are gorm's own for
+// requestRow: a new field cannot be left out.
+func requestInsert(db *gorm.DB, row *requestRow) (cols []string, args []any, err error) {
+	stmt := &gorm.Statement{DB: db}
 	if err := stmt.Parse(row); err != nil {
-		return false, err
+		return nil, nil, err
 	}
 	rv := reflect.ValueOf(row).Elem()
-	var cols, marks []string
-	var args []any
 	for _, f := range stmt.Schema.Fields {
 		if !f.Creatable || f.DBName == "" {
 			continue
 		}
-		v, _ := f.ValueOf(tx.Statement.Context, rv)
-		cols, marks, args = append(cols, f.DBName), append(marks, "?"), append(args, v)
+		v, _ := f.ValueOf(db.Statement.Context, rv)
+		cols, args = append(cols, f.DBName), append(args, v)
 	}
-	q := "INSERT INTO approval_requests (" + strings.Join(cols, ", ") + ") SELECT " + strings.Join(marks, ", ") +
+	return cols, args, nil
+}
+
+// insertUnderLimit (SQLite) inserts row unless its requester has filed limit requests since since, and says
+// whether it did: the count and the insert are one statement (INSERT … SELECT … WHERE count < limit), one round
+// trip fewer than counting first. It runs under SQLite's single write lock (the immediate transaction), so it
+// counts every filing committed before and none can commit beside it.
+func insertUnderLimit(tx *gorm.DB, row *requestRow, since time.Time, limit int) (bool, error) {
+	cols, args, err := requestInsert(tx, row)
+	if err != nil {
+		return false, err
+	}
+	q := "INSERT INTO approval_requests (" + strings.Join(cols, ", ") + ") SELECT " + marks(len(cols)) +
 		" WHERE (SELECT COUNT(*) FROM approval_requests WHERE requester_id = ? AND filed_at > ?) < ?"
-	args = append(args, row.RequesterID, since, limit)
-	postgres := store.DialectOf(tx) == store.Postgres
-	if postgres {
-		q = "WITH filed AS (" + q + " RETURNING id) " + insertAlert(" FROM filed")
-		args = append(args, alert.args()...)
+	res := tx.Exec(q, append(args, row.RequesterID, since, limit)...)
+	return res.Error == nil && res.RowsAffected == 1, res.Error
+}
+
+// fileInOneStatement (PostgreSQL) files row in one statement, which commits on its own: the requester's
+// filing window moved on condition of the daily limit, the request, the alert that announces it and its audit
+// row (data-modifying WITHs, each inserting from the one before: nothing unless the limit let the filing
+// pass). One round trip and no BEGIN/COMMIT, where a transaction took six (BEGIN, an advisory lock on the
+// requester, the insert under the limit, the audit row, COMMIT). It commits all of it or none (fail closed:
+// a refused audit row refuses the filing), and waits for the WAL flush like every commit. Rate limited:
+// ErrRateLimited, nothing written.
+//
+// The limit holds under concurrency without a lock statement: filing_windows holds one row per requester
+// with the times of their filings in the last 24 hours, and the upsert's condition (ON CONFLICT DO UPDATE …
+// WHERE) is evaluated on the row's latest committed version, with the row locked: a second filing at once
+// waits for the first's commit, then counts it (TestFilingLimitWaitsForTheFilingBeforeIt). A count over
+// approval_requests in the statement could not: it would read the statement's snapshot, taken before the
+// wait, hence the separate lock statement before.
+func fileInOneStatement(ctx context.Context, db *gorm.DB, row *requestRow, since time.Time, limit int, alert alertRow, ev audit.Event) error {
+	cols, args, err := requestInsert(db, row)
+	if err != nil {
+		return err
 	}
-	res := tx.Exec(q, args...)
-	if res.Error != nil || res.RowsAffected != 1 {
-		return false, res.Error
+	insertAudit, auditArgs, err := audit.InsertFrom(ev, "filed")
+	if err != nil {
+		return err
 	}
-	if !postgres {
-		if err := tx.Exec(insertAlert(""), alert.args()...).Error; err != nil {
-			return false, err
-		}
+	// The window's times are kept in order, so the count is a binary search (width_bucket: how many are at or
+	// before since) and the update a slice and an append; a filing whose time is before the last one's (the
+	// clock set back) sorts them again.
+	q := `WITH counted AS (INSERT INTO filing_windows AS w (requester_id, filed_at) VALUES (?, ARRAY[?::timestamptz])
+			ON CONFLICT (requester_id) DO UPDATE SET filed_at = CASE WHEN w.filed_at[cardinality(w.filed_at)] <= excluded.filed_at[1]
+				THEN w.filed_at[width_bucket(?::timestamptz, w.filed_at) + 1:] || excluded.filed_at
+				ELSE ARRAY(SELECT t FROM unnest(w.filed_at || excluded.filed_at) AS t WHERE t > ? ORDER BY t) END
+			WHERE cardinality(w.filed_at) - width_bucket(?::timestamptz, w.filed_at) < ? RETURNING 1),
+		filed AS (INSERT INTO approval_requests (` + strings.Join(cols, ", ") + `) SELECT ` + marks(len(cols)) + ` FROM counted RETURNING 1),
+		alerted AS (` + insertAlert(" FROM filed") + `) ` + insertAudit
+	all := make([]any, 0, 6+len(args)+5+len(auditArgs))
+	all = append(all, row.RequesterID, row.FiledAt, since, since, since, limit)
+	all = append(append(append(all, args...), alert.args()...), auditArgs...)
+	res := db.WithContext(ctx).Exec(q, all...)
+	if res.Error != nil {
+		return fmt.Errorf("%w: %w", audit.ErrUnavailable, res.Error)
 	}
-	return true, nil
+	if res.RowsAffected != 1 {
+		return ErrRateLimited
+	}
+	audit.Committed(ctx, db)
+	return nil
+}
+
+// marks returns n comma-separated placeholders.
+func marks(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
 }
 
 // sealOptional seals a free text that may be empty: an empty one stays NULL.

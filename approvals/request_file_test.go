@@ -162,6 +162,76 @@ func TestFileRequestRateLimit(t *testing.T) {
 	})
 }
 
+// A filing whose time is before the last one's (the clock set back) still counts, and leaves the window 24
+// hours after its own time (on PostgreSQL the window's times are kept in order for the count).
+func TestFileRequestRateLimitWithTheClockSetBack(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
+		f := newFixture(t, db, approvals.Policy{FilingLimit: 2})
+		f.file(validFiling())
+		f.clock.Add(-time.Hour)
+		f.file(validFiling())
+		if _, err := f.svc.FileRequest(context.Background(), validFiling()); !errors.Is(err, approvals.ErrRateLimited) {
+			t.Fatalf("third filing in 24 h: %v", err)
+		}
+		f.clock.Add(24*time.Hour + 30*time.Minute) // the second filing left the window, the first not yet
+		f.file(validFiling())
+		if _, err := f.svc.FileRequest(context.Background(), validFiling()); !errors.Is(err, approvals.ErrRateLimited) {
+			t.Fatalf("the first filing left the window too early: %v", err)
+		}
+		f.clock.Add(time.Hour)
+		f.file(validFiling())
+	})
+}
+
+// Two filings at once by a requester one below the limit: exactly one passes. On PostgreSQL the filing is one
+// statement with no lock taken before it, so the test makes both wait at once on the requester's filing window
+// (held by another transaction) and only then lets them go: the second must count the first, which committed
+// while it waited (a count read from its statement's snapshot would let both pass).
+func TestFilingLimitWaitsForTheFilingBeforeIt(t *testing.T) {
+	db := storetest.NewPostgres(t)
+	f := newFixture(t, db, approvals.Policy{FilingLimit: 2})
+	f.file(validFiling())
+	blocker := db.Begin()
+	defer blocker.Rollback()
+	var held int64
+	if err := blocker.Raw("SELECT COUNT(*) FROM (SELECT 1 FROM filing_windows WHERE requester_id = ? FOR UPDATE) AS w", "req1").
+		Scan(&held).Error; err != nil || held != 1 {
+		t.Fatalf("lock the window: %d %v", held, err)
+	}
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() {
+			_, err := f.svc.FileRequest(context.Background(), validFiling())
+			errs <- err
+		}()
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var waiting int64
+		if err := db.Raw(`SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'
+			AND query LIKE 'WITH counted AS%'`).Scan(&waiting).Error; err != nil {
+			t.Fatal(err)
+		}
+		if waiting == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d filings wait on the window, want 2", waiting)
+		}
+	}
+	if err := blocker.Commit().Error; err != nil {
+		t.Fatal(err)
+	}
+	ok, limited := filingOutcomes(t, errs, 2)
+	var filed int64
+	if err := db.Raw("SELECT COUNT(*) FROM approval_requests WHERE requester_id = ?", "req1").Scan(&filed).Error; err != nil {
+		t.Fatal(err)
+	}
+	if ok != 1 || limited != 1 || filed != 2 {
+		t.Fatalf("%d filed, %d limited, %d stored; want 1, 1 and 2", ok, limited, filed)
+	}
+}
+
 func TestCancelRequest(t *testing.T) {
 	f := newFixture(t, storetest.NewSQLite(t), approvals.Policy{})
 	ctx := context.Background()
@@ -296,4 +366,21 @@ func TestListsArePagedByKeyset(t *testing.T) {
 			t.Fatalf("a bad cursor: %v", err)
 		}
 	})
+}
+
+// filingOutcomes reads n filings' errors from errs and counts the filed and the rate-limited; any other error
+// fails the test.
+func filingOutcomes(t *testing.T, errs <-chan error, n int) (ok, limited int) {
+	t.Helper()
+	for range n {
+		switch err := <-errs; {
+		case err == nil:
+			ok++
+		case errors.Is(err, approvals.ErrRateLimited):
+			limited++
+		default:
+			t.Fatalf("filing: %v", err)
+		}
+	}
+	return ok, limited
 }

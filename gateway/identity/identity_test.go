@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
 
@@ -15,6 +16,50 @@ import (
 
 	"gatewayd/gateway/identity/attesttest"
 )
+
+// Authenticate scans the session's user by hand: every column of users, into the field it belongs to. A column
+// added to users fails here until Authenticate reads it too.
+func TestAuthenticateReadsTheWholeUser(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
+		e := newEnv(t, db, nil)
+		ctx := context.Background()
+		ns, err := e.register(t, Intake, e.invite(t, RoleRequester).Token, newKey(Intake))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Exec("UPDATE users SET professional_id = ?, person_id = ? WHERE id = ?", "10000000001", "person-1",
+			ns.User.ID).Error; err != nil {
+			t.Fatal(err)
+		}
+		got, err := e.svc.Authenticate(ctx, Intake, ns.Token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want User
+		if err := db.Take(&want, "id = ?", ns.User.ID).Error; err != nil {
+			t.Fatal(err)
+		}
+		if !got.User.CreatedAt.Equal(want.CreatedAt) {
+			t.Fatalf("created_at %v, want %v", got.User.CreatedAt, want.CreatedAt)
+		}
+		got.User.CreatedAt, want.CreatedAt = time.Time{}, time.Time{}
+		if !reflect.DeepEqual(got.User, want) {
+			t.Fatalf("user %+v, want %+v", got.User, want)
+		}
+		rows, err := db.Raw("SELECT * FROM users WHERE 1 = 0").Rows()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cols, err := rows.Columns()
+		rows.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := reflect.TypeFor[User]().NumField(); len(cols) != n {
+			t.Fatalf("users has %d columns (%v), User %d fields: read the new one in Authenticate", len(cols), cols, n)
+		}
+	})
+}
 
 func TestRegisterSignInSignOut(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *gorm.DB) {

@@ -20,7 +20,8 @@ import (
 // professional id, one person), 0011 requesters' own references, 0012 identity traits filed with a request
 // (sealed), 0013 patients' restrictions (opposition and masking), 0014 emergency access (flags, post-hoc
 // reviews, the alerts outbox), 0015 the data-protection officer's role, 0016 audit rows linked into the chain
-// after their commit (insertion id, content hash). Both folders must hold the same versions.
+// after their commit (insertion id, content hash), 0017 the daily filing limit as a row per requester
+// (PostgreSQL; nothing on SQLite). Both folders must hold the same versions.
 //
 //go:embed migrations
 var migrationFS embed.FS
