@@ -2,6 +2,8 @@ package identity
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 
@@ -66,46 +68,35 @@ func (s *Service) newSession(u User, credentialID, listener string, now time.Tim
 // listener, or whose user is suspended or credential revoked.
 //
 // Every request of a signed-in user runs it: the session, its user and the passkey's state are one statement
-// (one round trip), and the last-seen time is written at most once per touchEvery. The row is scanned by
-// hand, not by gorm's Scan, which records the statement with its arguments spelled out (the token's hash
-// included) and fills the structs by reflection: a fifth of the session check's CPU, for every request
-// (TestAuthenticateReadsTheWholeUser holds the columns to User's fields).
+// (one round trip), and the last-seen time is written at most once per touchEvery. The row is read through
+// store.QueryRow and scanned by hand, not by gorm's Scan, which records the statement with its arguments
+// spelled out (the token's hash included) and fills the structs by reflection: a fifth of the session
+// check's CPU, for every request (TestAuthenticateReadsTheWholeUser holds the columns to User's fields).
 func (s *Service) Authenticate(ctx context.Context, listener, token string) (Session, error) {
 	if token == "" {
 		return Session{}, ErrNoSession
 	}
 	now := s.now().UTC()
 	db := s.db.WithContext(ctx)
-	rows, err := db.Raw(`SELECT u.id, u.webauthn_id, u.role, u.display_name, u.professional_id, u.person_id, u.status,
-			u.created_at, s.id, s.credential_id, s.listener, s.created_at, s.last_seen_at, s.expires_at,
-			(u.status = ? AND EXISTS (SELECT 1 FROM credentials c WHERE c.id = s.credential_id AND c.revoked_at IS NULL)) AS usable
-		FROM sessions s JOIN users u ON u.id = s.user_id
-		WHERE s.token_hash = ? AND s.listener = ? AND s.ended_at IS NULL`, StatusActive, hashToken(token), listener).Rows()
-	if err != nil {
-		return Session{}, fmt.Errorf("read session: %w", err)
-	}
 	var (
 		row    sessionRow
 		u      User
 		usable bool
-		found  int
 	)
-	for rows.Next() {
-		found++
-		if err := rows.Scan(&u.ID, &u.WebAuthnID, &u.Role, &u.DisplayName, &u.ProfessionalID, &u.PersonID, &u.Status,
+	// One row at most: token_hash is unique.
+	err := store.QueryRow(ctx, db, `SELECT u.id, u.webauthn_id, u.role, u.display_name, u.professional_id, u.person_id, u.status,
+			u.created_at, s.id, s.credential_id, s.listener, s.created_at, s.last_seen_at, s.expires_at,
+			(u.status = ? AND EXISTS (SELECT 1 FROM credentials c WHERE c.id = s.credential_id AND c.revoked_at IS NULL)) AS usable
+		FROM sessions s JOIN users u ON u.id = s.user_id
+		WHERE s.token_hash = ? AND s.listener = ? AND s.ended_at IS NULL`, StatusActive, hashToken(token), listener).
+		Scan(&u.ID, &u.WebAuthnID, &u.Role, &u.DisplayName, &u.ProfessionalID, &u.PersonID, &u.Status,
 			&u.CreatedAt, &row.ID, &row.CredentialID, &row.Listener, &row.CreatedAt, &row.LastSeenAt, &row.ExpiresAt,
-			&usable); err != nil {
-			rows.Close()
-			return Session{}, fmt.Errorf("read session: %w", err)
-		}
+			&usable)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Session{}, ErrNoSession
 	}
-	err = rows.Err()
-	rows.Close()
 	if err != nil {
 		return Session{}, fmt.Errorf("read session: %w", err)
-	}
-	if found != 1 {
-		return Session{}, ErrNoSession
 	}
 	row.UserID = u.ID
 	if !now.Before(row.ExpiresAt) || now.Sub(row.LastSeenAt) >= s.IdleTimeout(listener) {
