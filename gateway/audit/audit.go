@@ -23,9 +23,11 @@
 //     A change that is one statement may carry its row in it (InsertFrom, a data-modifying WITH; the delivery
 //     record on PostgreSQL): one transaction and one round trip instead of four, and the same guarantee.
 //  2. Link, after the commit, by the process's chainer (one per connection pool, chain.go): the commit wakes
-//     it (store.AfterCommit) and the call that made the change returns without waiting. The chainer runs
-//     link runs one after another while it is woken; a run links every row committed before it began, in
-//     short transactions of up to linkBatch rows and two statements each: it reads the head and the
+//     it (store.AfterCommit) and the call that made the change returns without waiting. The wake waits linkDelay
+//     (20 ms) before its run begins, so that one run links the rows of every commit made meanwhile: a run costs
+//     about as much for one row as for many, and a process committing one change after another paid one per row.
+//     The chainer runs link runs one after another while it is woken; a run links every row committed
+//     before it began, in short transactions of up to linkBatch rows and two statements each: it reads the head and the
 //     unlinked rows, checks each one's content against its content hash, gives it the next seq and its
 //     chained hash, and moves the head, on condition that the head is still where it read it and every row
 //     still unlinked (the unique seq and the head row's lock make a concurrent linker of another instance

@@ -213,3 +213,48 @@ func TestVerifyWhileLinkingIsNotBroken(t *testing.T) {
 		}
 	})
 }
+
+// On PostgreSQL the commits made while a wake is pending share one link run: a commit's wake waits linkDelay
+// (here longer than the test), and the rows stay unlinked, counted as such, until a caller that needs them
+// linked starts the run at once: store.Close (ChainerIdle here waits as Close does) or Link, which also drops
+// the pending wake rather than run twice.
+func TestCommitsWhileAWakeIsPendingShareOneLinkRun(t *testing.T) {
+	audit.SetLinkDelay(t, time.Hour)
+	db := storetest.NewPostgres(t)
+	ctx := context.Background()
+	record := func(subject string) {
+		t.Helper()
+		if err := audit.Record(ctx, db, audit.Event{Actor: "system", Action: "test.event", Subject: subject}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runs := audit.ChainerRuns(db)
+	for i := range 5 {
+		record(fmt.Sprintf("thing:%d", i))
+	}
+	if n := unlinkedCount(t, db); n != 5 {
+		t.Fatalf("%d rows unlinked while the wake waits; want the 5 committed", n)
+	}
+	if r := audit.ChainerRuns(db) - runs; r != 0 {
+		t.Fatalf("%d link runs began while the wake waits; want 0", r)
+	}
+	audit.ChainerIdle(db)
+	if n := unlinkedCount(t, db); n != 0 {
+		t.Fatalf("%d rows unlinked once the chainer stopped", n)
+	}
+	if r := audit.ChainerRuns(db) - runs; r != 1 {
+		t.Fatalf("%d link runs for 5 commits; want 1", r)
+	}
+	record("thing:5")
+	if n, err := audit.Link(ctx, db); err != nil || n != 1 {
+		t.Fatalf("Link with a wake pending linked %d rows (%v); want the 1 committed", n, err)
+	}
+	audit.ChainerIdle(db)
+	if r := audit.ChainerRuns(db) - runs; r != 2 {
+		t.Fatalf("%d link runs in all; want 2 (Link's run, and no second one for the dropped wake)", r)
+	}
+	head, err := audit.Head(ctx, db)
+	if err != nil || head.Seq != 6 {
+		t.Fatalf("head = %+v, %v; want row 6", head, err)
+	}
+}

@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"testing"
 	"time"
 
 	"gorm.io/gorm"
@@ -27,4 +28,23 @@ func ChainerIdle(db *gorm.DB) {
 	if c, err := chainerOf(db); err == nil {
 		c.stop()
 	}
+}
+
+// SetLinkDelay sets how long a commit's wake waits, until t ends. Set it before the test opens its database:
+// commits read it.
+func SetLinkDelay(t testing.TB, d time.Duration) {
+	old := linkDelay
+	linkDelay = d
+	t.Cleanup(func() { linkDelay = old })
+}
+
+// ChainerRuns returns how many link runs db's chainer has begun.
+func ChainerRuns(db *gorm.DB) uint64 {
+	c, err := chainerOf(db)
+	if err != nil {
+		return 0
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.started
 }
