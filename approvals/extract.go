@@ -39,9 +39,6 @@ type Extract struct {
 	RevokedAt      *time.Time
 	// Emergency is an extract released under the emergency rules: rendered as an IPS-shaped document.
 	Emergency bool
-	// signed is the manifest as stored (the JSON of Entries), handed to the renderer as is, so that it can
-	// stream the entries in one query without rebuilding the list.
-	signed string
 	// claimer is the user whose claim returned this extract (ClaimExtract read them to check the claim), so
 	// that DeliveryOf need not read them again.
 	claimer *User
@@ -102,7 +99,7 @@ func (r extractRow) extract() (Extract, error) {
 	x := Extract{ID: r.ID, RequestID: r.RequestID, DecisionID: r.DecisionID,
 		Retriever:      RetrieverField{Kind: RetrieverKind(r.RetrieverKind), UserID: r.RetrieverID},
 		ManifestDigest: r.ManifestDigest, CreatedAt: r.CreatedAt.UTC(), ExpiresAt: r.ExpiresAt.UTC(),
-		RetrievedAt: utc(r.RetrievedAt), RevokedAt: utc(r.RevokedAt), Emergency: r.Emergency, signed: r.Manifest}
+		RetrievedAt: utc(r.RetrievedAt), RevokedAt: utc(r.RevokedAt), Emergency: r.Emergency}
 	if r.RetrievedBy != nil {
 		x.RetrievedBy = *r.RetrievedBy
 	}

@@ -36,10 +36,8 @@ type RenderJob struct {
 	Format  string
 	Lang    string
 	Patient Identifier
-	Entries []ManifestEntry
-	// Signed is the manifest as approvals stores it (a JSON array of Entries, with id, version and content_hash),
-	// when the extract came from the database: a renderer may stream from it instead of Entries.
-	Signed    string
+	// Entries is the signed manifest as the claim decoded it (once): what the renderer reads, in order.
+	Entries   []ManifestEntry
 	Watermark Watermark
 	// Emergency asks for the International Patient Summary's shape (a document Bundle) in FHIR.
 	Emergency bool
@@ -102,7 +100,7 @@ func (s *Service) deliver(ctx context.Context, x Extract, retrieverID, format, l
 		Purpose: string(d.Purpose), Retriever: person(d.Retriever), Expiry: x.ExpiresAt, ManifestDigest: x.ManifestDigest,
 		Released: x.CreatedAt}
 	return s.renderer.Render(ctx, w, RenderJob{Format: format, Lang: lang, Patient: d.Patient, Entries: x.Entries,
-		Signed: x.signed, Watermark: wm, Emergency: x.Emergency})
+		Watermark: wm, Emergency: x.Emergency})
 }
 
 // person is how the watermark names a user: display name and professional id (not patient data).

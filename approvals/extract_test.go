@@ -2,9 +2,12 @@ package approvals_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -255,4 +258,44 @@ func TestRunJobsLapsesUntilCancelled(t *testing.T) {
 	}
 	cancel()
 	<-done
+}
+
+// The signed manifest is decoded once, at the claim, and strictly (rendering reads those references): a stored
+// manifest that is not the list of entries as signed fails the claim with an error that says so, and nothing
+// is consumed — no claim, no audit row — so that the extract can still be retrieved once the row is mended.
+func TestClaimRefusesAManifestThatDoesNotDecode(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
+		f := newFixture(t, db, approvals.Policy{})
+		ctx := context.Background()
+		_, xid := f.approved(approvals.ToStaff, time.Hour)
+		var stored string
+		must(t, db.Raw("SELECT manifest FROM extracts WHERE id = ?", xid).Scan(&stored).Error)
+		var entries []approvals.ManifestEntry
+		must(t, json.Unmarshal([]byte(stored), &entries))
+		e := entries[0]
+		v := strconv.Itoa(e.Version)
+		for name, bad := range map[string]string{
+			"id twice":            `[{"id":"` + e.ID + `","id":"x","version":` + v + `,"content_hash":"` + e.ContentHash + `"}]`,
+			"version as a string": `[{"id":"` + e.ID + `","version":"` + v + `","content_hash":"` + e.ContentHash + `"}]`,
+			"not an array":        `{"id":"` + e.ID + `","version":` + v + `,"content_hash":"` + e.ContentHash + `"}`,
+			"an element a string": `["` + e.ID + `"]`,
+		} {
+			must(t, db.Exec("UPDATE extracts SET manifest = ? WHERE id = ?", bad, xid).Error)
+			before := f.snapshot()
+			_, err := f.svc.ClaimExtract(ctx, xid, "staff1")
+			if err == nil || !strings.Contains(err.Error(), "extract "+xid+": manifest") {
+				t.Fatalf("%s: claim: %v, want the manifest named as the cause", name, err)
+			}
+			var claimed int64
+			must(t, db.Raw("SELECT COUNT(*) FROM extracts WHERE id = ? AND retrieved_at IS NOT NULL", xid).Scan(&claimed).Error)
+			if after := f.snapshot(); after != before || claimed != 0 {
+				t.Fatalf("%s: %+v -> %+v, claimed %d (want nothing changed)", name, before, after, claimed)
+			}
+		}
+		must(t, db.Exec("UPDATE extracts SET manifest = ? WHERE id = ?", stored, xid).Error)
+		x, err := f.svc.ClaimExtract(ctx, xid, "staff1")
+		if err != nil || len(x.Entries) != len(entries) {
+			t.Fatalf("claim once mended: %d entries, %v; want %d", len(x.Entries), err, len(entries))
+		}
+	})
 }

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"iter"
 	"strconv"
-	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -87,13 +86,14 @@ type storedEntry struct {
 }
 
 // eachEntry streams the manifest's entries BY (id, version), in manifest order, and calls fn for each: the
-// manifest is read as a stream (its signed JSON as approvals stores it, decoded one entry at a time; or
-// m.Entries), entryChunk entries at a time, each chunk fetched by one query by primary key, and each row is
-// dropped once fn returned (fn must not keep e.resource: its buffer is reused), so memory does not depend on
-// the extract's size. It never re-selects: an entry missing, belonging to another patient, or whose content
-// no longer hashes to the manifest's hash fails with ErrManifest, checked against the SIGNED manifest's
-// (id, version, content_hash) for every row, in the manifest's order, before fn sees it. Each entry's type,
-// category and date (withDisplay) come from its stored row, so the manifest needs no more than the signed (id, version,
+// manifest's references (ManifestOf's, as approvals decoded them once from the signed JSON at the claim; or
+// m.Entries) are read entryChunk at a time, each chunk fetched by one query by primary key, and each row is
+// dropped once fn returned (fn must not keep e.resource: its buffer is reused), so the rows held do not
+// depend on the extract's size (the references do: about 40 bytes an entry, beside approvals' decoded list).
+// It never re-selects: an entry missing, belonging to another patient, or whose content no longer hashes to
+// the manifest's hash fails with ErrManifest, checked against the SIGNED manifest's (id, version,
+// content_hash) for every row, in the manifest's order, before fn sees it. Each entry's type, category and
+// date (withDisplay) come from its stored row, so the manifest needs no more than the signed (id, version,
 // hash) of each entry. An entry that fails stops the stream where it is; rendering buffers its first 64 KB,
 // so a mismatch early in the extract still leaves the response uncommitted. parts says which sealed columns
 // are read and opened: a pass without the resource (the IPS sections) checks the stored hash only, and costs
@@ -226,10 +226,7 @@ func (s *Service) fetchEntries(db *gorm.DB, m Manifest, parts entryParts, free <
 			return ctx.Err()
 		}
 	}
-	for ref, err := range m.refs() {
-		if err != nil {
-			return err
-		}
+	for ref := range m.refs() {
 		if b == nil {
 			select {
 			case b = <-free:
@@ -437,108 +434,22 @@ func isUUID(s string) bool {
 	return true
 }
 
-// refs yields the manifest's (id, version, content hash) in manifest order: from m.Entries, or from the signed
-// JSON, decoded one entry at a time (nothing of it is copied whole), token by token (a struct decoder cost a
-// tenth of a rendering). The signed JSON is strict: an array of objects whose "id" and "content_hash" are
-// strings and "version" an integer, each present once (names as written, unescaped); other members are
-// skipped. Anything else fails with ErrManifest.
-func (m Manifest) refs() iter.Seq2[EntryRef, error] {
-	return func(yield func(EntryRef, error) bool) {
-		if m.signed == "" {
-			for _, e := range m.Entries {
-				if !yield(EntryRef{ID: e.ID, Version: e.Version, ContentHash: e.ContentHash}, nil) {
+// refs yields the manifest's (id, version, content hash) in manifest order: the signed references (ManifestOf),
+// or m.Entries.
+func (m Manifest) refs() iter.Seq[EntryRef] {
+	return func(yield func(EntryRef) bool) {
+		if m.list != nil {
+			for _, r := range m.list {
+				if !yield(r) {
 					return
 				}
 			}
 			return
 		}
-		bad := func(err error) { yield(EntryRef{}, fmt.Errorf("signed manifest: %w: %w", err, ErrManifest)) }
-		// Duplicate names are refused below for the three that count, without the decoder's tracking (which
-		// allocates per object).
-		dec := jsontext.NewDecoder(strings.NewReader(m.signed), jsontext.AllowDuplicateNames(true))
-		if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '[' {
-			bad(fmt.Errorf("not an array (%v)", err))
-			return
-		}
-		for dec.PeekKind() == '{' {
-			ref, err := decodeRef(dec)
-			if err != nil {
-				bad(err)
-				return
-			}
-			if !yield(ref, nil) {
+		for _, e := range m.Entries {
+			if !yield(EntryRef{ID: e.ID, Version: e.Version, ContentHash: e.ContentHash}) {
 				return
 			}
 		}
-		if tok, err := dec.ReadToken(); err != nil || tok.Kind() != ']' {
-			bad(fmt.Errorf("an element is not an object (%v)", err))
-		}
 	}
-}
-
-// decodeRef reads one object of a signed manifest.
-func decodeRef(dec *jsontext.Decoder) (EntryRef, error) {
-	var ref EntryRef
-	var seen [3]bool
-	if _, err := dec.ReadToken(); err != nil {
-		return ref, err
-	}
-	for dec.PeekKind() == '"' {
-		name, err := dec.ReadValue()
-		if err != nil {
-			return ref, err
-		}
-		field := -1
-		switch string(name) {
-		case `"id"`:
-			field = 0
-		case `"version"`:
-			field = 1
-		case `"content_hash"`:
-			field = 2
-		}
-		v, err := dec.ReadValue()
-		if err != nil {
-			return ref, err
-		}
-		if field < 0 {
-			continue
-		}
-		if seen[field] {
-			return ref, fmt.Errorf("%s twice", name)
-		}
-		seen[field] = true
-		if field == 1 {
-			if v.Kind() != '0' {
-				return ref, fmt.Errorf("version is not a number")
-			}
-			if ref.Version, err = strconv.Atoi(string(v)); err != nil {
-				return ref, fmt.Errorf("version: %w", err)
-			}
-			continue
-		}
-		if v.Kind() != '"' {
-			return ref, fmt.Errorf("%s is not a string", name)
-		}
-		str := string(v[1 : len(v)-1])
-		if strings.IndexByte(str, '\\') >= 0 {
-			u, err := jsontext.AppendUnquote(nil, v)
-			if err != nil {
-				return ref, err
-			}
-			str = string(u)
-		}
-		if field == 0 {
-			ref.ID = str
-		} else {
-			ref.ContentHash = str
-		}
-	}
-	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '}' {
-		return ref, fmt.Errorf("an entry is not an object (%v)", err)
-	}
-	if !seen[0] || !seen[1] || !seen[2] {
-		return ref, fmt.Errorf("an entry lacks its id, version or content hash")
-	}
-	return ref, nil
 }

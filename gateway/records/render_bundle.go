@@ -44,10 +44,7 @@ func (s *Service) renderBundle(ctx context.Context, w io.Writer, m Manifest, id 
 	if err != nil {
 		return err
 	}
-	targets, err := s.targetsOf(m, d.FHIRID)
-	if err != nil {
-		return err
-	}
+	targets := s.targetsOf(m, d.FHIRID)
 	bw := bufio.NewWriterSize(w, 64<<10)
 	head := struct {
 		ResourceType string `json:"resourceType"`

@@ -43,12 +43,17 @@ func TestRenderBytesUnchanged(t *testing.T) {
 		// its content hashes, which depend on the content only.
 		sort.Slice(m.Entries, func(i, j int) bool { return m.Entries[i].ContentHash < m.Entries[j].ContentHash })
 		wm := testWatermark("fixed-digest")
-		// The same manifest as approvals stores it and the gateway passes it (records.SignedManifest).
+		// The same manifest as approvals stores it, decoded as the claim decodes it, and passed as the gateway passes
+		// it (records.ManifestOf).
 		stored, err := json.Marshal(m.Entries)
 		if err != nil {
 			t.Fatal(err)
 		}
-		signed, err := s.SignedManifest(ctx, busterSSN, string(stored), len(m.Entries))
+		var refs []records.EntryRef
+		if err := json.Unmarshal(stored, &refs); err != nil {
+			t.Fatal(err)
+		}
+		signed, err := s.ManifestOf(ctx, busterSSN, refs)
 		if err != nil {
 			t.Fatal(err)
 		}

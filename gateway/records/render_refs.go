@@ -55,13 +55,10 @@ var keptTypes = slices.Sorted(maps.Keys(categoryOf))
 const targetCache = 4096
 
 // targetsOf gives the targets of m's Bundle, from the manifest's references (no entry is read).
-func (s *Service) targetsOf(m Manifest, patientFHIRID string) (*bundleTargets, error) {
+func (s *Service) targetsOf(m Manifest, patientFHIRID string) *bundleTargets {
 	b := &bundleTargets{patientID: m.PatientID, patientFHIRID: patientFHIRID, ids: make([][16]byte, 0, m.Len()),
 		mac: s.entryMAC(), seen: map[string]string{}}
-	for ref, err := range m.refs() {
-		if err != nil {
-			return nil, err
-		}
+	for ref := range m.refs() {
 		var id [16]byte
 		// An id that is not an entry id (lower-case hex of 16 bytes) can name no target; rendering refuses it.
 		if len(ref.ID) == 2*len(id) && strings.ToLower(ref.ID) == ref.ID {
@@ -71,7 +68,7 @@ func (s *Service) targetsOf(m Manifest, patientFHIRID string) (*bundleTargets, e
 		}
 	}
 	slices.SortFunc(b.ids, func(x, y [16]byte) int { return bytes.Compare(x[:], y[:]) })
-	return b, nil
+	return b
 }
 
 // holds says whether an entry of the manifest, as stored (its type and FHIR id), is the one its id names.

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -275,7 +274,8 @@ func TestPrintableExtractInFrench(t *testing.T) {
 
 // TestRenderRefusesWhatTheIDsDoNotName: references are resolved against the manifest's entry ids (a keyed MAC
 // of the patient, type and FHIR id), so a row whose stored type no longer gives its id is refused; and a
-// signed manifest that is not the strict list of (id, version, content_hash) objects is refused too.
+// reference that does not name a stored entry of the patient as signed (its version, its content hash) is
+// refused too. (The signed JSON's own form is checked where it is decoded, at the claim: approvals.)
 func TestRenderRefusesWhatTheIDsDoNotName(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
 		ctx := context.Background()
@@ -287,29 +287,27 @@ func TestRenderRefusesWhatTheIDsDoNotName(t *testing.T) {
 		}
 		var w bytes.Buffer
 		first := m.Entries[0]
-		v := strconv.Itoa(first.Version)
-		for name, signed := range map[string]string{
-			"id twice":            `[{"id":"` + first.ID + `","id":"x","version":` + v + `,"content_hash":"` + first.ContentHash + `"}]`,
-			"version as a string": `[{"id":"` + first.ID + `","version":"` + v + `","content_hash":"` + first.ContentHash + `"}]`,
-			"no content hash":     `[{"id":"` + first.ID + `","version":` + v + `}]`,
-			"not an array":        `{"id":"` + first.ID + `","version":` + v + `,"content_hash":"` + first.ContentHash + `"}`,
-			"an element a string": `["` + first.ID + `"]`,
+		for name, ref := range map[string]records.EntryRef{
+			"no content hash":      {ID: first.ID, Version: first.Version},
+			"another content hash": {ID: first.ID, Version: first.Version, ContentHash: strings.Repeat("0", 64)},
+			"a version not stored": {ID: first.ID, Version: first.Version + 1, ContentHash: first.ContentHash},
+			"an id not stored":     {ID: strings.Repeat("ab", 16), Version: first.Version, ContentHash: first.ContentHash},
+			"an id not an entry's": {ID: "x", Version: first.Version, ContentHash: first.ContentHash},
 		} {
-			sm, err := s.SignedManifest(ctx, busterSSN, signed, 1)
+			rm, err := s.ManifestOf(ctx, busterSSN, []records.EntryRef{ref})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := s.RenderBundle(ctx, &w, sm, busterSSN, records.Watermark{}); !errors.Is(err, records.ErrManifest) {
+			if err := s.RenderBundle(ctx, &w, rm, busterSSN, records.Watermark{}); !errors.Is(err, records.ErrManifest) {
 				t.Errorf("%s: err %v, want ErrManifest", name, err)
 			}
 		}
-		ok := `[{"id":"` + first.ID + `","version":` + v + `,"content_hash":"` + first.ContentHash + `","display":"x"}]`
-		sm, err := s.SignedManifest(ctx, busterSSN, ok, 1)
+		ok, err := s.ManifestOf(ctx, busterSSN, []records.EntryRef{{ID: first.ID, Version: first.Version, ContentHash: first.ContentHash}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := s.RenderBundle(ctx, &w, sm, busterSSN, records.Watermark{}); err != nil {
-			t.Errorf("a well-formed signed manifest: %v", err)
+		if err := s.RenderBundle(ctx, &w, ok, busterSSN, records.Watermark{}); err != nil {
+			t.Errorf("the signed references: %v", err)
 		}
 		if err := db.Table("record_entries").Where("id = ? AND version = ?", first.ID, first.Version).
 			Update("resource_type", "Procedure").Error; err != nil {

@@ -35,16 +35,14 @@ type Manifest struct {
 	PatientID string          `json:"patient_id"`
 	Entries   []ManifestEntry `json:"entries"`
 	Digest    string          `json:"digest"`
-	// signed, when set (SignedManifest), is the manifest as the signer stores it, a JSON array of objects with
-	// id, version and content_hash, which rendering streams instead of Entries (then nil); count is its length.
-	signed string
-	count  int
+	// list, when set (ManifestOf), is the signed references, which rendering reads instead of Entries (then nil).
+	list []EntryRef
 }
 
 // Len is the number of entries of the manifest.
 func (m Manifest) Len() int {
-	if m.signed != "" {
-		return m.count
+	if m.list != nil {
+		return len(m.list)
 	}
 	return len(m.Entries)
 }
