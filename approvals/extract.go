@@ -137,41 +137,46 @@ func (s *Service) ExtractOf(ctx context.Context, requestID string) (Extract, err
 
 // ClaimExtract takes an extract for retrieval by userID, once. The claim is one statement — set retrieved_at
 // where it is still unset, not revoked, not expired and released to this user — that changes exactly one row
-// or none, in one transaction with its audit row. Only after a failed claim is the row read, to tell why:
-// ErrNotFound, ErrRevoked, ErrAlreadyRetrieved, ErrExpired or ErrNotRetriever; the refusal is audited too,
-// since a refused retrieval is a sign that someone else tried.
+// or none, committed with its audit row. Only after a failed claim is the row read, to tell why: ErrNotFound,
+// ErrRevoked, ErrAlreadyRetrieved, ErrExpired or ErrNotRetriever; the refusal is audited too, since a refused
+// retrieval is a sign that someone else tried.
+//
+// On PostgreSQL the claim and its audit row are one statement (a data-modifying WITH; audit.InsertFrom),
+// after a read of the row (claimInOneStatement): two round trips where BEGIN, the claim, the audit row and
+// COMMIT were four. SQLite, whose WITH cannot hold an UPDATE, claims in a transaction.
 func (s *Service) ClaimExtract(ctx context.Context, extractID, userID string) (Extract, error) {
 	u, err := s.users.User(ctx, userID)
 	if err != nil {
 		return Extract{}, fmt.Errorf("claim extract: %w", err)
 	}
 	now := s.clock()
+	if store.DialectOf(s.db) == store.Postgres {
+		x, refused, err := s.claimInOneStatement(ctx, u, extractID, now)
+		switch {
+		case err != nil:
+			return Extract{}, err
+		case refused != nil:
+			return Extract{}, s.refuse(ctx, s.db, u, extractID, refused, now)
+		case x.ID != "":
+			return x, nil
+		}
+		// Claimable when read, overtaken before the claim: the transaction tries again and tells why.
+	}
 	var (
 		claimed Extract
 		refused error
 	)
 	err = store.Tx(ctx, s.db, func(tx *gorm.DB) error {
 		refused = nil
-		q := "UPDATE extracts SET retrieved_at = ?, retrieved_by = ? WHERE id = ? AND retrieved_at IS NULL AND revoked_at IS NULL AND expires_at > ?"
-		args := []any{now, userID, extractID, now}
-		switch {
-		case !u.Active:
-			q += " AND 1 = 0"
-		case u.Role == RoleStaff:
-			q += " AND retriever_kind = 'staff'"
-		case u.Role == RoleRequester:
-			q += " AND retriever_kind = 'requester' AND retriever_id = ?"
-			args = append(args, userID)
-		default:
-			q += " AND 1 = 0"
-		}
+		cond, condArgs := claimCondition(u, now)
 		// RETURNING (both databases have it, subqueries included) gives the claimed row and what rendering needs
 		// of its request without a second round trip.
 		var row claimedRow
-		res := tx.Raw(q+` RETURNING *,
+		res := tx.Raw(`UPDATE extracts SET retrieved_at = ?, retrieved_by = ? WHERE id = ? AND `+cond+` RETURNING *,
 			(SELECT requester_id FROM approval_requests WHERE id = extracts.request_id) AS request_requester_id,
 			(SELECT patient_sealed FROM approval_requests WHERE id = extracts.request_id) AS request_patient_sealed,
-			(SELECT purpose FROM approval_requests WHERE id = extracts.request_id) AS request_purpose`, args...).Scan(&row)
+			(SELECT purpose FROM approval_requests WHERE id = extracts.request_id) AS request_purpose`,
+			append([]any{now, userID, extractID}, condArgs...)...).Scan(&row)
 		if res.Error != nil {
 			return fmt.Errorf("claim extract: %w", res.Error)
 		}
@@ -181,29 +186,14 @@ func (s *Service) ClaimExtract(ctx context.Context, extractID, userID string) (E
 				return err
 			}
 			claimed.claimer, claimed.request = &u, &row.Request
-			return audit.Append(tx, audit.Event{At: now, Actor: "user:" + userID, Action: "extract.retrieved",
-				Subject: "extract:" + extractID, Details: map[string]any{"request": row.Extract.RequestID, "entries": len(claimed.Entries)}})
+			return audit.Append(tx, retrievedEvent(now, userID, extractID, row.Extract.RequestID, len(claimed.Entries)))
 		}
 		err := tx.Where("id = ?", extractID).Take(&row.Extract).Error
-		switch {
-		case errors.Is(err, gorm.ErrRecordNotFound):
-			refused = ErrNotFound
-		case err != nil:
+		if err != nil && !errors.Is(err, gorm.ErrRecordNotFound) {
 			return err
-		case !isRetriever(u, row.Extract):
-			// Anyone else learns nothing of the extract's state: the caller answers as for an unknown id.
-			refused = ErrNotRetriever
-		case row.Extract.RevokedAt != nil:
-			refused = ErrRevoked
-		case row.Extract.RetrievedAt != nil:
-			refused = ErrAlreadyRetrieved
-		case !row.Extract.ExpiresAt.After(now):
-			refused = ErrExpired
-		default:
-			refused = ErrNotRetriever
 		}
-		return audit.Append(tx, audit.Event{At: now, Actor: "user:" + userID, Action: "extract.refused",
-			Subject: "extract:" + extractID, Details: map[string]any{"reason": refusalCode(refused)}})
+		refused = refusalOf(u, row.Extract, err == nil, now)
+		return audit.Append(tx, refusedEvent(now, userID, extractID, refused))
 	})
 	if err != nil {
 		return Extract{}, err
@@ -212,6 +202,106 @@ func (s *Service) ClaimExtract(ctx context.Context, extractID, userID string) (E
 		return Extract{}, fmt.Errorf("extract %s: %w", extractID, refused)
 	}
 	return claimed, nil
+}
+
+// claimCondition is the claim's condition beyond the extract's id, and its arguments: still unclaimed, not
+// revoked, not expired at now, and released to u (any staff member, or the named requester; nobody else).
+func claimCondition(u User, now time.Time) (string, []any) {
+	q, args := "retrieved_at IS NULL AND revoked_at IS NULL AND expires_at > ?", []any{now}
+	switch {
+	case !u.Active:
+		q += " AND 1 = 0"
+	case u.Role == RoleStaff:
+		q += " AND retriever_kind = 'staff'"
+	case u.Role == RoleRequester:
+		q += " AND retriever_kind = 'requester' AND retriever_id = ?"
+		args = append(args, u.ID)
+	default:
+		q += " AND 1 = 0"
+	}
+	return q, args
+}
+
+// refusalOf says why u cannot claim the extract row as read (found false: there is none), or nil if u can.
+func refusalOf(u User, row extractRow, found bool, now time.Time) error {
+	switch {
+	case !found:
+		return ErrNotFound
+	case !isRetriever(u, row):
+		// Anyone else learns nothing of the extract's state: the caller answers as for an unknown id.
+		return ErrNotRetriever
+	case row.RevokedAt != nil:
+		return ErrRevoked
+	case row.RetrievedAt != nil:
+		return ErrAlreadyRetrieved
+	case !row.ExpiresAt.After(now):
+		return ErrExpired
+	}
+	return nil
+}
+
+// retrievedEvent and refusedEvent are the audit rows of a claim and of a refused one.
+func retrievedEvent(now time.Time, userID, extractID, requestID string, entries int) audit.Event {
+	return audit.Event{At: now, Actor: "user:" + userID, Action: "extract.retrieved", Subject: "extract:" + extractID,
+		Details: map[string]any{"request": requestID, "entries": entries}}
+}
+
+func refusedEvent(now time.Time, userID, extractID string, refused error) audit.Event {
+	return audit.Event{At: now, Actor: "user:" + userID, Action: "extract.refused", Subject: "extract:" + extractID,
+		Details: map[string]any{"reason": refusalCode(refused)}}
+}
+
+// refuse audits a refusal told from a read outside any transaction (claimInOneStatement's) and returns it.
+func (s *Service) refuse(ctx context.Context, db *gorm.DB, u User, extractID string, refused error, now time.Time) error {
+	if err := audit.Record(ctx, db, refusedEvent(now, u.ID, extractID, refused)); err != nil {
+		return err
+	}
+	return fmt.Errorf("extract %s: %w", extractID, refused)
+}
+
+// claimInOneStatement is the claim on PostgreSQL. The row and what rendering needs of its request are read
+// first, outside any transaction (the manifest, the retriever and the request's fields never change once the
+// extract exists): a row that cannot be claimed is refused from that read (the refusal returned, for the
+// caller to audit). Otherwise its manifest is decoded (one that does not decode fails the claim before
+// anything is written), then the claim and its audit row are one statement that commits on its own, waiting
+// for its flush as every commit does. The statement's conditions are the transaction's: whatever the read
+// saw, a claim that another retrieval, a revocation or the expiry overtook changes no row and inserts no audit
+// row; it then returns neither an extract nor a refusal, and the caller runs the transaction, which tells why.
+func (s *Service) claimInOneStatement(ctx context.Context, u User, extractID string, now time.Time) (Extract, error, error) {
+	db := s.db.WithContext(ctx)
+	var row claimedRow
+	err := db.Raw(`SELECT x.*, q.requester_id AS request_requester_id, q.patient_sealed AS request_patient_sealed,
+		q.purpose AS request_purpose FROM extracts AS x JOIN approval_requests AS q ON q.id = x.request_id WHERE x.id = ?`,
+		extractID).Take(&row).Error
+	if err != nil && !errors.Is(err, gorm.ErrRecordNotFound) {
+		return Extract{}, nil, fmt.Errorf("claim extract: %w", err)
+	}
+	if refused := refusalOf(u, row.Extract, err == nil, now); refused != nil {
+		return Extract{}, refused, nil
+	}
+	x, err := row.Extract.extract()
+	if err != nil {
+		return Extract{}, nil, err
+	}
+	insert, insertArgs, err := audit.InsertFrom(retrievedEvent(now, u.ID, extractID, row.Extract.RequestID, len(x.Entries)), "claimed")
+	if err != nil {
+		return Extract{}, nil, fmt.Errorf("claim extract: %w", err)
+	}
+	cond, condArgs := claimCondition(u, now)
+	args := append(append([]any{now, u.ID, extractID}, condArgs...), insertArgs...)
+	res := db.Exec("WITH claimed AS (UPDATE extracts SET retrieved_at = ?, retrieved_by = ? WHERE id = ? AND "+cond+
+		" RETURNING 1) "+insert, args...)
+	if res.Error != nil {
+		return Extract{}, nil, fmt.Errorf("claim extract: %w: %w", audit.ErrUnavailable, res.Error)
+	}
+	if res.RowsAffected != 1 {
+		return Extract{}, nil, nil
+	}
+	audit.Committed(ctx, s.db)
+	at := now.UTC().Truncate(time.Microsecond) // as stored
+	x.RetrievedAt, x.RetrievedBy = &at, u.ID
+	x.claimer, x.request = &u, &row.Request
+	return x, nil, nil
 }
 
 // isRetriever says whether u is who the extract is released to: the named requester, or any staff member.
