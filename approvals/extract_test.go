@@ -299,3 +299,34 @@ func TestClaimRefusesAManifestThatDoesNotDecode(t *testing.T) {
 		}
 	})
 }
+
+// A claim reads the extract, then claims it on the claim's own conditions: one overtaken between the two (here
+// revoked by an officer) changes nothing, and is refused as the extract now stands, audited once.
+func TestClaimOvertakenAfterItsReadIsRefused(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
+		f := newFixture(t, db, approvals.Policy{})
+		ctx := context.Background()
+		_, xid := f.approved(approvals.ToStaff, time.Hour)
+		revoked := false
+		approvals.AfterClaimRead(t, func() {
+			if !revoked {
+				revoked = true
+				must(t, f.svc.RevokeExtract(ctx, "off2", xid))
+			}
+		})
+		before := f.snapshot()
+		refusedBefore := f.auditCount("extract.refused")
+		if _, err := f.svc.ClaimExtract(ctx, xid, "staff1"); !errors.Is(err, approvals.ErrRevoked) {
+			t.Fatalf("claim overtaken by a revocation: %v, want ErrRevoked", err)
+		}
+		var claimed int64
+		must(t, db.Raw("SELECT COUNT(*) FROM extracts WHERE id = ? AND retrieved_at IS NOT NULL", xid).Scan(&claimed).Error)
+		if claimed != 0 || f.auditCount("extract.retrieved") != 0 || f.auditCount("extract.refused") != refusedBefore+1 {
+			t.Fatalf("claimed %d, %d retrieved and %d refused rows (want 0, 0, %d)", claimed,
+				f.auditCount("extract.retrieved"), f.auditCount("extract.refused"), refusedBefore+1)
+		}
+		if after := f.snapshot(); after.Extracts != before.Extracts {
+			t.Fatalf("%+v -> %+v", before, after)
+		}
+	})
+}
