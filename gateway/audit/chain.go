@@ -85,11 +85,11 @@ func linkAfterCommit(_ context.Context, db *gorm.DB) {
 var chainers sync.Map // *sql.DB → *chainer
 
 // chainer links the rows its process commits, one run after another, in a goroutine of its own that lives
-// while there is something to link: a commit wakes it (linkDelay later: wakeSoon) and goes on, and each run links every row committed
-// before it began, in batches of linkBatch, so that however many requests commit meanwhile, one run (one
-// short transaction per batch) links them all. Nobody waits for it but Link's callers, who need a given
-// commit's rows linked (the chain head as a signed anchor, tests, the LinkInterval sweep). It stops, its work
-// done, when store.Close closes the pool.
+// while there is something to link: a commit wakes it (linkDelay later: wakeSoon) and goes on, and each run
+// links every row committed before it began, in batches of linkBatch, so that however many requests commit
+// meanwhile, one run (one short transaction per batch) links them all. Nobody waits for it but Link's callers,
+// who need a given commit's rows linked (the chain head as a signed anchor, tests, the LinkInterval sweep). It
+// stops, its work done, when store.Close closes the pool.
 type chainer struct {
 	mu       sync.Mutex
 	cond     *sync.Cond
