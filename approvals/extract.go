@@ -216,10 +216,9 @@ func refusalOf(u User, row extractRow, found bool, now time.Time) error {
 // transaction: the manifest, the retriever and the request's fields never change once the extract exists).
 // A row that cannot be claimed is refused from that read (the refusal returned, for the caller to audit).
 // Otherwise the manifest is decoded (one that does not decode fails the claim before anything is written),
-// then the claim is written with its audit row: on PostgreSQL one statement (a data-modifying WITH;
-// audit.InsertFrom) that commits on its own, waiting for its flush as every commit does; on SQLite, whose WITH
-// cannot hold an UPDATE, a transaction. A claim that changed no row (overtaken since the read) returns
-// neither an extract nor a refusal.
+// then the claim is written with its audit row (audit.UpdateOne: on PostgreSQL one statement that commits on
+// its own, waiting for its flush as every commit does; on SQLite a transaction). A claim that changed no row
+// (overtaken since the read) returns neither an extract nor a refusal.
 //
 // Why the read first: on PostgreSQL, two round trips where BEGIN, the claim, the audit row and COMMIT were
 // four; on SQLite, the manifest decoded and the read done before the write lock is taken, and a plain UPDATE
@@ -248,35 +247,10 @@ func (s *Service) claimAfterRead(ctx context.Context, u User, extractID string, 
 	ev := audit.Event{At: now, Actor: "user:" + u.ID, Action: "extract.retrieved", Subject: "extract:" + extractID,
 		Details: map[string]any{"request": row.Extract.RequestID, "entries": len(x.Entries)}}
 	cond, condArgs := claimCondition(u, now)
-	update := "UPDATE extracts SET retrieved_at = ?, retrieved_by = ? WHERE id = ? AND " + cond
-	args := append([]any{now, u.ID, extractID}, condArgs...)
-	claimed := false
-	if store.DialectOf(db) == store.Postgres {
-		insert, insertArgs, err := audit.InsertFrom(ev, "claimed")
-		if err != nil {
-			return Extract{}, nil, fmt.Errorf("claim extract: %w", err)
-		}
-		res := db.Exec("WITH claimed AS ("+update+" RETURNING 1) "+insert, append(args, insertArgs...)...)
-		if res.Error != nil {
-			return Extract{}, nil, fmt.Errorf("claim extract: %w: %w", audit.ErrUnavailable, res.Error)
-		}
-		if claimed = res.RowsAffected == 1; claimed {
-			audit.Committed(ctx, s.db)
-		}
-	} else {
-		err := store.Tx(ctx, s.db, func(tx *gorm.DB) error {
-			res := tx.Exec(update, args...)
-			if res.Error != nil {
-				return fmt.Errorf("claim extract: %w", res.Error)
-			}
-			if claimed = res.RowsAffected == 1; !claimed {
-				return nil
-			}
-			return audit.Append(tx, ev)
-		})
-		if err != nil {
-			return Extract{}, nil, err
-		}
+	claimed, err := audit.UpdateOne(ctx, s.db, "UPDATE extracts SET retrieved_at = ?, retrieved_by = ? WHERE id = ? AND "+cond,
+		append([]any{now, u.ID, extractID}, condArgs...), ev)
+	if err != nil {
+		return Extract{}, nil, fmt.Errorf("claim extract: %w", err)
 	}
 	if !claimed {
 		return Extract{}, nil, nil

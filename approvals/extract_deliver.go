@@ -11,10 +11,7 @@ import (
 	"io"
 	"time"
 
-	"gorm.io/gorm"
-
 	"gatewayd/gateway/audit"
-	"gatewayd/gateway/store"
 )
 
 // Renderer writes a claimed extract: exactly the entries given (the signed manifest), for the patient, with
@@ -196,45 +193,23 @@ type Delivered struct {
 }
 
 // RecordDelivery writes, after the stream of a claimed extract ended, what was sent: on the extract row and
-// in an audit row extract.delivered {sha256, bytes, complete}, in one transaction of its own (the claim's
-// transaction committed before any byte was rendered). It is recorded once per extract.
-//
-// On PostgreSQL the update and its audit row are one statement (a data-modifying WITH; audit.InsertFrom): one
-// round trip instead of four (BEGIN, update, audit row, COMMIT), for every retrieval. SQLite, whose WITH cannot
-// hold an UPDATE, runs the two in a transaction.
+// in an audit row extract.delivered {sha256, bytes, complete}, committed together on their own (the claim
+// committed before any byte was rendered): one statement on PostgreSQL (audit.UpdateOne). It is recorded
+// once per extract.
 func (s *Service) RecordDelivery(ctx context.Context, extractID, retrieverID string, d Delivered) error {
 	now := s.clock()
-	update := "UPDATE extracts SET delivered_at = ?, delivery_sha256 = ?, delivery_bytes = ?, delivery_complete = ? " +
-		"WHERE id = ? AND retrieved_by = ? AND delivered_at IS NULL"
-	args := []any{now, d.SHA256, d.Bytes, d.Complete, extractID, retrieverID}
 	ev := audit.Event{At: now, Actor: "user:" + retrieverID, Action: "extract.delivered",
 		Subject: "extract:" + extractID, Details: map[string]any{"sha256": d.SHA256, "bytes": d.Bytes, "complete": d.Complete}}
-	if store.DialectOf(s.db) == store.Postgres {
-		insert, insertArgs, err := audit.InsertFrom(ev, "delivered")
-		if err != nil {
-			return fmt.Errorf("record delivery: %w", err)
-		}
-		// The audit row is inserted once per updated row: none when the update matched nothing.
-		res := s.db.WithContext(ctx).Exec("WITH delivered AS ("+update+" RETURNING 1) "+insert, append(args, insertArgs...)...)
-		if res.Error != nil {
-			return fmt.Errorf("record delivery: %w: %w", audit.ErrUnavailable, res.Error)
-		}
-		if res.RowsAffected != 1 {
-			return fmt.Errorf("record delivery of %s: %w", extractID, ErrNotRetriever)
-		}
-		audit.Committed(ctx, s.db)
-		return nil
+	recorded, err := audit.UpdateOne(ctx, s.db, "UPDATE extracts SET delivered_at = ?, delivery_sha256 = ?, delivery_bytes = ?, "+
+		"delivery_complete = ? WHERE id = ? AND retrieved_by = ? AND delivered_at IS NULL",
+		[]any{now, d.SHA256, d.Bytes, d.Complete, extractID, retrieverID}, ev)
+	switch {
+	case err != nil:
+		return fmt.Errorf("record delivery: %w", err)
+	case !recorded:
+		return fmt.Errorf("record delivery of %s: %w", extractID, ErrNotRetriever)
 	}
-	return store.Tx(ctx, s.db, func(tx *gorm.DB) error {
-		res := tx.Exec(update, args...)
-		if res.Error != nil {
-			return fmt.Errorf("record delivery: %w", res.Error)
-		}
-		if res.RowsAffected != 1 {
-			return fmt.Errorf("record delivery of %s: %w", extractID, ErrNotRetriever)
-		}
-		return audit.Append(tx, ev)
-	})
+	return nil
 }
 
 // deliveryBroken says whether an extract was claimed and its delivery did not complete, or was never recorded

@@ -20,20 +20,21 @@
 //  1. Insert, in the change's transaction: the row's content, its content hash (ContentHash: SHA-256 of the
 //     canonical form with seq 0) and the time it was added, with seq, prev_hash and hash NULL. No chain lock
 //     is taken; the change and its row commit together or not at all, as before (fail closed).
-//     A change that is one statement may carry its row in it (InsertFrom, a data-modifying WITH; the delivery
-//     record on PostgreSQL): one transaction and one round trip instead of four, and the same guarantee.
+//     On PostgreSQL a change that is one statement may carry its row in it (InsertFrom, a data-modifying
+//     WITH: filing and sign-in; UpdateOne, an UPDATE of one row and its row: an extract's claim and its
+//     delivery record): one transaction and one round trip instead of four, and the same guarantee.
 //  2. Link, after the commit, by the process's chainer (one per connection pool, chain.go): the commit wakes
-//     it (store.AfterCommit) and the call that made the change returns without waiting. The wake waits linkDelay
-//     (20 ms) before its run begins, so that one run links the rows of every commit made meanwhile: a run costs
-//     about as much for one row as for many, and a process committing one change after another paid one per row.
-//     The chainer runs link runs one after another while it is woken; a run links every row committed
-//     before it began, in short transactions of up to linkBatch rows and two statements each: it reads the head and the
-//     unlinked rows, checks each one's content against its content hash, gives it the next seq and its
-//     chained hash, and moves the head, on condition that the head is still where it read it and every row
-//     still unlinked (the unique seq and the head row's lock make a concurrent linker of another instance
-//     fail its condition and read again: one link wins, none is lost or doubled). So under load one run
-//     links the rows of every request that committed during the previous one, and neither the changes'
-//     transactions nor their callers wait on each other, or on a link, for the chain.
+//     it (store.AfterCommit) and the call that made the change returns without waiting. The wake waits
+//     linkDelay (20 ms) before its run begins, so that one run links the rows of every commit made meanwhile:
+//     a run costs about as much for one row as for many, and a process committing one change after another
+//     paid one per row. The chainer runs link runs one after another while it is woken; a run links every
+//     row committed before it began, in short transactions of up to linkBatch rows and two statements each:
+//     it reads the head and the unlinked rows, checks each one's content against its content hash, gives it
+//     the next seq and its chained hash, and moves the head, on condition that the head is still where it
+//     read it and every row still unlinked (the unique seq and the head row's lock make a concurrent linker
+//     of another instance fail its condition and read again: one link wins, none is lost or doubled). So
+//     under load one run links the rows of every request that committed during the previous one, and neither
+//     the changes' transactions nor their callers wait on each other, or on a link, for the chain.
 //
 // Why a chainer nobody waits for, rather than links the callers wait for (the design before: each call
 // waited for a link run that began after its commit, a second transaction per audited call on PostgreSQL,
@@ -231,6 +232,42 @@ func newRow(ev Event) (Row, error) {
 // a refused client, ...).
 func Record(ctx context.Context, db *gorm.DB, ev Event) error {
 	return store.Tx(ctx, db, func(tx *gorm.DB) error { return Append(tx, ev) })
+}
+
+// UpdateOne runs update (an UPDATE that changes one row or none; args its arguments) and, only if it changed
+// one, appends ev with it, all or nothing, and says whether it did. On PostgreSQL the two are one statement
+// (the update a data-modifying WITH, the audit row inserted from its RETURNING: InsertFrom), committed on its
+// own: one round trip where BEGIN, the update, the audit row and COMMIT were four. SQLite, whose WITH cannot
+// hold an UPDATE, runs them in a transaction. A failure on PostgreSQL wraps ErrUnavailable (the statement
+// carries the audit row: fail closed).
+func UpdateOne(ctx context.Context, db *gorm.DB, update string, args []any, ev Event) (bool, error) {
+	if store.DialectOf(db) != store.Postgres {
+		changed := false
+		err := store.Tx(ctx, db, func(tx *gorm.DB) error {
+			res := tx.Exec(update, args...)
+			if res.Error != nil {
+				return res.Error
+			}
+			if changed = res.RowsAffected == 1; !changed {
+				return nil
+			}
+			return Append(tx, ev)
+		})
+		return changed && err == nil, err
+	}
+	insert, insertArgs, err := InsertFrom(ev, "changed")
+	if err != nil {
+		return false, err
+	}
+	res := db.WithContext(ctx).Exec("WITH changed AS ("+update+" RETURNING 1) "+insert, append(args, insertArgs...)...)
+	if res.Error != nil {
+		return false, fmt.Errorf("%w: %w", ErrUnavailable, res.Error)
+	}
+	if res.RowsAffected != 1 {
+		return false, nil
+	}
+	Committed(ctx, db)
+	return true, nil
 }
 
 func marshalDetails(d map[string]any) (string, error) {
