@@ -86,10 +86,6 @@ func New(d Deps) (*Server, error) {
 	if now == nil {
 		now = time.Now
 	}
-	id, err := newIdentity(d, now)
-	if err != nil {
-		return nil, err
-	}
 	master := d.Keys
 	if master == nil {
 		// Tests that bring no key file get a random one for this server's life.
@@ -104,6 +100,10 @@ func New(d Deps) (*Server, error) {
 		return nil, err
 	}
 	csrfKey := master.Derive(keys.PurposeSessions)
+	id, err := newIdentity(d, now, master.Derive(keys.PurposeSignIns))
+	if err != nil {
+		return nil, err
+	}
 	rec, err := records.New(d.DB, master)
 	if err != nil {
 		return nil, fmt.Errorf("records: %w", err)
@@ -134,7 +134,7 @@ func New(d Deps) (*Server, error) {
 }
 
 // newIdentity builds the identity service: one relying party per listener, on the public origins.
-func newIdentity(d Deps, now func() time.Time) (*identity.Service, error) {
+func newIdentity(d Deps, now func() time.Time, signInKey []byte) (*identity.Service, error) {
 	anchors := d.TrustAnchors
 	if anchors == nil && d.Config.AttestationRoots != "" {
 		var err error
@@ -146,7 +146,7 @@ func newIdentity(d Deps, now func() time.Time) (*identity.Service, error) {
 		Origins:      map[string]string{Intake: d.Config.PublicIntakeURL, Console: d.Config.PublicConsoleURL},
 		TrustAnchors: anchors, DevAllowSoftwareKeys: d.Config.DevAllowSoftwareKeys,
 		IdleConsole: d.Config.SessionIdleConsole, IdleIntake: d.Config.SessionIdleIntake,
-		SessionMax: d.Config.SessionMax, InvitationTTL: d.Config.InvitationTTL})
+		SessionMax: d.Config.SessionMax, InvitationTTL: d.Config.InvitationTTL, SignInKey: signInKey})
 }
 
 // RunAlerts sends the alerts the domain writes (queue, emergency, overdue reviews) to the local syslog and the

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -18,7 +17,6 @@ import (
 // Ceremony kinds.
 const (
 	kindRegister = "register"
-	kindSignIn   = "signin"
 	kindSign     = "sign"
 )
 
@@ -66,14 +64,17 @@ func (s *Service) startCeremony(ctx context.Context, kind, listener, userID, inv
 // round trip each time.
 const sweepEvery = time.Minute
 
-// sweepCeremonies forgets ceremonies abandoned over an hour ago, at most once per sweepEvery, so that the
-// table stays small; a failure here is harmless (the next sweep does it).
+// sweepCeremonies forgets ceremonies abandoned, and sign-ins used, whose time ended over an hour ago, at most
+// once per sweepEvery, so that the tables stay small; a failure here is harmless (the next sweep does it). The
+// hour covers instances whose clocks differ: a used sign-in is forgotten only when every instance's clock
+// refuses it as expired.
 func (s *Service) sweepCeremonies(db *gorm.DB, now time.Time) {
 	last := s.lastSweep.Load()
 	if now.UnixNano()-last < int64(sweepEvery) || !s.lastSweep.CompareAndSwap(last, now.UnixNano()) {
 		return
 	}
 	db.Where("expires_at < ?", now.Add(-time.Hour)).Delete(&ceremonyRow{})
+	db.Exec("DELETE FROM used_sign_ins WHERE expires_at < ?", now.Add(-time.Hour))
 }
 
 // consumeCeremony takes a ceremony out of the table in one statement (DELETE ... RETURNING): of two
@@ -111,8 +112,8 @@ func (s *Service) consumed(rows []ceremonyRow) (ceremonyRow, webauthn.SessionDat
 	return row, sd, nil
 }
 
-// signInRead is a sign-in's ceremony state, read but not consumed yet (the sign-in's write consumes it), and
-// the user its assertion's handle names with the passkey the assertion names if it is theirs and active (or
+// signInRead is what a sign-in's read found: its ceremony's state (from the ceremony's sealed id), and the
+// user its assertion's handle names with the passkey the assertion names if it is theirs and active (or
 // lookupErr: ErrNotFound, no such user), for the verification's lookup.
 type signInRead struct {
 	sd        webauthn.SessionData
@@ -120,44 +121,42 @@ type signInRead struct {
 	lookupErr error
 }
 
-// readSignIn reads a sign-in's ceremony beside the user a user handle names and the passkey credentialID (the
-// assertion's) names, if it is that user's and not revoked, in one statement that writes nothing:
-// ErrCeremonyNotFound when no such ceremony is stored. The verification needs no other passkey of the user
-// (a discoverable sign-in allows any of theirs, and the library looks for the one the assertion names): the
+// readSignIn reads, in one statement that writes nothing, whether the ceremony c was used already
+// (ErrCeremonyNotFound) beside the user a user handle names and the passkey credentialID (the assertion's)
+// names, if it is that user's and not revoked. The verification needs no other passkey of the user (a
+// discoverable sign-in allows any of theirs, and the library looks for the one the assertion names): the
 // passkey is found by its primary key, where reading all of the user's went through their index every time.
 //
-// It does not consume the ceremony: the sign-in's write does, in the statement (or transaction) that opens
-// the session, and every failure after this read does (dropCeremony). Single use is that DELETE's: of two
-// finishes of one ceremony, only the one whose DELETE takes the row writes anything.
+// It does not use the ceremony up: the sign-in's write does, in the statement (or transaction) that opens
+// the session, and every failure after this read does (useSignIn). Single use is that INSERT's: of two
+// finishes of one ceremony, only the one whose INSERT adds the row writes anything.
 //
 // Every sign-in runs it: it goes through store.QueryRow, not gorm's statement building and reflection.
-func (s *Service) readSignIn(ctx context.Context, id, listener string, handle, credentialID []byte) (signInRead, error) {
+func (s *Service) readSignIn(ctx context.Context, c signInCeremony, handle, credentialID []byte) (signInRead, error) {
 	var (
-		sessionData                                 string
-		expires                                     time.Time
+		used                                        bool
 		uID, uRole, uName, uProID, uPerson, uStatus sql.NullString
 		uCreated, cCreated, cLastUsed               sql.NullTime
 		cID, cUser, cData, cFormat                  sql.NullString
 		cCount                                      sql.NullInt64
 		uHandle                                     []byte
 	)
-	// One row at most: the ceremony by its primary key, the user by their unique handle, the passkey by its id.
-	err := store.QueryRow(ctx, s.db, `SELECT k.session_data, k.expires_at,
+	// One row: the ceremony's use by its primary key, the user by their unique handle, the passkey by its id.
+	err := store.QueryRow(ctx, s.db, `SELECT EXISTS (SELECT 1 FROM used_sign_ins WHERE id = ?),
 			u.id, u.webauthn_id, u.role, u.display_name, u.professional_id, u.person_id, u.status, u.created_at,
 			c.id, c.user_id, c.data, c.sign_count, c.attestation_format, c.created_at, c.last_used_at
-		FROM ceremonies k LEFT JOIN users u ON u.webauthn_id = ?
-			LEFT JOIN credentials c ON c.id = ? AND c.user_id = u.id AND c.revoked_at IS NULL
-		WHERE k.id = ? AND k.kind = ? AND k.listener = ?`,
-		handle, base64.RawURLEncoding.EncodeToString(credentialID), id, kindSignIn, listener).
-		Scan(&sessionData, &expires, &uID, &uHandle, &uRole, &uName, &uProID, &uPerson, &uStatus, &uCreated,
+		FROM (SELECT 1 AS one) AS k LEFT JOIN users u ON u.webauthn_id = ?
+			LEFT JOIN credentials c ON c.id = ? AND c.user_id = u.id AND c.revoked_at IS NULL`,
+		c.ID, handle, base64.RawURLEncoding.EncodeToString(credentialID)).
+		Scan(&used, &uID, &uHandle, &uRole, &uName, &uProID, &uPerson, &uStatus, &uCreated,
 			&cID, &cUser, &cData, &cCount, &cFormat, &cCreated, &cLastUsed)
-	if errors.Is(err, sql.ErrNoRows) {
+	if err != nil {
+		return signInRead{}, fmt.Errorf("read sign-in: %w", err)
+	}
+	if used {
 		return signInRead{}, ErrCeremonyNotFound
 	}
-	if err != nil {
-		return signInRead{}, fmt.Errorf("read ceremony: %w", err)
-	}
-	var read signInRead
+	read := signInRead{sd: c.Session}
 	if !uID.Valid {
 		read.lookupErr = ErrNotFound
 	} else {
@@ -173,12 +172,6 @@ func (s *Service) readSignIn(ctx context.Context, id, listener string, handle, c
 		if err := read.user.add([]Credential{c}); err != nil {
 			return signInRead{}, err
 		}
-	}
-	if !s.now().Before(expires) {
-		return read, ErrCeremonyExpired
-	}
-	if err := json.Unmarshal([]byte(sessionData), &read.sd); err != nil {
-		return read, fmt.Errorf("decode ceremony: %w", err)
 	}
 	return read, nil
 }

@@ -6,12 +6,15 @@
 // # Writes that do not wait for the disk (issue 15)
 //
 // On PostgreSQL three kinds of write commit without waiting for their WAL flush (store.NoFlushWaitJoin): a
-// ceremony's row (written at begin, consumed at finish), a session's last-seen time, and a sign-in's write
-// (the ceremony's consumption, the key's sign count, the session and its audit row, together: one statement).
-// Each may be lost by a crash, and only with everything committed after it that was not flushed either:
+// ceremony's row (a registration's or a signature's: written at begin, consumed at finish; a sign-in's state
+// is not stored, it is sealed in its id, signin_ceremony.go, and only its use is recorded), a session's
+// last-seen time, and a sign-in's write (the ceremony recorded as used, the key's sign count, the session and
+// its audit row, together: one statement). Each may be lost by a crash, and only with everything committed
+// after it that was not flushed either:
 //   - a ceremony lost: its finish fails and the user starts again; one brought back after its consumption
-//     comes back with no trace of its finish (a sign-in consumes it in the write that opens the session, so
-//     both are lost or neither; a failed finish's own DELETE comes after everything it read);
+//     comes back with no trace of its finish (a sign-in records its use in the write that opens the session,
+//     so both are lost or neither; a failed finish's record of use comes after everything it read, and losing
+//     it gives back an attempt that wrote nothing, within the ceremony's few minutes);
 //   - a last-seen time lost: the session looks idle a little earlier, never later;
 //   - a sign-in lost: ceremony consumption, session, audit row and counter are lost together (one statement;
 //     if the audit row cannot be written there is no session, as before: fail closed), and the user signs in
@@ -22,6 +25,8 @@
 package identity
 
 import (
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -126,6 +131,11 @@ type Config struct {
 	SessionMax    time.Duration // default 8h
 	InvitationTTL time.Duration // default 72h
 	CeremonyTTL   time.Duration // default 5m
+
+	// SignInKey seals a sign-in ceremony's state into its id (sealSignIn): every instance serving the same
+	// database must have the same (the server derives it from the master key). Empty, New makes a random one,
+	// for a process that runs no sign-in or only its own (the CLI, tests).
+	SignInKey []byte
 }
 
 // Service is the identity store and the two relying parties.
@@ -137,6 +147,8 @@ type Service struct {
 	orig map[string]string
 	// lastSweep is when (UnixNano, by now) this process last forgot abandoned ceremonies.
 	lastSweep atomic.Int64
+	// signIns seals and opens sign-in ceremonies' ids (SignInKey).
+	signIns cipher.AEAD
 }
 
 // New checks the configuration and builds one relying party per listener.
@@ -160,6 +172,18 @@ func New(c Config) (*Service, error) {
 		c.CeremonyTTL = 5 * time.Minute
 	}
 	s := &Service{db: c.DB, now: c.Now, cfg: c, rps: map[string]*webauthn.WebAuthn{}, orig: map[string]string{}}
+	key := c.SignInKey
+	if len(key) == 0 {
+		key = make([]byte, 32)
+		rand.Read(key)
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, fmt.Errorf("identity: sign-in key: %w", err)
+	}
+	if s.signIns, err = cipher.NewGCM(block); err != nil {
+		return nil, fmt.Errorf("identity: sign-in key: %w", err)
+	}
 	for _, l := range []string{Intake, Console} {
 		origin, ok := c.Origins[l]
 		if !ok {

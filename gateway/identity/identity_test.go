@@ -161,9 +161,10 @@ func TestExpiredCeremonyRefused(t *testing.T) {
 	})
 }
 
-// A sign-in's ceremony is read first and consumed by the write that opens the session; every failed finish
-// uses it up too (one attempt per ceremony): a malformed answer, an expired ceremony, an answer for another
-// ceremony. The valid answer that follows is refused as an unknown ceremony, and opens nothing.
+// A sign-in's ceremony is not stored while it waits (its state is sealed in its id); the write that opens the
+// session records it as used, and every failed finish does too (one attempt per ceremony): a malformed answer,
+// an answer for another ceremony. The valid answer that follows is refused as an unknown ceremony, and opens
+// nothing. An expired ceremony is refused before anything is read, and stays refused: nothing to use up.
 func TestFailedSignInUsesItsCeremony(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
 		e, k := withRequester(t, db)
@@ -174,24 +175,26 @@ func TestFailedSignInUsesItsCeremony(t *testing.T) {
 			answer func(valid []byte) []byte
 			before func()
 			want   error
+			used   int64 // rows of used_sign_ins the failure adds
+			then   error // what the valid answer gets afterwards
 		}{
-			{"malformed", func([]byte) []byte { return []byte(`{"id":`) }, nil, ErrVerification},
-			{"expired", func(valid []byte) []byte { return valid }, func() { e.clock.Add(6 * time.Minute) }, ErrCeremonyExpired},
-			{"another ceremony's answer", func([]byte) []byte { return other }, nil, ErrVerification},
+			{"malformed", func([]byte) []byte { return []byte(`{"id":`) }, nil, ErrVerification, 1, ErrCeremonyNotFound},
+			{"another ceremony's answer", func([]byte) []byte { return other }, nil, ErrVerification, 1, ErrCeremonyNotFound},
+			{"expired", func(valid []byte) []byte { return valid }, func() { e.clock.Add(6 * time.Minute) }, ErrCeremonyExpired, 0, ErrCeremonyExpired},
 		} {
 			cid, valid := e.signInResponse(t, Intake, k)
 			if c.before != nil {
 				c.before()
 			}
-			sessions := count(t, db, "sessions", "")
+			sessions, used := count(t, db, "sessions", ""), count(t, db, "used_sign_ins", "")
 			if _, err := e.svc.FinishSignIn(ctx, Intake, cid, c.answer(valid), "192.0.2.1"); !errors.Is(err, c.want) {
 				t.Fatalf("%s: %v, want %v", c.name, err, c.want)
 			}
-			if n := count(t, db, "ceremonies", "id = ?", cid); n != 0 {
-				t.Fatalf("%s: the ceremony is still stored", c.name)
+			if n := count(t, db, "used_sign_ins", ""); n-used != c.used {
+				t.Fatalf("%s: %d ceremonies recorded as used, want %d", c.name, n-used, c.used)
 			}
-			if _, err := e.svc.FinishSignIn(ctx, Intake, cid, valid, "192.0.2.1"); !errors.Is(err, ErrCeremonyNotFound) {
-				t.Fatalf("%s, then the valid answer: %v", c.name, err)
+			if _, err := e.svc.FinishSignIn(ctx, Intake, cid, valid, "192.0.2.1"); !errors.Is(err, c.then) {
+				t.Fatalf("%s, then the valid answer: %v, want %v", c.name, err, c.then)
 			}
 			if n := count(t, db, "sessions", ""); n != sessions {
 				t.Fatalf("%s: %d sessions opened", c.name, n-sessions)

@@ -28,7 +28,16 @@ func (s *Service) BeginSignIn(ctx context.Context, listener string) (options jso
 	if err != nil {
 		return nil, "", fmt.Errorf("begin sign-in: %w", err)
 	}
-	return s.startCeremony(ctx, kindSignIn, listener, "", "", sd, assertion)
+	opts, err := json.Marshal(assertion)
+	if err != nil {
+		return nil, "", fmt.Errorf("encode options: %w", err)
+	}
+	// Nothing is stored: the ceremony's state is sealed in its id (signin_ceremony.go).
+	id, err := s.sealSignIn(listener, sd, s.now().UTC())
+	if err != nil {
+		return nil, "", err
+	}
+	return opts, id, nil
 }
 
 // FinishSignIn verifies the assertion and opens a session, audited; a failure is audited too.
@@ -45,14 +54,21 @@ func (s *Service) finishSignIn(ctx context.Context, listener, ceremonyID string,
 	if err != nil {
 		return NewSession{}, err
 	}
-	// The response is parsed first, for its user handle: the ceremony's read reads that user too. An unknown
+	// An id this gateway did not seal for this listener, or an expired one, is the answer before anything is
+	// read, and leaves nothing to use up.
+	c, err := s.openSignIn(listener, ceremonyID)
+	if err != nil {
+		return NewSession{}, err
+	}
+	s.sweepCeremonies(s.db.WithContext(ctx), s.now().UTC())
+	// The response is parsed first, for its user handle: the ceremony's read reads that user too. A used
 	// ceremony is still the answer before a malformed response.
 	parsed, parseErr := protocol.ParseCredentialRequestResponseBytes(response)
 	var handle, credentialID []byte
 	if parseErr == nil {
 		handle, credentialID = parsed.Response.UserHandle, parsed.RawID
 	}
-	read, err := s.readSignIn(ctx, ceremonyID, listener, handle, credentialID)
+	read, err := s.readSignIn(ctx, c, handle, credentialID)
 	if errors.Is(err, ErrCeremonyNotFound) {
 		return NewSession{}, err
 	}
@@ -61,18 +77,18 @@ func (s *Service) finishSignIn(ctx context.Context, listener, ceremonyID string,
 	}
 	var ns NewSession
 	if err == nil {
-		ns, err = s.verifySignIn(ctx, rp, listener, ceremonyID, parsed, read)
+		ns, err = s.verifySignIn(ctx, rp, listener, c, parsed, read)
 	}
 	if err != nil && !errors.Is(err, ErrCeremonyNotFound) {
 		// Whatever failed, the attempt uses the ceremony up (one attempt per ceremony): a response that does not
-		// parse, an expired ceremony, a failed verification or a refused write.
-		s.dropCeremony(ctx, ceremonyID, kindSignIn, listener)
+		// parse, a failed verification or a refused write.
+		s.useSignIn(ctx, c)
 	}
 	return ns, err
 }
 
 // verifySignIn checks the assertion against the ceremony and the user read with it, then opens the session.
-func (s *Service) verifySignIn(ctx context.Context, rp *webauthn.WebAuthn, listener, ceremonyID string,
+func (s *Service) verifySignIn(ctx context.Context, rp *webauthn.WebAuthn, listener string, c signInCeremony,
 	parsed *protocol.ParsedCredentialAssertionData, read signInRead) (NewSession, error) {
 	var found waUser
 	var lookupErr error
@@ -112,7 +128,7 @@ func (s *Service) verifySignIn(ctx context.Context, rp *webauthn.WebAuthn, liste
 		}
 		return NewSession{}, fmt.Errorf("%w: %w", ErrVerification, err)
 	}
-	return s.signedIn(ctx, found, cred, parsed, ceremonyID, listener, s.now().UTC())
+	return s.signedIn(ctx, found, cred, parsed, c, listener, s.now().UTC())
 }
 
 // credentialUse is what a verified assertion writes back to its passkey: the sign count and flags, on
@@ -205,10 +221,13 @@ func (s *Service) recordUse(tx *gorm.DB, w waUser, cred *webauthn.Credential, pa
 // the update, the audit row and COMMIT were five. SQLite has no data-modifying WITH: there they are one
 // transaction of four steps, each only after the one before it took its row.
 func (s *Service) signedIn(ctx context.Context, w waUser, cred *webauthn.Credential, parsed *protocol.ParsedCredentialAssertionData,
-	ceremonyID, listener string, now time.Time) (NewSession, error) {
+	c signInCeremony, listener string, now time.Time) (NewSession, error) {
 	use, err := s.checkUse(w, cred, parsed)
 	if err != nil {
 		return NewSession{}, err
+	}
+	if !now.Before(c.Expires) { // it was open when the finish began; the verification took time
+		return NewSession{}, ErrCeremonyExpired
 	}
 	ns, sess := s.newSession(w.u, use.id, listener, now)
 	ev := audit.Event{At: now, Actor: "user:" + w.u.ID, Action: "session.signed_in", Subject: "session:" + ns.ID,
@@ -216,8 +235,7 @@ func (s *Service) signedIn(ctx context.Context, w waUser, cred *webauthn.Credent
 	db := s.db.WithContext(ctx)
 	if store.DialectOf(db) != store.Postgres {
 		err := store.Tx(ctx, s.db, func(tx *gorm.DB) error {
-			res := tx.Exec(`DELETE FROM ceremonies WHERE id = ? AND kind = ? AND listener = ? AND expires_at > ?`,
-				ceremonyID, kindSignIn, listener, now)
+			res := tx.Exec(insertUsedSignIn(""), c.ID, c.Expires)
 			if res.Error != nil {
 				return fmt.Errorf("consume ceremony: %w", res.Error)
 			}
@@ -243,12 +261,11 @@ func (s *Service) signedIn(ctx context.Context, w waUser, cred *webauthn.Credent
 		return NewSession{}, fmt.Errorf("sign-in: %w", err)
 	}
 	update, updateArgs := use.update(" FROM consumed", now)
-	args := append([]any{ceremonyID, kindSignIn, listener, now}, updateArgs...)
+	args := append([]any{c.ID, c.Expires}, updateArgs...)
 	args = append(args, sess.ID, sess.TokenHash, sess.UserID, sess.CredentialID, sess.Listener, sess.CreatedAt,
 		sess.LastSeenAt, sess.ExpiresAt)
 	var consumed, audited int64
-	err = store.QueryRow(ctx, db, `WITH consumed AS (DELETE FROM ceremonies`+store.NoFlushWaitJoin(db, "USING")+`
-			WHERE id = ? AND kind = ? AND listener = ? AND expires_at > ? RETURNING 1),
+	err = store.QueryRow(ctx, db, `WITH consumed AS (`+insertUsedSignIn(store.NoFlushWaitJoin(db, "FROM"))+` RETURNING 1),
 		used AS (`+update+` RETURNING credentials.id),
 		started AS (INSERT INTO sessions (id, token_hash, user_id, credential_id, listener, created_at, last_seen_at, expires_at)
 			SELECT ?, ?, ?, ?, ?, ?, ?, ? FROM used RETURNING 1),

@@ -40,6 +40,7 @@ const (
 	PurposeBlindIndex = "blind-index"
 	PurposeSessions   = "sessions"
 	PurposeApprovals  = "approvals" // approvals' sealed columns (patient identifier, justification, decisions)
+	PurposeSignIns    = "sign-ins"  // the sealed state of a sign-in ceremony, carried by its id (identity)
 	purposeWrap       = "wrap"      // a master key version's key-wrapping key
 )
 
