@@ -175,12 +175,3 @@ func (s *Service) readSignIn(ctx context.Context, c signInCeremony, handle, cred
 	}
 	return read, nil
 }
-
-// dropCeremony deletes a ceremony whose finish failed: one attempt per ceremony, whatever its outcome. It does
-// not wait for the WAL flush (store.NoFlushWaitJoin's rule; a ceremony a crash brings back is one whose
-// finish left no trace); a failure here leaves it to expire.
-func (s *Service) dropCeremony(ctx context.Context, id, kind, listener string) {
-	db := s.db.WithContext(ctx)
-	db.Exec(`DELETE FROM ceremonies`+store.NoFlushWaitJoin(db, "USING")+` WHERE id = ? AND kind = ? AND listener = ?`,
-		id, kind, listener)
-}

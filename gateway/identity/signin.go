@@ -201,23 +201,23 @@ func (s *Service) recordUse(tx *gorm.DB, w waUser, cred *webauthn.Credential, pa
 	return nil
 }
 
-// signedIn is recordUse for a sign-in: it consumes the ceremony, writes the sign count back, starts the
+// signedIn is recordUse for a sign-in: it records the ceremony as used, writes the sign count back, starts the
 // session and appends its audit row, all or nothing: no session without its row (if the row cannot be written,
-// there is no session: fail closed), and none unless this call's DELETE took the ceremony (of two finishes of
-// one ceremony, one writes; the other gets ErrCeremonyNotFound), nor once it has expired (checked when it was
-// read, and again by the DELETE).
+// there is no session: fail closed), and none unless this call's INSERT into used_sign_ins added the row (of
+// two finishes of one ceremony, one writes; the other gets ErrCeremonyNotFound), nor once it has expired
+// (checked when it was opened, and again here, after the verification).
 //
 // The write commits without waiting for the WAL flush (store.NoFlushWaitJoin, carried by the ceremony's
-// DELETE): if a crash loses it, it loses all four together, and the user signs in again. It cannot lose a
+// INSERT): if a crash loses it, it loses all four together, and the user signs in again. It cannot lose a
 // sign-in that anything durable rests on: whatever is done under the session later commits synchronously,
 // which flushes this commit first (WAL is flushed in order), so no audited action can exist whose sign-in is
 // missing. A key's counter that a crash sets back is what a replay would need; the assertion it would replay is
-// one whose sign-in the crash erased, ceremony and all (the ceremony comes back unconsumed, as if its finish
-// had not happened yet).
+// one whose sign-in the crash erased, ceremony and all (the ceremony comes back unused, as if its finish had
+// not happened yet, and only until it expires).
 //
 // On PostgreSQL the four are one statement, data-modifying WITHs chained on each other's RETURNING (the sign
-// count's conditional update from the ceremony's DELETE, the session from the update, the audit row from the
-// session: audit.InsertFrom), committed on its own: one round trip, where the ceremony's consumption, BEGIN,
+// count's conditional update from the ceremony's INSERT, the session from the update, the audit row from the
+// session: audit.InsertFrom), committed on its own: one round trip, where the ceremony's DELETE, BEGIN,
 // the update, the audit row and COMMIT were five. SQLite has no data-modifying WITH: there they are one
 // transaction of four steps, each only after the one before it took its row.
 func (s *Service) signedIn(ctx context.Context, w waUser, cred *webauthn.Credential, parsed *protocol.ParsedCredentialAssertionData,
@@ -237,7 +237,7 @@ func (s *Service) signedIn(ctx context.Context, w waUser, cred *webauthn.Credent
 		err := store.Tx(ctx, s.db, func(tx *gorm.DB) error {
 			res := tx.Exec(insertUsedSignIn(""), c.ID, c.Expires)
 			if res.Error != nil {
-				return fmt.Errorf("consume ceremony: %w", res.Error)
+				return fmt.Errorf("record ceremony use: %w", res.Error)
 			}
 			if res.RowsAffected != 1 {
 				return ErrCeremonyNotFound
