@@ -60,6 +60,7 @@ func Open(ctx context.Context, dsn string) (*gorm.DB, error) {
 		if err := privateFiles(dsn); err != nil {
 			return nil, fmt.Errorf("open database: %w", err)
 		}
+		configureSQLitePageCache()
 		db, err = gorm.Open(sqlite.Open(sqliteDSN(dsn)), cfg)
 	}
 	if err != nil {
