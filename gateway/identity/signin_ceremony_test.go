@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"gorm.io/gorm"
 
@@ -115,6 +116,50 @@ func TestSignInFinishesOnAnotherInstanceOnce(t *testing.T) {
 		}
 		if n := count(t, db, "sessions", ""); ok != 1 || n != sessions+1 {
 			t.Fatalf("%d finishes succeeded and %d sessions opened, want 1 and 1", ok, n-sessions)
+		}
+	})
+}
+
+// A used ceremony is remembered until its seal refuses it anyway: the sweep forgets it an hour after it expired,
+// and its answer, replayed after that, is refused as expired, opening nothing.
+func TestUsedSignInsAreForgottenOnceExpired(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
+		e, k := withRequester(t, db)
+		ctx := context.Background()
+		cid, resp := e.signInResponse(t, Intake, k)
+		if _, err := e.svc.FinishSignIn(ctx, Intake, cid, resp, "192.0.2.1"); err != nil {
+			t.Fatal(err)
+		}
+		c, err := e.svc.openSignIn(Intake, cid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := count(t, db, "used_sign_ins", "id = ?", c.ID); n != 1 {
+			t.Fatalf("the used ceremony is recorded %d times, want 1", n)
+		}
+		// Within the hour after its expiry it stays (instances' clocks may differ).
+		e.clock.Add(5*time.Minute + 59*time.Minute)
+		next, nextResp := e.signInResponse(t, Intake, k)
+		if _, err := e.svc.FinishSignIn(ctx, Intake, next, nextResp, "192.0.2.1"); err != nil {
+			t.Fatal(err)
+		}
+		if n := count(t, db, "used_sign_ins", "id = ?", c.ID); n != 1 {
+			t.Fatal("swept 59 minutes after its expiry")
+		}
+		e.clock.Add(2 * time.Minute)
+		next, nextResp = e.signInResponse(t, Intake, k)
+		if _, err := e.svc.FinishSignIn(ctx, Intake, next, nextResp, "192.0.2.1"); err != nil {
+			t.Fatal(err)
+		}
+		if n := count(t, db, "used_sign_ins", "id = ?", c.ID); n != 0 {
+			t.Fatal("not swept an hour after its expiry")
+		}
+		sessions := count(t, db, "sessions", "")
+		if _, err := e.svc.FinishSignIn(ctx, Intake, cid, resp, "192.0.2.1"); !errors.Is(err, ErrCeremonyExpired) {
+			t.Fatalf("the forgotten ceremony's answer replayed: %v, want %v", err, ErrCeremonyExpired)
+		}
+		if n := count(t, db, "sessions", ""); n != sessions {
+			t.Fatalf("the replay opened %d sessions", n-sessions)
 		}
 	})
 }
