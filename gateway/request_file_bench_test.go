@@ -117,11 +117,11 @@ func benchServer(b *testing.B, db *gorm.DB) *Server {
 }
 
 // warmUpFilings is how many filings each client posts, untimed, before the measured ones: both sides of the
-// comparison then run on open HTTP connections and a warm database pool. Without it, the gateway's ~30 new
-// PostgreSQL backends each parsed and planned its statements for the first time inside the measurement
-// (about 11 ms a backend to parse them, PostgreSQL's log said: 0.2 ms a filing over 2,000 filings), a cost a
-// running server pays once (its pool keeps its connections: TestPoolKeepsItsConnections) and the baseline's
-// single-table INSERT hardly pays at all.
+// comparison then run on open HTTP connections and a warm database pool. Without it, the gateway's ~33 new
+// PostgreSQL backends each parsed its two statements for the first time inside the measurement (about 11 and
+// 7 ms a backend, PostgreSQL's log said: 0.3 ms a filing over 2,000 filings), a cost a running server pays
+// once (its pool keeps its connections: TestPoolKeepsItsConnections) and the baseline's single-table INSERT
+// hardly pays at all.
 const warmUpFilings = 8
 
 // runFilings posts b.N filings from len(hdrs) concurrent clients, after warmUpFilings each untimed, and reports

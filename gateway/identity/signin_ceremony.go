@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -47,9 +46,7 @@ func signInAAD(listener string) []byte { return []byte("gatewayd sign-in ceremon
 
 // sealSignIn returns the ceremony id of a new sign-in ceremony on listener.
 func (s *Service) sealSignIn(listener string, sd *webauthn.SessionData, now time.Time) (string, error) {
-	id := make([]byte, 16)
-	rand.Read(id)
-	plain, err := json.Marshal(signInCeremony{ID: hex.EncodeToString(id), Expires: now.Add(s.cfg.CeremonyTTL), Session: *sd})
+	plain, err := json.Marshal(signInCeremony{ID: newID(), Expires: now.Add(s.cfg.CeremonyTTL), Session: *sd})
 	if err != nil {
 		return "", fmt.Errorf("encode ceremony: %w", err)
 	}
