@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -68,4 +69,63 @@ func TestRenderLooksUpEntriesByExactID(t *testing.T) {
 			t.Errorf("id not UTF-8: err %v, want ErrManifest", err)
 		}
 	})
+}
+
+// A rendering is a pipeline (fetcher, opener, writer: three chunks in flight). An entry that fails deep in a
+// large extract, and a client that goes away in the middle, must each stop the whole pipeline with their own
+// error, and nothing of the failed entry or after it may be written.
+func TestRenderStopsWhereALaterChunkFails(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
+		ctx := context.Background()
+		s := newService(t, db)
+		const n = 700 // six chunks
+		path, id := syntheticBundle(t, t.TempDir(), "pipeline", n, 100)
+		importFiles(t, s, path)
+		m, err := s.Select(ctx, id, records.Scope{Categories: []records.Category{records.Results}})
+		if err != nil || len(m.Entries) != n {
+			t.Fatalf("select: %d entries, %v", len(m.Entries), err)
+		}
+		var whole bytes.Buffer
+		if err := s.RenderBundle(ctx, &whole, m, id, records.Watermark{}); err != nil {
+			t.Fatal(err)
+		}
+		for _, bad := range []int{130, 450, n - 1} { // in the second chunk, the fourth, the last
+			forged := m
+			forged.Entries = append([]records.ManifestEntry(nil), m.Entries...)
+			forged.Entries[bad].ContentHash = strings.Repeat("0", 64)
+			var w bytes.Buffer
+			if err := s.RenderBundle(ctx, &w, forged, id, records.Watermark{}); !errors.Is(err, records.ErrManifest) {
+				t.Errorf("entry %d altered: err %v, want ErrManifest", bad, err)
+			}
+			// What reached w is the whole extract's beginning, up to the bad entry at most and at least up to the
+			// last 64 KB block flushed before it (the rest of what came before it was in the writer's buffer).
+			at := bytes.Index(whole.Bytes(), []byte(forged.Entries[bad].ID+"/"+fmt.Sprint(forged.Entries[bad].Version)))
+			if at < 0 || !bytes.HasPrefix(whole.Bytes(), w.Bytes()) || w.Len() >= at || at-w.Len() > 72<<10 {
+				t.Errorf("entry %d altered (at byte %d of the whole extract): %d bytes written", bad, at, w.Len())
+			}
+		}
+		gone := errors.New("client went away")
+		for _, after := range []int{100 << 10, 300 << 10, whole.Len() - 10} {
+			w := &failingWriter{left: after, err: gone}
+			if err := s.RenderBundle(ctx, w, m, id, records.Watermark{}); !errors.Is(err, gone) {
+				t.Errorf("writer failing after %d bytes: err %v, want its error", after, err)
+			}
+		}
+	})
+}
+
+// failingWriter accepts left bytes, then fails with err.
+type failingWriter struct {
+	left int
+	err  error
+}
+
+func (w *failingWriter) Write(p []byte) (int, error) {
+	if len(p) > w.left {
+		n := w.left
+		w.left = 0
+		return n, w.err
+	}
+	w.left -= len(p)
+	return len(p), nil
 }

@@ -2,6 +2,7 @@ package records
 
 import (
 	"bytes"
+	"encoding/binary"
 	"slices"
 	"unicode/utf8"
 )
@@ -130,6 +131,14 @@ func (r *rewriter) number(i int) (int, bool) {
 func (r *rewriter) str(i int) (end int, escapes bool, ok bool) {
 	in := r.in
 	for i++; i < len(in); {
+		// Eight bytes at a time while none needs a look (most of a resource's strings are plain ASCII text):
+		// the byte loop below cost an eighth of a large extract's CPU.
+		for i+8 <= len(in) && plainASCII(binary.LittleEndian.Uint64(in[i:])) {
+			i += 8
+		}
+		if i >= len(in) {
+			break
+		}
 		c := in[i]
 		switch {
 		case c == '"':
@@ -169,6 +178,20 @@ func (r *rewriter) str(i int) (end int, escapes bool, ok bool) {
 		}
 	}
 	return 0, false, false
+}
+
+// plainASCII says whether none of the eight bytes of w is '"', '\\', a control character or a byte of a
+// multi-byte UTF-8 sequence: the bytes str steps over one by one. A byte at or above 0x80 sets its high bit;
+// below 0x20, x - 0x20 borrows into it; equal to '"' or '\\', the XOR with it is zero and x - 0x01 borrows.
+// (A borrow from one byte can flag its neighbour too, which only sends str to its byte loop: never wrong.)
+func plainASCII(w uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	control := w - 0x20*ones
+	quote := (w ^ '"'*ones) - ones
+	quoteZero := quote &^ (w ^ '"'*ones)
+	backslash := (w ^ '\\'*ones) - ones
+	backslashZero := backslash &^ (w ^ '\\'*ones)
+	return (w|control&^w|quoteZero|backslashZero)&highs == 0
 }
 
 func (r *rewriter) array(i int) (int, bool) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -267,5 +268,43 @@ func BenchmarkSelfContained(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(stored)), "ns/resource")
 		})
+	}
+}
+
+// TestPlainASCII holds str's eight-byte skip to its byte loop's definition: a word is plain when none of its
+// bytes is '"', '\\', below 0x20 or at or above 0x80. Every byte value at every position of a plain word, and
+// plain words whose neighbouring bytes sit at the edges of the ranges (where a borrow could hide a byte).
+func TestPlainASCII(t *testing.T) {
+	plain := func(b []byte) bool {
+		for _, c := range b {
+			if c == '"' || c == '\\' || c < 0x20 || c >= 0x80 {
+				return false
+			}
+		}
+		return true
+	}
+	check := func(b []byte) {
+		if got := plainASCII(binary.LittleEndian.Uint64(b)); got != plain(b) {
+			t.Fatalf("plainASCII(%q) = %v, want %v", b, got, plain(b))
+		}
+	}
+	edges := []byte{0x00, 0x1f, 0x20, 0x21, '"', 0x23, 0x5b, '\\', 0x5d, 0x7f, 0x80, 0xff, 'a'}
+	for _, fill := range edges {
+		for pos := range 8 {
+			for c := range 256 {
+				b := bytes.Repeat([]byte{fill}, 8)
+				b[pos] = byte(c)
+				check(b)
+			}
+		}
+	}
+	for _, a := range edges {
+		for _, b := range edges {
+			for pos := range 7 {
+				w := []byte("abcdefgh")
+				w[pos], w[pos+1] = a, b
+				check(w)
+			}
+		}
 	}
 }

@@ -49,6 +49,15 @@ func (s sealer) open(table, column, rowID string, sealed []byte) ([]byte, error)
 	return s.openTo(nil, table, column, rowID, sealed)
 }
 
+// openInPlace is open writing the plaintext over sealed (which it destroys), and returning it.
+func (s sealer) openInPlace(table, column, rowID string, sealed []byte) ([]byte, error) {
+	ns := s.aead.NonceSize()
+	if len(sealed) < ns+s.aead.Overhead() {
+		return nil, fmt.Errorf("%s.%s of %s: %w", table, column, rowID, errOpen)
+	}
+	return s.openTo(sealed[ns:ns], table, column, rowID, sealed)
+}
+
 // openTo is open appending the plaintext to dst (a buffer reused from row to row, when rendering).
 func (s sealer) openTo(dst []byte, table, column, rowID string, sealed []byte) ([]byte, error) {
 	ns := s.aead.NonceSize()

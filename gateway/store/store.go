@@ -103,12 +103,23 @@ func Open(ctx context.Context, dsn string) (*gorm.DB, error) {
 // its fsync (about 0.5 ms on these machines; SQLite has one writer, so this caps writes near two thousand
 // commits a second, far above what a hospital's requests need). PostgreSQL commits are durable by default
 // (synchronous_commit on); only the transactions store.NoFlushWaitJoin names skip the wait there.
+//
+// mmap_size(256 MiB): pages of the database file are read through a memory map instead of a pread each. In WAL
+// mode a connection's page cache is emptied whenever another connection commits, so a retrieval read every
+// entry's pages again, one system call per page (pread was 7.5 % of the server's CPU retrieving a 2,000-entry
+// extract; rendering 10,000 entries with the map: 10 to 15 % less CPU in BenchmarkRender). Writes still go
+// through the WAL and its fsync: durability is unchanged. The map is address space, not memory: the pages it
+// touches are the kernel's page cache, shared and reclaimable (they count in the process's RSS, which is why
+// the server's RSS shows the records read). Beyond 256 MiB the rest of the file is read as before. SQLite's
+// one caveat, an I/O error on a mapped page arriving as a signal (SIGBUS) rather than an error code, stops the
+// process: a read that fails is never taken for data, so it fails closed.
 func sqliteDSN(path string) string {
 	q := url.Values{}
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "busy_timeout(30000)")
 	q.Add("_pragma", "synchronous(FULL)")
+	q.Add("_pragma", "mmap_size(268435456)")
 	q.Set("_txlock", "immediate")
 	sep := "?"
 	if strings.Contains(path, "?") {
