@@ -334,25 +334,43 @@ func (b *entryBatch) fetch(db *gorm.DB, postgres bool, patientID, resourceCol, d
 		return fmt.Errorf("load entries: %w", err)
 	}
 	defer rs.Close()
+	var raw [7]sql.RawBytes
+	cols := make([][]byte, len(raw))
+	_, err = b.readRows(rs.Next, func() ([][]byte, error) {
+		err := rs.Scan(&raw[0], &raw[1], &raw[2], &raw[3], &raw[4], &raw[5], &raw[6])
+		for i := range raw {
+			cols[i] = raw[i]
+		}
+		return cols, err
+	}, rs.Err)
+	return err
+}
+
+// readRows copies a chunk query's rows into the batch (next advances to a row, columns gives its seven, end
+// says how the rows ended), and checks that there is one row per pair asked.
+func (b *entryBatch) readRows(next func() bool, columns func() ([][]byte, error), end func() error) (int, error) {
 	n := 0
-	var cols [7]sql.RawBytes
-	for rs.Next() {
+	for next() {
 		if n == len(b.refs) { // one row per pair: never more rows than pairs asked
-			return fmt.Errorf("load entries: more rows than asked: %w", ErrManifest)
+			return n, fmt.Errorf("load entries: more rows than asked: %w", ErrManifest)
 		}
-		if err := rs.Scan(&cols[0], &cols[1], &cols[2], &cols[3], &cols[4], &cols[5], &cols[6]); err != nil {
-			return fmt.Errorf("load entries: %w", err)
+		v, err := columns()
+		if err != nil {
+			return n, fmt.Errorf("load entries: %w", err)
 		}
-		b.rows[n].set(cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6])
+		if len(v) != 7 {
+			return n, fmt.Errorf("load entries: %d columns: %w", len(v), ErrManifest)
+		}
+		b.rows[n].set(v[0], v[1], v[2], v[3], v[4], v[5], v[6])
 		n++
 	}
-	if err := rs.Err(); err != nil {
-		return fmt.Errorf("load entries: %w", err)
+	if err := end(); err != nil {
+		return n, fmt.Errorf("load entries: %w", err)
 	}
 	if n != len(b.refs) {
-		return fmt.Errorf("load entries: %d rows for %d pairs: %w", n, len(b.refs), ErrManifest)
+		return n, fmt.Errorf("load entries: %d rows for %d pairs: %w", n, len(b.refs), ErrManifest)
 	}
-	return nil
+	return n, nil
 }
 
 // fetchPostgres is fetch on PostgreSQL, through pgx itself on a connection of the pool: each row's columns are
@@ -381,24 +399,8 @@ func (b *entryBatch) fetchPostgres(db *gorm.DB, q, patientID string) error {
 			return fmt.Errorf("load entries: %w", err)
 		}
 		defer rows.Close()
-		for rows.Next() {
-			if n == len(b.refs) {
-				return fmt.Errorf("load entries: more rows than asked: %w", ErrManifest)
-			}
-			v := rows.RawValues()
-			if len(v) != 7 {
-				return fmt.Errorf("load entries: %d columns: %w", len(v), ErrManifest)
-			}
-			b.rows[n].set(v[0], v[1], v[2], v[3], v[4], v[5], v[6])
-			n++
-		}
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("load entries: %w", err)
-		}
-		if n != len(b.refs) {
-			return fmt.Errorf("load entries: %d rows for %d pairs: %w", n, len(b.refs), ErrManifest)
-		}
-		return nil
+		n, err = b.readRows(rows.Next, func() ([][]byte, error) { return rows.RawValues(), nil }, rows.Err)
+		return err
 	})
 	// Traced as gorm traces its own statements, so that its logger (and the statement counts' test) sees it.
 	db.Logger.Trace(ctx, begin, func() (string, int64) { return q, int64(n) }, err)
