@@ -298,7 +298,7 @@ func (s *Service) readAccessRecords(ctx context.Context, index string, h *Access
 		}
 		var xs []extractViewRow
 		if err := ofPatient(db.Table("extracts AS t"), index).Select("t.id, t.request_id, t.decision_id, t.retriever_kind, " +
-			"t.retriever_id, t.manifest, t.created_at, t.expires_at, t.retrieved_at, t.retrieved_by, t.revoked_at, t.revoked_by, " +
+			"t.retriever_id, " + manifestColumn("t") + ", t.created_at, t.expires_at, t.retrieved_at, t.retrieved_by, t.revoked_at, t.revoked_by, " +
 			"t.expired_at, t.delivered_at, t.delivery_complete").Order("t.created_at, t.id").Find(&xs).Error; err != nil {
 			return fmt.Errorf("access history: extracts: %w", err)
 		}

@@ -47,7 +47,7 @@ type extractViewRow struct {
 	DecisionID       string
 	RetrieverKind    string
 	RetrieverID      string
-	Manifest         string
+	Manifest         string `gorm:"->"` // the decision's: manifestColumn
 	ManifestDigest   string
 	CreatedAt        time.Time
 	ExpiresAt        time.Time
@@ -98,7 +98,7 @@ func (r extractViewRow) view() (ExtractView, error) {
 
 func (s *Service) extractViews(db *gorm.DB) *gorm.DB {
 	return db.Table("extracts AS x").
-		Select("x.*, r.purpose AS purpose, r.requester_id AS requester_id").
+		Select("x.*, " + manifestColumn("x") + ", r.purpose AS purpose, r.requester_id AS requester_id").
 		Joins("JOIN approval_requests r ON r.id = x.request_id")
 }
 

@@ -109,7 +109,7 @@ func (s *Service) PrepareRevocation(ctx context.Context, officerID, extractID, r
 	}
 	now := h.At
 	var row extractRow
-	err = s.db.WithContext(ctx).Where("id = ?", extractID).Take(&row).Error
+	err = withManifest(s.db.WithContext(ctx)).Where("id = ?", extractID).Take(&row).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
 		return PreparedRevocation{}, fmt.Errorf("extract %s: %w", extractID, ErrNotFound)
 	}

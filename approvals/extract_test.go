@@ -15,6 +15,7 @@ import (
 	"gorm.io/gorm"
 
 	"gatewayd/approvals"
+	"gatewayd/gateway/store"
 	"gatewayd/gateway/store/storetest"
 )
 
@@ -260,6 +261,42 @@ func TestRunJobsLapsesUntilCancelled(t *testing.T) {
 	<-done
 }
 
+// TestExtractManifestMigration: 0019 drops the extracts row's copy of the manifest (reads take the decision's),
+// run here over a database that still has the copy, as one upgraded from 0018 would: a ready extract keeps its
+// manifest and is claimed once with every entry, and the column is gone.
+func TestExtractManifestMigration(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
+		f := newFixture(t, db, approvals.Policy{})
+		ctx := context.Background()
+		_, xid := f.approved(approvals.ToStaff, time.Hour)
+		for _, q := range []string{
+			`ALTER TABLE extracts ADD COLUMN manifest TEXT NOT NULL DEFAULT ''`,
+			`UPDATE extracts SET manifest = (SELECT d.manifest FROM approval_decisions AS d WHERE d.id = extracts.decision_id)`,
+			`DELETE FROM schema_migrations WHERE version = 19`,
+		} {
+			must(t, db.Exec(q).Error)
+		}
+		if done, err := store.Up(ctx, db); err != nil || len(done) != 1 || done[0].Version != 19 {
+			t.Fatalf("re-applying 0019: %v %v", done, err)
+		}
+		if db.Migrator().HasColumn("extracts", "manifest") {
+			t.Fatal("extracts.manifest is still there")
+		}
+		var stored string
+		must(t, db.Raw("SELECT d.manifest FROM extracts AS x JOIN approval_decisions AS d ON d.id = x.decision_id WHERE x.id = ?",
+			xid).Scan(&stored).Error)
+		var want []approvals.ManifestEntry
+		must(t, json.Unmarshal([]byte(stored), &want))
+		x, err := f.svc.ClaimExtract(ctx, xid, "staff1")
+		if err != nil || len(want) == 0 || len(x.Entries) != len(want) {
+			t.Fatalf("claim after 0019: %d entries, %v; want %d", len(x.Entries), err, len(want))
+		}
+	})
+}
+
+// setManifest replaces the stored manifest of an extract: its decision's (the extracts row has none).
+const setManifest = "UPDATE approval_decisions SET manifest = ? WHERE id = (SELECT decision_id FROM extracts WHERE id = ?)"
+
 // The signed manifest is decoded once, at the claim, and strictly (rendering reads those references): a stored
 // manifest that is not the list of entries as signed fails the claim with an error that says so, and nothing
 // is consumed — no claim, no audit row — so that the extract can still be retrieved once the row is mended.
@@ -269,7 +306,7 @@ func TestClaimRefusesAManifestThatDoesNotDecode(t *testing.T) {
 		ctx := context.Background()
 		_, xid := f.approved(approvals.ToStaff, time.Hour)
 		var stored string
-		must(t, db.Raw("SELECT manifest FROM extracts WHERE id = ?", xid).Scan(&stored).Error)
+		must(t, db.Raw("SELECT d.manifest FROM extracts AS x JOIN approval_decisions AS d ON d.id = x.decision_id WHERE x.id = ?", xid).Scan(&stored).Error)
 		var entries []approvals.ManifestEntry
 		must(t, json.Unmarshal([]byte(stored), &entries))
 		e := entries[0]
@@ -280,7 +317,7 @@ func TestClaimRefusesAManifestThatDoesNotDecode(t *testing.T) {
 			"not an array":        `{"id":"` + e.ID + `","version":` + v + `,"content_hash":"` + e.ContentHash + `"}`,
 			"an element a string": `["` + e.ID + `"]`,
 		} {
-			must(t, db.Exec("UPDATE extracts SET manifest = ? WHERE id = ?", bad, xid).Error)
+			must(t, db.Exec(setManifest, bad, xid).Error)
 			before := f.snapshot()
 			_, err := f.svc.ClaimExtract(ctx, xid, "staff1")
 			if err == nil || !strings.Contains(err.Error(), "extract "+xid+": manifest") {
@@ -292,7 +329,7 @@ func TestClaimRefusesAManifestThatDoesNotDecode(t *testing.T) {
 				t.Fatalf("%s: %+v -> %+v, claimed %d (want nothing changed)", name, before, after, claimed)
 			}
 		}
-		must(t, db.Exec("UPDATE extracts SET manifest = ? WHERE id = ?", stored, xid).Error)
+		must(t, db.Exec(setManifest, stored, xid).Error)
 		x, err := f.svc.ClaimExtract(ctx, xid, "staff1")
 		if err != nil || len(x.Entries) != len(entries) {
 			t.Fatalf("claim once mended: %d entries, %v; want %d", len(x.Entries), err, len(entries))

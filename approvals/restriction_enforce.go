@@ -155,7 +155,7 @@ func (s *Service) restrictedExtracts(ctx context.Context, db *gorm.DB, index str
 		RequesterID string
 		Manifest    string
 	}
-	err := db.WithContext(ctx).Table("extracts AS x").Select("x.id, q.requester_id, x.manifest").
+	err := db.WithContext(ctx).Table("extracts AS x").Select("x.id, q.requester_id, "+manifestColumn("x")).
 		Joins("JOIN approval_requests q ON q.id = x.request_id").
 		Where("q.patient_index = ? AND x.retrieved_at IS NULL AND x.revoked_at IS NULL AND x.expires_at > ?", index, now).
 		Scan(&rows).Error

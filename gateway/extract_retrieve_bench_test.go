@@ -96,8 +96,8 @@ func BenchmarkRetrieveExtract(b *testing.B) {
 			fresh := func() string {
 				seq++
 				id := fmt.Sprintf("%s%08d", out.ExtractID[:24], seq)
-				if err := db.Exec(`INSERT INTO extracts (id, request_id, decision_id, retriever_kind, retriever_id, manifest,
-					manifest_digest, created_at, expires_at) SELECT ?, request_id, decision_id, retriever_kind, retriever_id, manifest,
+				if err := db.Exec(`INSERT INTO extracts (id, request_id, decision_id, retriever_kind, retriever_id,
+					manifest_digest, created_at, expires_at) SELECT ?, request_id, decision_id, retriever_kind, retriever_id,
 					manifest_digest, created_at, expires_at FROM extracts WHERE id = ?`, id, out.ExtractID).Error; err != nil {
 					b.Fatal(err)
 				}

@@ -151,8 +151,8 @@ func plainHistoryRows(b *testing.B, db *gorm.DB, index string) int {
 		"AND completed_at IS NOT NULL", ids).Scan(&decisions).Error; err != nil {
 		b.Fatal(err)
 	}
-	if err := db.Raw("SELECT id, request_id, decision_id, retriever_id, manifest, created_at, expires_at, retrieved_at FROM extracts "+
-		"WHERE request_id IN ?", ids).Scan(&extracts).Error; err != nil {
+	if err := db.Raw("SELECT x.id, x.request_id, x.decision_id, x.retriever_id, d.manifest, x.created_at, x.expires_at, x.retrieved_at "+
+		"FROM extracts AS x JOIN approval_decisions AS d ON d.id = x.decision_id WHERE x.request_id IN ?", ids).Scan(&extracts).Error; err != nil {
 		b.Fatal(err)
 	}
 	for _, x := range extracts {
