@@ -104,22 +104,23 @@ func Open(ctx context.Context, dsn string) (*gorm.DB, error) {
 // commits a second, far above what a hospital's requests need). PostgreSQL commits are durable by default
 // (synchronous_commit on); only the transactions store.NoFlushWaitJoin names skip the wait there.
 //
-// mmap_size(256 MiB): pages of the database file are read through a memory map instead of a pread each. In WAL
-// mode a connection's page cache is emptied whenever another connection commits, so a retrieval read every
-// entry's pages again, one system call per page (pread was 7.5 % of the server's CPU retrieving a 2,000-entry
-// extract; rendering 10,000 entries with the map: 10 to 15 % less CPU in BenchmarkRender). Writes still go
-// through the WAL and its fsync: durability is unchanged. The map is address space, not memory: the pages it
-// touches are the kernel's page cache, shared and reclaimable (they count in the process's RSS, which is why
-// the server's RSS shows the records read). Beyond 256 MiB the rest of the file is read as before. SQLite's
-// one caveat, an I/O error on a mapped page arriving as a signal (SIGBUS) rather than an error code, stops the
-// process: a read that fails is never taken for data, so it fails closed.
+// mmap_size(0): pages are read with a pread each, not through a memory map, stated rather than left to the
+// build's default. A map (256 MiB, from 1 December 2026) made one large retrieval faster, but in WAL mode a
+// connection whose read transaction finds the database changed by another connection unmaps the whole file
+// (pagerBeginReadTransaction: sqlite3OsUnfetch) and maps it again on its next read, page faults included; a
+// retrieval commits twice, so under concurrent load nearly every statement paid a munmap, an mmap and a fault
+// per page it touched. Under bench-peer's load at c = 8 that was 14 % of the server's CPU (unmapping 7 %,
+// faulting pages in 6 %). Measured on 2 December 2026, alternating runs on one machine, SQLite, server CPU per
+// retrieval of the 87 KB extract at c = 8: 10.35 and 9.21 ms with the map, 7.58 and 6.00 ms without (128 and
+// 145 against 163 and 221 retrievals/s); the 2,000-entry extract alone: 79.1 and 91.6 MB/s with it, 76.9 and
+// 75.9 without. The many concurrent retrievals are what a hospital's gateway serves; the map is off.
 func sqliteDSN(path string) string {
 	q := url.Values{}
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "busy_timeout(30000)")
 	q.Add("_pragma", "synchronous(FULL)")
-	q.Add("_pragma", "mmap_size(268435456)")
+	q.Add("_pragma", "mmap_size(0)")
 	q.Set("_txlock", "immediate")
 	sep := "?"
 	if strings.Contains(path, "?") {
