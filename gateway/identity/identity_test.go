@@ -17,8 +17,8 @@ import (
 	"gatewayd/gateway/identity/attesttest"
 )
 
-// Authenticate scans the session's user by hand: every column of users, into the field it belongs to. A column
-// added to users fails here until Authenticate reads it too.
+// Authenticate and User scan a user by hand: every column of users, into the field it belongs to. A column
+// added to users fails here until userColumns reads it too.
 func TestAuthenticateReadsTheWholeUser(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
 		e := newEnv(t, db, nil)
@@ -42,9 +42,23 @@ func TestAuthenticateReadsTheWholeUser(t *testing.T) {
 		if !got.User.CreatedAt.Equal(want.CreatedAt) {
 			t.Fatalf("created_at %v, want %v", got.User.CreatedAt, want.CreatedAt)
 		}
-		got.User.CreatedAt, want.CreatedAt = time.Time{}, time.Time{}
+		// User reads the same columns by hand.
+		read, err := e.svc.User(ctx, ns.User.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !read.CreatedAt.Equal(want.CreatedAt) {
+			t.Fatalf("User: created_at %v, want %v", read.CreatedAt, want.CreatedAt)
+		}
+		if _, err := e.svc.User(ctx, "no-such-user"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("User of an unknown id: %v, want ErrNotFound", err)
+		}
+		got.User.CreatedAt, read.CreatedAt, want.CreatedAt = time.Time{}, time.Time{}, time.Time{}
 		if !reflect.DeepEqual(got.User, want) {
 			t.Fatalf("user %+v, want %+v", got.User, want)
+		}
+		if !reflect.DeepEqual(read, want) {
+			t.Fatalf("User: %+v, want %+v", read, want)
 		}
 		rows, err := db.Raw("SELECT * FROM users WHERE 1 = 0").Rows()
 		if err != nil {

@@ -84,14 +84,12 @@ func (s *Service) Authenticate(ctx context.Context, listener, token string) (Ses
 		usable bool
 	)
 	// One row at most: token_hash is unique.
-	err := store.QueryRow(ctx, db, `SELECT u.id, u.webauthn_id, u.role, u.display_name, u.professional_id, u.person_id, u.status,
-			u.created_at, s.id, s.credential_id, s.listener, s.created_at, s.last_seen_at, s.expires_at,
+	err := store.QueryRow(ctx, db, `SELECT `+userColumns+`, s.id, s.credential_id, s.listener, s.created_at, s.last_seen_at, s.expires_at,
 			(u.status = ? AND EXISTS (SELECT 1 FROM credentials c WHERE c.id = s.credential_id AND c.revoked_at IS NULL)) AS usable
 		FROM sessions s JOIN users u ON u.id = s.user_id
 		WHERE s.token_hash = ? AND s.listener = ? AND s.ended_at IS NULL`, StatusActive, hashToken(token), listener).
-		Scan(&u.ID, &u.WebAuthnID, &u.Role, &u.DisplayName, &u.ProfessionalID, &u.PersonID, &u.Status,
-			&u.CreatedAt, &row.ID, &row.CredentialID, &row.Listener, &row.CreatedAt, &row.LastSeenAt, &row.ExpiresAt,
-			&usable)
+		Scan(append(u.fields(), &row.ID, &row.CredentialID, &row.Listener, &row.CreatedAt, &row.LastSeenAt, &row.ExpiresAt,
+			&usable)...)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Session{}, ErrNoSession
 	}

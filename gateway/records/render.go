@@ -17,6 +17,8 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/stdlib"
 	"gorm.io/gorm"
+
+	"gatewayd/gateway/store"
 )
 
 // Watermark is what every rendered extract carries, given by the caller.
@@ -494,15 +496,16 @@ const (
 func (s *Service) patientFor(ctx context.Context, m Manifest, id Identifier) (demographics, error) {
 	db := s.db.WithContext(ctx)
 	pid := m.PatientID
-	var row patientRow
-	if err := db.Where("id = ?", pid).Take(&row).Error; err != nil {
+	// Every retrieval reads it: store.QueryRow and the one column, not gorm's statement building and reflection.
+	var sealed []byte
+	if err := store.QueryRow(ctx, db, "SELECT demographics FROM record_patients WHERE id = ?", pid).Scan(&sealed); err != nil {
 		return demographics{}, fmt.Errorf("load patient: %w", err)
 	}
 	sl, err := s.sealerOf(db, pid)
 	if err != nil {
 		return demographics{}, err
 	}
-	plain, err := sl.open("record_patients", "demographics", pid, row.Demographics)
+	plain, err := sl.open("record_patients", "demographics", pid, sealed)
 	if err != nil {
 		return demographics{}, err
 	}
