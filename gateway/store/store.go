@@ -61,6 +61,7 @@ func Open(ctx context.Context, dsn string) (*gorm.DB, error) {
 			return nil, fmt.Errorf("open database: %w", err)
 		}
 		configureSQLitePageCache()
+		pinSQLiteAllocatorPages()
 		db, err = gorm.Open(sqlite.Open(sqliteDSN(dsn)), cfg)
 	}
 	if err != nil {
