@@ -206,7 +206,8 @@ func prepare(t *testing.T, bin, dir, dsn string, sets ...extractSet) (*server, [
 	ip, cp := freePort(t), freePort(t)
 	s.console = "http://127.0.0.1:" + cp
 	s.cmd = exec.Command(bin, "serve", "--intake-listen", "127.0.0.1:"+ip, "--console-listen", "127.0.0.1:"+cp)
-	s.cmd.Env = append(os.Environ(), "GATEWAY_CPUPROFILE="+profileOf(dsn), "GATEWAY_DB="+dsn, "GATEWAY_KEY_FILE="+keyFile, "GATEWAY_DATA_DIR="+dir,
+	cpu, allocs := profilesOf(t, dsn)
+	s.cmd.Env = append(os.Environ(), "GATEWAY_CPUPROFILE="+cpu, "GATEWAY_ALLOCPROFILE="+allocs, "GATEWAY_DB="+dsn, "GATEWAY_KEY_FILE="+keyFile, "GATEWAY_DATA_DIR="+dir,
 		"GATEWAY_PUBLIC_INTAKE_URL="+intakeOrigin, "GATEWAY_PUBLIC_CONSOLE_URL="+origin)
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 	if err := s.cmd.Start(); err != nil {
@@ -411,19 +412,24 @@ func freePort(t *testing.T) string {
 	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 }
 
-// profileOf is where the server on dsn writes its CPU profile: BENCH_PEER_PROFILE's directory, one file per
-// database (cpu-sqlite.pprof, cpu-postgres.pprof), read with `go tool pprof -top`; none when it is unset.
-func profileOf(dsn string) string {
+// profilesOf are where the server on dsn writes its CPU and allocation profiles: BENCH_PEER_PROFILE's
+// directory, one pair per database and test (cpu-sqlite.pprof and allocs-sqlite.pprof for TestBenchPeer,
+// cpu-sqlite-memory.pprof and allocs-sqlite-memory.pprof for TestBenchPeerMemory; postgres likewise), read
+// with `go tool pprof -top` (allocations: `-sample_index=alloc_space`); none when it is unset.
+func profilesOf(t *testing.T, dsn string) (cpu, allocs string) {
 	dir := os.Getenv("BENCH_PEER_PROFILE")
 	if dir == "" {
-		return ""
+		return "", ""
 	}
-	name := "cpu-sqlite.pprof"
+	name := "sqlite"
 	if strings.HasPrefix(dsn, "postgres") {
-		name = "cpu-postgres.pprof"
+		name = "postgres"
 	}
-	abs, _ := filepath.Abs(filepath.Join(dir, name))
-	return abs
+	if strings.Contains(t.Name(), "Memory") {
+		name += "-memory"
+	}
+	abs, _ := filepath.Abs(dir)
+	return filepath.Join(abs, "cpu-"+name+".pprof"), filepath.Join(abs, "allocs-"+name+".pprof")
 }
 
 // cpuTime is the CPU time (user and system) process pid has used so far, from /proc/<pid>/stat. The server's

@@ -41,6 +41,11 @@ func (a *app) serve(ctx context.Context) error {
 		return err
 	}
 	defer stopProfile()
+	writeAllocs, err := allocProfile(os.Getenv("GATEWAY_ALLOCPROFILE"))
+	if err != nil {
+		return err
+	}
+	defer writeAllocs()
 	if err := a.cfg.CheckServing(); err != nil {
 		return err
 	}
@@ -110,6 +115,27 @@ func cpuProfile(file string) (stop func(), err error) {
 		return nil, fmt.Errorf("GATEWAY_CPUPROFILE: %w", err)
 	}
 	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+// allocProfile writes, when the server stops, its allocation profile (every allocation since it started,
+// sampled: where, how many, how large) to file, when GATEWAY_ALLOCPROFILE names one: bench-peer keeps it beside
+// the CPU profile, read with `go tool pprof -sample_index=alloc_space -top`. Like the CPU profile it holds code
+// addresses, call stacks and sizes, no data the server handled. The file is created at start, so that a path
+// that cannot be written fails before serving. Empty: nothing.
+func allocProfile(file string) (write func(), err error) {
+	if file == "" {
+		return func() {}, nil
+	}
+	f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("GATEWAY_ALLOCPROFILE: %w", err)
+	}
+	return func() {
+		defer f.Close()
+		if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+			fmt.Fprintln(os.Stderr, "GATEWAY_ALLOCPROFILE:", err)
+		}
+	}, nil
 }
 
 // serveGCPercent is the garbage collector's target for the server unless GOGC says otherwise: collect when the
