@@ -60,7 +60,7 @@ fuzz:
 
 # One-time retrieval over real HTTP against `gatewayd serve` (a child process) on SQLite and PostgreSQL, at
 # concurrency 1, 8 and 32, beside the same bytes served from memory by net/http in the same run (the ceiling).
-# BENCH_PEER_PROFILE=<absolute dir> keeps each server's CPU profile; BENCH_PEER_LEVELS, _N and _DB narrow the run.
+# BENCH_PEER_PROFILE=<dir> keeps each server's CPU and allocation profiles; BENCH_PEER_LEVELS, _N and _DB narrow the run.
 bench-peer: export GATEWAY_TEST_POSTGRES ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 bench-peer:
 	GATEWAY_BENCH_PEER=1 $(GO) test -count=1 -v -timeout 6m -run TestBenchPeer ./cmd/benchpeer
