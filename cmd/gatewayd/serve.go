@@ -36,12 +36,12 @@ func (a *app) serveCommand() *cobra.Command {
 
 func (a *app) serve(ctx context.Context) error {
 	garbageCollection()
-	stopProfile, err := cpuProfile(os.Getenv("GATEWAY_CPUPROFILE"))
+	stopProfile, err := cpuProfile()
 	if err != nil {
 		return err
 	}
 	defer stopProfile()
-	writeAllocs, err := allocProfile(os.Getenv("GATEWAY_ALLOCPROFILE"))
+	writeAllocs, err := allocProfile()
 	if err != nil {
 		return err
 	}
@@ -99,16 +99,27 @@ func (a *app) serve(ctx context.Context) error {
 	return serveErr
 }
 
-// cpuProfile writes the server's CPU profile to file until it stops, when GATEWAY_CPUPROFILE names one: how
-// `make bench-peer` (BENCH_PEER_PROFILE) keeps a profile of the server beside its figures. A profile holds code
-// addresses and call stacks only, no data the server handled. Empty: nothing.
-func cpuProfile(file string) (stop func(), err error) {
-	if file == "" {
-		return func() {}, nil
+// profileFile creates the file that the environment variable env names, for a profile of the server (code
+// addresses, call stacks and sizes, no data the server handled): at start, so that a path that cannot be
+// written fails before serving. Nil when env names none.
+func profileFile(env string) (*os.File, error) {
+	name := os.Getenv(env)
+	if name == "" {
+		return nil, nil
 	}
-	f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("GATEWAY_CPUPROFILE: %w", err)
+		return nil, fmt.Errorf("%s: %w", env, err)
+	}
+	return f, nil
+}
+
+// cpuProfile writes the server's CPU profile until it stops, when GATEWAY_CPUPROFILE names a file: how
+// `make bench-peer` (BENCH_PEER_PROFILE) keeps a profile of the server beside its figures.
+func cpuProfile() (stop func(), err error) {
+	f, err := profileFile("GATEWAY_CPUPROFILE")
+	if err != nil || f == nil {
+		return func() {}, err
 	}
 	if err := pprof.StartCPUProfile(f); err != nil {
 		f.Close()
@@ -118,17 +129,12 @@ func cpuProfile(file string) (stop func(), err error) {
 }
 
 // allocProfile writes, when the server stops, its allocation profile (every allocation since it started,
-// sampled: where, how many, how large) to file, when GATEWAY_ALLOCPROFILE names one: bench-peer keeps it beside
-// the CPU profile, read with `go tool pprof -sample_index=alloc_space -top`. Like the CPU profile it holds code
-// addresses, call stacks and sizes, no data the server handled. The file is created at start, so that a path
-// that cannot be written fails before serving. Empty: nothing.
-func allocProfile(file string) (write func(), err error) {
-	if file == "" {
-		return func() {}, nil
-	}
-	f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("GATEWAY_ALLOCPROFILE: %w", err)
+// sampled: where, how many, how large), when GATEWAY_ALLOCPROFILE names a file: bench-peer keeps it beside the
+// CPU profile, read with `go tool pprof -sample_index=alloc_space -top`.
+func allocProfile() (write func(), err error) {
+	f, err := profileFile("GATEWAY_ALLOCPROFILE")
+	if err != nil || f == nil {
+		return func() {}, err
 	}
 	return func() {
 		defer f.Close()

@@ -11,8 +11,9 @@ import (
 // it as soon as its last slot is freed. A statement allocates as it is prepared and run and frees all of it
 // when finalized, and the driver prepares every statement at each execution: under retrieval load on SQLite
 // pages were mapped and unmapped all the time (issue 15: the allocator's mmap and munmap were 9.5 % of the
-// server's CPU in bench-peer's profile at c = 8; `perf record -e syscalls:sys_enter_munmap` counted 10,215
-// munmap calls by the server over that run's ~1,500 retrievals, and 185 with the pages pinned).
+// server's CPU in bench-peer's profile at c = 8; by `perf record -a -e syscalls:sys_enter_munmap`, the server
+// made 23.96 % of that run's 42,633 munmap calls, about 10,200, and 0.98 % of 18,896, about 185, with the
+// pages pinned).
 //
 // pinSQLiteAllocatorPages keeps pinnedPages pages of each class mapped for the life of the process: it fills
 // them, then frees every slot but one per page. The freed slots are reused first, and a page with a slot in use
