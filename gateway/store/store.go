@@ -14,10 +14,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/glebarez/sqlite"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
+	moderncsqlite "modernc.org/sqlite"
 )
 
 // Dialect names the database family; migrations and the few dialect-specific statements branch on it.
@@ -62,7 +62,11 @@ func Open(ctx context.Context, dsn string) (*gorm.DB, error) {
 		}
 		configureSQLitePageCache()
 		pinSQLiteAllocatorPages()
-		db, err = gorm.Open(sqlite.Open(sqliteDSN(dsn)), cfg)
+		pool := sql.OpenDB(sqliteConnector{dsn: sqliteDSN(dsn), drv: &moderncsqlite.Driver{}})
+		db, err = gorm.Open(sqliteDialect{conn: pool}, cfg)
+		if err != nil {
+			pool.Close()
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
@@ -94,8 +98,11 @@ func Open(ctx context.Context, dsn string) (*gorm.DB, error) {
 
 // sqliteDSN adds the pragmas every connection needs: foreign keys on, WAL so readers do not block the writer,
 // a busy timeout so writers wait their turn, and immediate transactions so a transaction that will write takes
-// the write lock at BEGIN (a deferred one could deadlock when two readers both try to upgrade). No
-// _time_format: glebarez/go-sqlite v1.21 stops reading options after it, so _txlock would be ignored.
+// the write lock at BEGIN (a deferred one could deadlock when two readers both try to upgrade).
+//
+// _time_format=sqlite: times are written as "2006-01-02 15:04:05.999999999-07:00", as glebarez/go-sqlite (the
+// driver until 2 December 2026) wrote them, so that the text of times written before and after compares and
+// sorts alike; modernc.org/sqlite would otherwise write Go's time.Time.String.
 //
 // synchronous(FULL): every commit is on disk (the WAL fsynced) before it returns. With WAL's usual NORMAL a
 // commit survives the process dying but not a power loss or an OS crash, which may roll back the last
@@ -123,6 +130,7 @@ func sqliteDSN(path string) string {
 	q.Add("_pragma", "synchronous(FULL)")
 	q.Add("_pragma", "mmap_size(0)")
 	q.Set("_txlock", "immediate")
+	q.Set("_time_format", "sqlite")
 	sep := "?"
 	if strings.Contains(path, "?") {
 		sep = "&"
