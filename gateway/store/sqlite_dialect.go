@@ -17,7 +17,7 @@ import (
 // (glebarez/go-sqlite, a fork of modernc.org/sqlite's) compiled every statement again at each execution, even
 // one prepared; the two drivers cannot be linked together (both register the name "sqlite"). What gorm needs
 // of a dialect is below, as glebarez/sqlite v1.11.0 (MIT) wrote it for gorm's statements: ? placeholders,
-// back-quoted names, RETURNING on INSERT, UPDATE and DELETE (SQLite ≥ 3.35; modernc.org/sqlite v1.55 is 3.50),
+// back-quoted names, RETURNING on INSERT, UPDATE and DELETE (SQLite ≥ 3.35; modernc.org/sqlite v1.55 is 3.53.3),
 // no row locks (SQLite locks the database: "FOR UPDATE" is dropped), savepoints for nested transactions. The
 // schema comes from the SQL migrations (migrate.go), never from gorm's migrator: Migrator is gorm's generic one,
 // for the interface.
