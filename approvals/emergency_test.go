@@ -222,6 +222,74 @@ func TestFilingWritesOneAlertClaimedOnce(t *testing.T) {
 	})
 }
 
+// TestAlertsClaimedAndSentInBatches: a claim hands out every waiting alert, oldest first, each with its own
+// queue count, in one UPDATE; marking several sent is one write, and only the ones named are marked: after the
+// lease, exactly the others come back. Marking none, or an unknown id, changes nothing.
+func TestAlertsClaimedAndSentInBatches(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
+		f := newFixture(t, db, approvals.Policy{})
+		ctx := context.Background()
+		var filed []string
+		for range 3 {
+			filed = append(filed, f.file(validFiling()).ID)
+			f.clock.Add(time.Second)
+		}
+		got, err := f.svc.ClaimAlerts(ctx, time.Minute)
+		must(t, err)
+		if len(got) != 3 {
+			t.Fatalf("%d alerts claimed, want 3: %+v", len(got), got)
+		}
+		for i, a := range got {
+			if a.Subject != "request:"+filed[i] || a.QueueCount != i+1 {
+				t.Fatalf("alert %d: %+v, want request:%s with a queue of %d", i, a, filed[i], i+1)
+			}
+		}
+		must(t, f.svc.AlertSent(ctx))
+		must(t, f.svc.AlertSent(ctx, "no-such-alert"))
+		must(t, f.svc.AlertSent(ctx, got[0].ID, got[2].ID))
+		f.clock.Add(time.Minute)
+		again, err := f.svc.ClaimAlerts(ctx, time.Minute)
+		if err != nil || len(again) != 1 || again[0].ID != got[1].ID {
+			t.Fatalf("after the lease: %+v %v; want only %s", again, err, got[1].ID)
+		}
+	})
+}
+
+// TestAlertsClaimedOnceByConcurrentSenders: senders claiming at once (several instances) never hand out one
+// alert twice while its lease runs, and together hand out all of them.
+func TestAlertsClaimedOnceByConcurrentSenders(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
+		f := newFixture(t, db, approvals.Policy{})
+		ctx := context.Background()
+		const n = 12
+		for range n {
+			f.file(validFiling())
+		}
+		results := make(chan []approvals.Alert, 4)
+		errs := make(chan error, 4)
+		for range 4 {
+			go func() {
+				got, err := f.svc.ClaimAlerts(ctx, time.Minute)
+				results <- got
+				errs <- err
+			}()
+		}
+		seen := map[string]bool{}
+		for range 4 {
+			must(t, <-errs)
+			for _, a := range <-results {
+				if seen[a.ID] {
+					t.Fatalf("alert %s handed out twice", a.ID)
+				}
+				seen[a.ID] = true
+			}
+		}
+		if len(seen) != n {
+			t.Fatalf("%d alerts handed out, want %d", len(seen), n)
+		}
+	})
+}
+
 // TestEmergencyOpposedIsTreatedLikeAnyOther: for a patient who opposes emergency access, an emergency request
 // gets no privilege: normal queue place, the two-officer rule, the normal expiry, no review, the ordinary
 // extract. An opposition recorded after the filing is asked again at the decision; once lifted, the

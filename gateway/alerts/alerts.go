@@ -182,27 +182,28 @@ func (s *Sender) sendWebhook(ctx context.Context, a approvals.Alert) error {
 // lease is how long a claimed alert is held for one sender before another may send it.
 const lease = 30 * time.Second
 
-// Once claims the alerts waiting and sends each; an alert that reached every destination is marked sent, the
-// others are handed out again when their lease ends. It returns how many were sent.
+// Once claims the alerts waiting and sends each; the alerts that reached every destination are marked sent
+// together, after the batch (one write, not one per alert); the others, and all of them if that write fails,
+// are handed out again when their lease ends (at least once: a sender that dies after sending and before
+// marking sends again). It returns how many were sent and marked.
 func (s *Sender) Once(ctx context.Context, svc *approvals.Service) (int, error) {
 	as, err := svc.ClaimAlerts(ctx, lease)
 	if err != nil {
 		return 0, err
 	}
-	sent := 0
+	var sent []string
 	var errs []error
 	for _, a := range as {
 		if err := s.Send(ctx, a); err != nil {
 			errs = append(errs, fmt.Errorf("alert %s: %w", a.ID, err))
 			continue
 		}
-		if err := svc.AlertSent(ctx, a.ID); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		sent++
+		sent = append(sent, a.ID)
 	}
-	return sent, errors.Join(errs...)
+	if err := svc.AlertSent(ctx, sent...); err != nil {
+		return 0, errors.Join(append(errs, err)...)
+	}
+	return len(sent), errors.Join(errs...)
 }
 
 // Run sends alerts every interval until ctx ends; report gets each error (to log, without patient data: the
