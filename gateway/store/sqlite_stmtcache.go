@@ -136,7 +136,13 @@ func (c *cachingConn) QueryContext(ctx context.Context, query string, args []dri
 		s.busy = false
 		return nil, err
 	}
-	return &cachedRows{sqliteRows: rows.(sqliteRows), stmt: s}, nil
+	sr, ok := rows.(sqliteRows)
+	if !ok { // not modernc.org/sqlite's rows as this file knows them: run it uncached
+		rows.Close()
+		s.busy = false
+		return c.sqliteConn.QueryContext(ctx, query, args)
+	}
+	return &cachedRows{sqliteRows: sr, stmt: s}, nil
 }
 
 // Close finalizes the connection's statements before closing it: SQLite will not close a connection with
