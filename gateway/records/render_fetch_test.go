@@ -129,3 +129,44 @@ func (w *failingWriter) Write(p []byte) (int, error) {
 	w.left -= len(p)
 	return len(p), nil
 }
+
+// The pipeline's batches are sized to the manifest (no more rows than it has entries, no more batches than it
+// has chunks): every entry is rendered once, in order, at each size around a chunk's edge.
+func TestRenderChunkBoundaries(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
+		ctx := context.Background()
+		s := newService(t, db)
+		const n = 3*128 + 1
+		path, id := syntheticBundle(t, t.TempDir(), "edges", n, 100)
+		importFiles(t, s, path)
+		all, err := s.Select(ctx, id, records.Scope{Categories: []records.Category{records.Results}})
+		if err != nil || len(all.Entries) != n {
+			t.Fatalf("select: %d entries, %v", len(all.Entries), err)
+		}
+		for _, k := range []int{1, 127, 128, 129, 256, 257, n - 1, n} {
+			m := all
+			m.Entries = all.Entries[:k]
+			var w bytes.Buffer
+			if err := s.RenderBundle(ctx, &w, m, id, records.Watermark{}); err != nil {
+				t.Fatalf("%d entries: %v", k, err)
+			}
+			at := 0
+			for i, e := range all.Entries {
+				ref := []byte(e.ID + "/" + fmt.Sprint(e.Version))
+				got := bytes.Count(w.Bytes(), ref)
+				switch {
+				case i < k && got != 1:
+					t.Fatalf("%d entries: entry %d rendered %d times", k, i, got)
+				case i >= k && got != 0:
+					t.Fatalf("%d entries: entry %d, beyond the manifest, rendered", k, i)
+				case i < k:
+					next := bytes.Index(w.Bytes(), ref)
+					if next < at {
+						t.Fatalf("%d entries: entry %d out of order", k, i)
+					}
+					at = next
+				}
+			}
+		}
+	})
+}
