@@ -170,3 +170,41 @@ func TestRenderChunkBoundaries(t *testing.T) {
 		}
 	})
 }
+
+// Renderings write through buffers kept from one to the next: what one left unsent (a rendering that failed
+// with its buffer full) never reaches the next one's response, whose bytes are those of a rendering alone.
+func TestRenderWritersCarryNothingOver(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *gorm.DB) {
+		ctx := context.Background()
+		s := newService(t, db)
+		path, id := syntheticBundle(t, t.TempDir(), "carry", 300, 100)
+		importFiles(t, s, path)
+		all, err := s.Select(ctx, id, records.Scope{Categories: []records.Category{records.Results}})
+		if err != nil || len(all.Entries) != 300 {
+			t.Fatalf("select: %d entries, %v", len(all.Entries), err)
+		}
+		one := all
+		one.Entries = all.Entries[:1]
+		var alone bytes.Buffer
+		if err := s.RenderBundle(ctx, &alone, one, id, records.Watermark{}); err != nil {
+			t.Fatal(err)
+		}
+		for range 3 {
+			// Fails after 1,000 bytes: the rest of its first 64 KB stays in the buffer, unsent.
+			if err := s.RenderBundle(ctx, &failingWriter{left: 1000, err: errors.New("gone")}, all, id,
+				records.Watermark{}); err == nil {
+				t.Fatal("a rendering to a failing writer succeeded")
+			}
+			var w bytes.Buffer
+			if err := s.RenderBundle(ctx, &w, one, id, records.Watermark{}); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(w.Bytes(), alone.Bytes()) {
+				t.Fatalf("after a failed rendering: %d bytes, want the %d of the rendering alone", w.Len(), alone.Len())
+			}
+			if e := all.Entries[200]; bytes.Contains(w.Bytes(), []byte(e.ID)) {
+				t.Fatal("an entry of the failed rendering reached the next response")
+			}
+		}
+	})
+}

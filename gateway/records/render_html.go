@@ -1,7 +1,6 @@
 package records
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -69,7 +68,8 @@ func (s *Service) RenderHTML(ctx context.Context, w io.Writer, m Manifest, id Id
 	if err != nil {
 		return err
 	}
-	bw := bufio.NewWriterSize(w, 64<<10)
+	bw := renderWriter(w)
+	defer releaseWriter(bw)
 	page := &htmlPage{Lang: lang, Watermark: wm, Name: strings.TrimSpace(strings.Join(d.Given, " ") + " " + d.Family),
 		BirthDate: templates.FormatDate(lang, d.BirthDate), Identifier: id.System + "|" + id.Value, Count: m.Len()}
 	if !wm.Expiry.IsZero() {
