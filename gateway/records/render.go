@@ -274,8 +274,9 @@ func newEntryBatch(size int) *entryBatch {
 		rows: make([]storedEntry, size), opened: make([]loadedEntry, size), names: map[string]string{}}
 }
 
-// fetchEntries reads the manifest's references in order, entryChunk at a time, and hands each chunk with its
-// rows to ready, taking the batches to fill from free; it stops when the manifest ends or ctx is done.
+// fetchEntries reads the manifest's references in order, as many at a time as a batch has rows (entryChunk at
+// most), and hands each chunk with its rows to ready, taking the batches to fill from free; it stops when the
+// manifest ends or ctx is done.
 func (s *Service) fetchEntries(db *gorm.DB, m Manifest, parts entryParts, free <-chan *entryBatch, ready chan<- *entryBatch) error {
 	ctx := db.Statement.Context
 	resourceCol, displayCol := "NULL", "NULL"

@@ -8,12 +8,14 @@ import (
 
 // The C memory allocator under SQLite (modernc.org/libc over modernc.org/memory) keeps allocations of up to
 // 16 KB in shared 64 KB pages, one size class per page, maps a page when a class has no free slot and unmaps
-// it as soon as its last slot is freed. A statement allocates as it is prepared and run and frees all of it
-// when finalized, and the driver prepares every statement at each execution: under retrieval load on SQLite
-// pages were mapped and unmapped all the time (issue 15: the allocator's mmap and munmap were 9.5 % of the
-// server's CPU in bench-peer's profile at c = 8; by `perf record -a -e syscalls:sys_enter_munmap`, the server
-// made 23.96 % of that run's 42,633 munmap calls, about 10,200, and 0.98 % of 18,896, about 185, with the
-// pages pinned).
+// it as soon as its last slot is freed. SQLite allocates and frees as it runs statements and reads rows, so under
+// retrieval load pages were mapped and unmapped all the time (issue 15: the allocator's mmap and munmap were
+// 9.5 % of the server's CPU in bench-peer's profile at c = 8; by `perf record -a -e syscalls:sys_enter_munmap`,
+// the server made 23.96 % of that run's 42,633 munmap calls, about 10,200, and 0.98 % of 18,896, about 185, with
+// the pages pinned). The driver then also compiled every statement at each execution; with statements kept
+// compiled (sqlite_stmtcache.go) the churn is smaller but still there: 16.25 % of 38,735 calls, about 6,300,
+// without the pages pinned, against 0.97 % of 18,855, about 185, with them (same run, SQLite c = 8, 1,500
+// retrievals).
 //
 // pinSQLiteAllocatorPages keeps pinnedPages pages of each class mapped for the life of the process: it fills
 // them, then frees every slot but one per page. The freed slots are reused first, and a page with a slot in use

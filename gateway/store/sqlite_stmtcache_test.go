@@ -11,8 +11,8 @@ import (
 	"gorm.io/gorm"
 )
 
-// openSQLiteConn opens a migrated-free SQLite database of the gateway's kind and one connection of its pool,
-// with the connection's statement cache.
+// openSQLiteConn opens an SQLite database as the gateway does (not migrated: a table of its own) and holds one
+// connection of its pool; cache gives that connection's statement cache.
 func openSQLiteConn(t *testing.T) (*gorm.DB, *sql.Conn, func() *cachingConn) {
 	t.Helper()
 	ctx := context.Background()
