@@ -88,11 +88,7 @@ func TestBenchPeer(t *testing.T) {
 		perLevel = n
 	}
 	fmt.Printf("%-10s %4s %10s %8s %8s %8s %9s\n", "database", "c", "retr/s", "MB/s", "p50 ms", "p99 ms", "ceiling")
-	dbs := []string{"sqlite", "postgres"}
-	if v := os.Getenv("BENCH_PEER_DB"); v != "" { // sqlite or postgres alone
-		dbs = []string{v}
-	}
-	for _, dbName := range dbs {
+	for _, dbName := range databases() {
 		dir := t.TempDir()
 		dsn := filepath.Join(dir, "gateway.db")
 		if dbName == "postgres" {
@@ -410,6 +406,14 @@ func freePort(t *testing.T) string {
 	}
 	defer ln.Close()
 	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+}
+
+// databases are the databases to measure: both, or BENCH_PEER_DB's alone (sqlite or postgres).
+func databases() []string {
+	if v := os.Getenv("BENCH_PEER_DB"); v != "" {
+		return []string{v}
+	}
+	return []string{"sqlite", "postgres"}
 }
 
 // profilesOf are where the server on dsn writes its CPU and allocation profiles: BENCH_PEER_PROFILE's

@@ -39,7 +39,7 @@ func TestBenchPeerMemory(t *testing.T) {
 	} else {
 		t.Log("no /work/shared/data/fhir: the largest sample bundle is not measured")
 	}
-	for _, dbName := range []string{"sqlite", "postgres"} {
+	for _, dbName := range databases() {
 		dir := t.TempDir()
 		dsn := filepath.Join(dir, "gateway.db")
 		if dbName == "postgres" {
