@@ -45,10 +45,29 @@ type bundleTargets struct {
 	mac           *entryMACer
 	seen          map[string]string // references already resolved ("" when not in the Bundle), bounded
 	rewriter      rewriter          // selfContained's buffers, reused from entry to entry
+	order         []string          // the types a "urn:uuid:" reference is tried as, the last found first
 }
 
 // keptTypes are the types an entry may have, where a "urn:uuid:" reference's target is looked for.
 var keptTypes = slices.Sorted(maps.Keys(categoryOf))
+
+// lookupOrder is keptTypes in the order a "urn:uuid:" reference's target is first looked for. The reference
+// does not say its type, so each try is an entry id's MAC (HMAC-SHA-256) for one type: in alphabetical order,
+// the references of an all-categories extract (Synthea's Dana Feest, 87 KB: 9 distinct encounters, 11
+// observations) took about 160 MACs, 4.8 % of the server's CPU under bench-peer's load at c = 8. Most
+// references name the entry's encounter, a report's results (observations) or a reason (a condition); within
+// one rendering the type last found moves to the front (bundleTargets.resolve), as references of one kind
+// come together. The order changes how soon a target is found, never whether it is.
+var lookupOrder = func() []string {
+	first := []string{"Encounter", "Observation", "Condition", "DiagnosticReport"}
+	order := slices.Clone(first)
+	for _, t := range keptTypes {
+		if !slices.Contains(first, t) {
+			order = append(order, t)
+		}
+	}
+	return order
+}()
 
 // targetCache bounds the memo of resolved references: most references of an extract name the same few
 // targets (the patient, an encounter), and a bound keeps memory flat whatever the extract's size.
@@ -107,8 +126,13 @@ func (b *bundleTargets) resolve(ref string) string {
 		if id == b.patientFHIRID {
 			return ref
 		}
-		for _, t := range keptTypes {
+		if b.order == nil {
+			b.order = slices.Clone(lookupOrder)
+		}
+		for i, t := range b.order {
 			if b.has(t, id) {
+				copy(b.order[1:i+1], b.order[:i])
+				b.order[0] = t
 				return ref
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -304,6 +305,40 @@ func TestPlainASCII(t *testing.T) {
 				w := []byte("abcdefgh")
 				w[pos], w[pos+1] = a, b
 				check(w)
+			}
+		}
+	}
+}
+
+// TestLookupFindsEveryType resolves "urn:uuid:" references to entries of every kept type, in several orders
+// (the type last found is tried first next time): each finds its entry, whatever was found before it, and an
+// id the Bundle does not hold, or holds under a type that is not kept, finds nothing.
+func TestLookupFindsEveryType(t *testing.T) {
+	if got := slices.Sorted(slices.Values(lookupOrder)); !slices.Equal(got, keptTypes) {
+		t.Fatalf("lookupOrder %v is not the kept types %v", lookupOrder, keptTypes)
+	}
+	var entries [][2]string
+	for i, typ := range keptTypes {
+		entries = append(entries, [2]string{typ, fmt.Sprintf("00000000-0000-4000-8000-%012d", i)})
+	}
+	entries = append(entries, [2]string{"Practitioner", "00000000-0000-4000-8000-999999999999"})
+	forward := slices.Clone(entries[:len(keptTypes)])
+	backward := slices.Clone(forward)
+	slices.Reverse(backward)
+	for _, order := range [][][2]string{forward, backward, append(slices.Clone(backward), forward...)} {
+		b := testTargets(t, "", entries)
+		for _, e := range order {
+			ref := "urn:uuid:" + e[1]
+			if full, ok := b.lookup([]byte(ref)); !ok || full != ref {
+				t.Errorf("%s %s: %q %v", e[0], ref, full, ok)
+			}
+			if b.resolve(ref) != ref { // again, past the memo
+				t.Errorf("%s %s: not found the second time", e[0], ref)
+			}
+		}
+		for _, missing := range []string{"00000000-0000-4000-8000-999999999999", "00000000-0000-4000-8000-123456789012"} {
+			if full, ok := b.lookup([]byte("urn:uuid:" + missing)); ok {
+				t.Errorf("urn:uuid:%s resolved to %q", missing, full)
 			}
 		}
 	}
