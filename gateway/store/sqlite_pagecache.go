@@ -22,14 +22,15 @@ import (
 // (SQLITE_CONFIG_PAGECACHE's other form, a bulk allocation per connection with no buffer, does nothing in
 // this build of SQLite: its page caches are not separate per connection, and it ignores the setting.)
 
-// sqliteCachePages is how many page lines are set aside: the default cache_size (2,000 KiB, about 460 pages
-// with their headers) of each of the pool's four connections. About 8.7 MB of address space, resident as
-// pages are used.
+// sqliteCachePages is how many page lines are set aside: the default cache_size (2,000 KiB) of each of the
+// pool's four connections, counted in 4 KiB pages (about 460 each with their headers), the size of a database
+// created before 16 KiB pages (sqliteDSN); 16 KiB pages need a quarter of them. About 33 MB of address space,
+// resident as lines are used (a 4 KiB page in a 16 KiB line touches the line's first two memory pages only).
 const sqliteCachePages = 2000
 
-// sqlitePageSize is the page size of the gateway's databases (SQLite's default): a larger page would not fit a
-// line and would be allocated as before.
-const sqlitePageSize = 4096
+// sqlitePageSize is the largest page size of the gateway's databases (sqliteDSN's page_size; older databases
+// have 4 KiB pages, which fit a line too): a larger page would not fit a line and would be allocated as before.
+const sqlitePageSize = 16384
 
 var (
 	sqlitePageCacheOnce sync.Once

@@ -214,7 +214,13 @@ func TestSQLiteCommitsAreOnDisk(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer conn.Close()
-		var sync, wal, mmap string
+		var sync, wal, mmap, pageSize string
+		if err := conn.QueryRowContext(ctx, "PRAGMA page_size").Scan(&pageSize); err != nil {
+			t.Fatal(err)
+		}
+		if pageSize != "16384" {
+			t.Errorf("connection %d of %d: page_size=%s, want 16384 in a new database (sqliteDSN)", i+1, n, pageSize)
+		}
 		if err := conn.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&sync); err != nil {
 			t.Fatal(err)
 		}
@@ -231,6 +237,48 @@ func TestSQLiteCommitsAreOnDisk(t *testing.T) {
 		if mmap != "0" {
 			t.Errorf("connection %d of %d: mmap_size=%s, want 0 (no memory map)", i+1, n, mmap)
 		}
+	}
+}
+
+// TestSQLiteOlderDatabaseKeepsItsPages: a database created with SQLite's default 4 KiB pages, as the gateway
+// created them before 16 KiB (sqliteDSN), opens as it is: its pages keep their size (SQLite fixes it when it
+// creates the file), it is still in WAL mode with every commit synced, and what it held reads back and takes
+// new rows.
+func TestSQLiteOlderDatabaseKeepsItsPages(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "old.db")
+	old, err := sql.Open("sqlite", "file:"+path+"?_pragma=page_size(4096)&_pragma=journal_mode(WAL)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"CREATE TABLE t (x TEXT)",
+		"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 500) INSERT INTO t SELECT printf('%0900d', x) FROM c"} {
+		if _, err := old.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old.Close()
+	db, err := store.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close(db)
+	var pageSize, sync int
+	var wal, check string
+	var n int64
+	for q, v := range map[string]any{"PRAGMA page_size": &pageSize, "PRAGMA synchronous": &sync, "PRAGMA journal_mode": &wal,
+		"PRAGMA integrity_check": &check} {
+		if err := db.Raw(q).Row().Scan(v); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if pageSize != 4096 || sync != 2 || wal != "wal" || check != "ok" {
+		t.Fatalf("page_size=%d synchronous=%d journal_mode=%s integrity=%s, want 4096, 2, wal, ok", pageSize, sync, wal, check)
+	}
+	if err := db.Exec("INSERT INTO t VALUES ('new')").Error; err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Raw("SELECT COUNT(*) FROM t WHERE x LIKE '%7' OR x = 'new'").Row().Scan(&n); err != nil || n != 51 {
+		t.Fatalf("%d rows read back, %v; want 51", n, err)
 	}
 }
 
