@@ -240,17 +240,27 @@ func refusalOf(u User, row extractRow, found bool, now time.Time) error {
 // retrieval against 3.95-4.59 before. The read names its columns and is scanned by hand (store.QueryRow), the
 // manifest into bytes that are decoded as they are: gorm's Take (statement building, reflection, the manifest
 // copied into a string and copied back to bytes to decode) was 3.6 % of the server's CPU under bench-peer's
-// load (SQLite, c = 8), the read itself included.
+// load (SQLite, c = 8), the read itself included. The manifest comes from a join, not manifestColumn's scalar
+// subquery, and on SQLite as a BLOB: SQLite copied a subquery's result into the outer row, then again to end
+// it with the NUL a text value is handed out with (sqlite3VdbeMemMakeWriteable): for the 2,000-entry extract
+// (a manifest of about 380 KB) those copies were 12 % of the server's CPU in TestBenchPeerMemory's profile.
+// A missing decision leaves the manifest NULL, as the subquery did, which decode refuses.
 func (s *Service) claimAfterRead(ctx context.Context, u User, extractID string, now time.Time) (Extract, error, error) {
 	var (
 		row      extractRow
 		request  claimedRequest
 		manifest []byte
 	)
-	err := store.QueryRow(ctx, s.db.WithContext(ctx), `SELECT x.id, x.request_id, x.decision_id, x.retriever_kind, x.retriever_id,
+	db := s.db.WithContext(ctx)
+	manifestCol := "d.manifest"
+	if store.DialectOf(db) != store.Postgres {
+		manifestCol = "CAST(d.manifest AS BLOB)"
+	}
+	err := store.QueryRow(ctx, db, `SELECT x.id, x.request_id, x.decision_id, x.retriever_kind, x.retriever_id,
 			x.manifest_digest, x.created_at, x.expires_at, x.retrieved_at, x.retrieved_by, x.revoked_at, x.revoked_by,
-			x.expired_at, x.emergency, q.requester_id, q.patient_sealed, q.purpose, `+manifestColumn("x")+`
-		FROM extracts AS x JOIN approval_requests AS q ON q.id = x.request_id WHERE x.id = ?`, extractID).
+			x.expired_at, x.emergency, q.requester_id, q.patient_sealed, q.purpose, `+manifestCol+`
+		FROM extracts AS x JOIN approval_requests AS q ON q.id = x.request_id
+			LEFT JOIN approval_decisions AS d ON d.id = x.decision_id WHERE x.id = ?`, extractID).
 		Scan(&row.ID, &row.RequestID, &row.DecisionID, &row.RetrieverKind, &row.RetrieverID, &row.ManifestDigest,
 			&row.CreatedAt, &row.ExpiresAt, &row.RetrievedAt, &row.RetrievedBy, &row.RevokedAt, &row.RevokedBy,
 			&row.ExpiredAt, &row.Emergency, &request.RequesterID, &request.PatientSealed, &request.Purpose, &manifest)
