@@ -24,13 +24,13 @@ import (
 
 // sqliteCachePages is how many page lines are set aside: the default cache_size (2,000 KiB) of each of the
 // pool's four connections, counted in 4 KiB pages (about 460 each with their headers), the size of a database
-// created before 16 KiB pages (sqliteDSN); 16 KiB pages need a quarter of them. About 33 MB of address space,
-// resident as lines are used (a 4 KiB page in a 16 KiB line touches the line's first two memory pages only).
+// created before 8 KiB pages (sqliteDSN); 8 KiB pages need half of them. About 17 MB of address space,
+// resident as lines are used (a 4 KiB page in an 8 KiB line touches two of its three memory pages at most).
 const sqliteCachePages = 2000
 
 // sqlitePageSize is the largest page size of the gateway's databases (sqliteDSN's page_size; older databases
 // have 4 KiB pages, which fit a line too): a larger page would not fit a line and would be allocated as before.
-const sqlitePageSize = 16384
+const sqlitePageSize = 8192
 
 var (
 	sqlitePageCacheOnce sync.Once

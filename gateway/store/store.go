@@ -123,22 +123,24 @@ func Open(ctx context.Context, dsn string) (*gorm.DB, error) {
 // 145 against 163 and 221 retrievals/s); the 2,000-entry extract alone: 79.1 and 91.6 MB/s with it, 76.9 and
 // 75.9 without. The many concurrent retrievals are what a hospital's gateway serves; the map is off.
 //
-// page_size(16384): a database this gateway creates has 16 KiB pages, SQLite's default being 4 KiB. Without a
+// page_size(8192): a database this gateway creates has 8 KiB pages, SQLite's default being 4 KiB. Without a
 // map every page a statement touches after another connection's commit is read again with a pread of its own
 // (the cache is emptied: see above), and those reads were 9.6 % of the server's CPU under bench-peer's load
-// (SQLite, c = 8); an extract's entries, imported together, lie next to each other in the table, and a quarter
-// as many pages hold them, its index look-ups go through fewer levels, and an entry larger than a 4 KiB page
-// (a note, a report) no longer spills into overflow pages. A commit writes whole pages to the WAL, so each
-// writes more bytes; measured together, on 2 December 2026, alternating runs on one machine: the 2,000-entry
-// extract 34.7 and 36.8 ms of server CPU a retrieval (94.4 and 90.5 MB/s) against 43.2 and 40.0 ms (81.6
-// and 86.7 MB/s); the 87 KB extract at c = 8 3.47, 4.17 and 3.33 ms against 4.41, 3.73 and 3.83 ms. SQLite
-// fixes the page size when it creates the file (and WAL mode when it turns on, which is why the journal
-// mode is set by _journal_mode, applied after the _pragma list): a database created before keeps its 4 KiB
-// pages and works as it did (TestSQLiteOlderDatabaseKeepsItsPages).
+// (SQLite, c = 8); an extract's entries, imported together, lie next to each other in the table, on half as
+// many pages, and its index look-ups go through fewer of them. A commit writes whole pages to the WAL, so a
+// larger page writes more bytes for the same few rows (a claim touches about eight pages: the extract, the
+// audit row and its indexes, the chain head); 16 KiB pages read as fast and wrote twice as much. Measured on
+// 2 December 2026, alternating runs on one machine, server CPU a retrieval: the 2,000-entry extract 34.7 and
+// 36.8 ms with 16 KiB pages against 43.2 and 40.0 ms with 4 KiB (94.4 and 90.5 MB/s against 81.6 and 86.7);
+// then 8 KiB against 16 KiB, 35.3, 32.1 and 34.7 ms against 31.6, 33.7 and 33.2 ms (100.1 to 107.3 MB/s
+// against 101.5 to 109.0), and the 87 KB extract at c = 8 3.16, 3.35 and 4.49 ms against 3.35, 4.15 and
+// 5.21 ms. SQLite fixes the page size when it creates the file (and for good once WAL mode is on, which is
+// why the journal mode is set by _journal_mode, applied after the _pragma list): a database created before
+// keeps its 4 KiB pages and works as it did (TestSQLiteOlderDatabaseKeepsItsPages).
 func sqliteDSN(path string) string {
 	q := url.Values{}
 	q.Add("_pragma", "foreign_keys(1)")
-	q.Add("_pragma", "page_size(16384)")
+	q.Add("_pragma", "page_size(8192)")
 	q.Set("_journal_mode", "WAL")
 	q.Add("_pragma", "busy_timeout(30000)")
 	q.Add("_pragma", "synchronous(FULL)")

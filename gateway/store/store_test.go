@@ -218,8 +218,8 @@ func TestSQLiteCommitsAreOnDisk(t *testing.T) {
 		if err := conn.QueryRowContext(ctx, "PRAGMA page_size").Scan(&pageSize); err != nil {
 			t.Fatal(err)
 		}
-		if pageSize != "16384" {
-			t.Errorf("connection %d of %d: page_size=%s, want 16384 in a new database (sqliteDSN)", i+1, n, pageSize)
+		if pageSize != "8192" {
+			t.Errorf("connection %d of %d: page_size=%s, want 8192 in a new database (sqliteDSN)", i+1, n, pageSize)
 		}
 		if err := conn.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&sync); err != nil {
 			t.Fatal(err)
@@ -241,7 +241,7 @@ func TestSQLiteCommitsAreOnDisk(t *testing.T) {
 }
 
 // TestSQLiteOlderDatabaseKeepsItsPages: a database created with SQLite's default 4 KiB pages, as the gateway
-// created them before 16 KiB (sqliteDSN), opens as it is: its pages keep their size (SQLite fixes it when it
+// created them before 8 KiB (sqliteDSN), opens as it is: its pages keep their size (SQLite fixes it when it
 // creates the file), it is still in WAL mode with every commit synced, and what it held reads back and takes
 // new rows.
 func TestSQLiteOlderDatabaseKeepsItsPages(t *testing.T) {
