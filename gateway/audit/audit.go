@@ -243,22 +243,12 @@ func Record(ctx context.Context, db *gorm.DB, ev Event) error {
 // one, appends ev with it, all or nothing, and says whether it did. On PostgreSQL the two are one statement
 // (the update a data-modifying WITH, the audit row inserted from its RETURNING: InsertFrom), committed on its
 // own: one round trip where BEGIN, the update, the audit row and COMMIT were four. SQLite, whose WITH cannot
-// hold an UPDATE, runs them in a transaction. A failure on PostgreSQL wraps ErrUnavailable (the statement
+// hold an UPDATE, runs them in a transaction, shared with the calls that arrived meanwhile (group commit:
+// update_batch.go). A failure on PostgreSQL wraps ErrUnavailable (the statement
 // carries the audit row: fail closed).
 func UpdateOne(ctx context.Context, db *gorm.DB, update string, args []any, ev Event) (bool, error) {
 	if store.DialectOf(db) != store.Postgres {
-		changed := false
-		err := store.Tx(ctx, db, func(tx *gorm.DB) error {
-			n, err := store.Exec(ctx, tx, update, args...)
-			if err != nil {
-				return err
-			}
-			if changed = n == 1; !changed {
-				return nil
-			}
-			return Append(tx, ev)
-		})
-		return changed && err == nil, err
+		return batchedUpdateOne(ctx, db, update, args, ev)
 	}
 	insert, insertArgs, err := InsertFrom(ev, "changed")
 	if err != nil {
