@@ -178,8 +178,8 @@ func Append(tx *gorm.DB, ev Event) error {
 	// transaction already holds the database's single write lock (BEGIN IMMEDIATE).
 	//
 	// Its three statements go straight to the transaction (store.QueryRow, store.Exec), not through gorm's
-	// statement building: on SQLite every audited change runs them, and gorm's own work was about a third of
-	// their cost (audit.Append 6.8 % of the server's CPU under bench-peer's load, SQLite, c = 8).
+	// statement building and callbacks: on SQLite every audited change runs them (audit.Append was 6.8 % of the
+	// server's CPU under bench-peer's load, SQLite, c = 8, gorm's part of it included).
 	ctx := tx.Statement.Context
 	var seq int64
 	var hash string

@@ -49,6 +49,8 @@ type updateBatcher struct {
 	queued, batches int64
 }
 
+// updateBatchers holds each pool's batcher for the life of the process (a server has one pool; an idle batcher
+// is a few words and no goroutine).
 var updateBatchers sync.Map // *sql.DB → *updateBatcher
 
 // batchedUpdateOne is UpdateOne on SQLite: through the pool's batcher, or on its own inside a caller's
