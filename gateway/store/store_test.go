@@ -199,7 +199,7 @@ func TestDPORoleMigration(t *testing.T) {
 // survives a power loss as well as the process dying (NORMAL, WAL's usual setting, may roll the last commits
 // back after a power loss: a streamed extract could come back unclaimed). Each of the pool's connections is
 // held at once and asked, so a pragma given to one connection only would fail here. None reads through a
-// memory map (sqliteDSN says why).
+// memory map, and a new database has 8 KiB pages (sqliteDSN says why).
 func TestSQLiteCommitsAreOnDisk(t *testing.T) {
 	db := storetest.NewSQLite(t)
 	sqlDB, err := db.DB()
