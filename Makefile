@@ -59,8 +59,9 @@ fuzz:
 	done
 
 # One-time retrieval over real HTTP against `gatewayd serve` (a child process) on SQLite and PostgreSQL, at
-# concurrency 1, 8 and 32, beside the same bytes served from memory by net/http in the same run (the ceiling).
-# BENCH_PEER_PROFILE=<dir> keeps each server's CPU and allocation profiles; BENCH_PEER_LEVELS, _N and _DB narrow the run.
+# concurrency 1, 8 and 32, beside the same bytes served from memory by net/http in the same run (the ceiling),
+# each figure the median of 7 interleaved rounds (BENCH_PEER_ROUNDS). BENCH_PEER_PROFILE=<dir> keeps each server's
+# CPU and allocation profiles; BENCH_PEER_LEVELS, _N (retrievals a round) and _DB narrow the run.
 bench-peer: export GATEWAY_TEST_POSTGRES ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 bench-peer:
 	GATEWAY_BENCH_PEER=1 $(GO) test -count=1 -v -timeout 6m -run TestBenchPeer ./cmd/benchpeer

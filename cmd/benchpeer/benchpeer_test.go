@@ -69,7 +69,6 @@ func TestBenchPeer(t *testing.T) {
 	patient := approvals.Identifier{System: "https://github.com/synthetichealth/synthea", Value: uuidInName.FindString(filepath.Base(file))}
 	bin := buildGatewayd(t)
 	levels := []int{1, 8, 32}
-	perLevel := 150
 	if v := os.Getenv("BENCH_PEER_LEVELS"); v != "" { // e.g. "8": one level, for a profile
 		levels = nil
 		for _, f := range strings.Split(v, ",") {
@@ -80,13 +79,9 @@ func TestBenchPeer(t *testing.T) {
 			levels = append(levels, c)
 		}
 	}
-	if v := os.Getenv("BENCH_PEER_N"); v != "" { // retrievals per level (150 by default)
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			t.Fatalf("BENCH_PEER_N=%q: want a count of retrievals", v)
-		}
-		perLevel = n
-	}
+	perRound := envCount(t, "BENCH_PEER_N", 100) // retrievals per round of a level
+	rounds := envCount(t, "BENCH_PEER_ROUNDS", defaultRounds)
+	fmt.Printf("medians of %d rounds, each %d retrievals then as many requests to the ceiling\n", rounds, perRound)
 	fmt.Printf("%-10s %4s %10s %8s %8s %8s %9s\n", "database", "c", "retr/s", "MB/s", "p50 ms", "p99 ms", "ceiling")
 	for _, dbName := range databases() {
 		dir := t.TempDir()
@@ -94,20 +89,58 @@ func TestBenchPeer(t *testing.T) {
 		if dbName == "postgres" {
 			dsn = storetest.PostgresDSN(t)
 		}
-		srv, sets, body := prepare(t, bin, dir, dsn, extractSet{file, patient, len(levels) * perLevel})
+		srv, sets, body := prepare(t, bin, dir, dsn, extractSet{file, patient, len(levels) * rounds * perRound})
 		extracts := sets[0]
 		ceiling := startCeiling(t, body)
 		for i, c := range levels {
-			ids := extracts[i*perLevel : (i+1)*perLevel]
-			cpu0, db0 := cpuTime(t, srv.cmd.Process.Pid), postgresCPU()
-			g := run(t, c, ids, func(client *http.Client, id string) (int, error) { return srv.retrieve(client, id) })
-			cpu, dbCPU := cpuTime(t, srv.cmd.Process.Pid)-cpu0, postgresCPU()-db0
-			m := run(t, c, ids, func(client *http.Client, _ string) (int, error) { return get(client, ceiling) })
-			fmt.Printf("%-10s %4d %10.0f %8.1f %8.2f %8.2f %8.0f/s  ratio %.3f  server CPU %.2f ms/retrieval%s  (extract %d bytes)\n",
-				dbName, c, g.perSec, g.mbPerSec, ms(g.p50), ms(g.p99), m.perSec, g.perSec/m.perSec, ms(cpu)/float64(len(ids)), dbShare(dbName, dbCPU, len(ids)), len(body))
+			var rates, mbs, ceilings, ratios []float64
+			var lat []time.Duration
+			var cpu, dbCPU time.Duration
+			for r := range rounds {
+				ids := extracts[(i*rounds+r)*perRound : (i*rounds+r+1)*perRound]
+				cpu0, db0 := cpuTime(t, srv.cmd.Process.Pid), postgresCPU()
+				g := run(t, c, ids, func(client *http.Client, id string) (int, error) { return srv.retrieve(client, id) })
+				cpu, dbCPU = cpu+cpuTime(t, srv.cmd.Process.Pid)-cpu0, dbCPU+postgresCPU()-db0
+				m := run(t, c, ids, func(client *http.Client, _ string) (int, error) { return get(client, ceiling) })
+				rates, mbs, ceilings = append(rates, g.perSec), append(mbs, g.mbPerSec), append(ceilings, m.perSec)
+				ratios, lat = append(ratios, g.perSec/m.perSec), append(lat, g.lat...)
+			}
+			slices.Sort(lat)
+			n := rounds * perRound
+			fmt.Printf("%-10s %4d %10.0f %8.1f %8.2f %8.2f %8.0f/s  ratio %.3f (rounds %.3f to %.3f)  server CPU %.2f ms/retrieval%s  (extract %d bytes)\n",
+				dbName, c, median(rates), median(mbs), ms(lat[len(lat)/2]), ms(lat[len(lat)*99/100]), median(ceilings),
+				median(ratios), slices.Min(ratios), slices.Max(ratios), ms(cpu)/float64(n), dbShare(dbName, dbCPU, n), len(body))
 		}
 		srv.stop(t)
 	}
+}
+
+// defaultRounds is how many rounds a figure is the median of: the peer figures were medians of 7
+// interleaved runs. This machine's speed moves within seconds (a round's ratio to the ceiling ranged over 2x
+// within one run), so a single pass of gatewayd, then the ceiling, made the ratio partly a matter of luck.
+const defaultRounds = 7
+
+// envCount is the positive count in the environment variable name, or def when it is unset.
+func envCount(t *testing.T, name string, def int) int {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		t.Fatalf("%s=%q: want a positive count", name, v)
+	}
+	return n
+}
+
+// median is the middle of v (the mean of the two middle values for an even count); v is sorted in place.
+func median(v []float64) float64 {
+	slices.Sort(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
 }
 
 // buildGatewayd builds the gatewayd binary the benchmarks run as a child process.
@@ -358,6 +391,7 @@ func get(c *http.Client, u string) (int, error) {
 type result struct {
 	perSec, mbPerSec float64
 	p50, p99         time.Duration
+	lat              []time.Duration // every request's, sorted
 }
 
 // run does one request per id with c workers over keep-alive connections and measures it.
@@ -395,7 +429,7 @@ func run(t *testing.T, c int, ids []string, do func(*http.Client, string) (int, 
 	el := time.Since(start).Seconds()
 	slices.Sort(lat)
 	return result{perSec: float64(len(ids)) / el, mbPerSec: float64(bytesRead) / el / 1e6,
-		p50: lat[len(lat)/2], p99: lat[len(lat)*99/100]}
+		p50: lat[len(lat)/2], p99: lat[len(lat)*99/100], lat: lat}
 }
 
 func freePort(t *testing.T) string {
