@@ -4,6 +4,9 @@
 //
 // A ratio is gateway ÷ baseline for every metric: above 1 means more time, bytes or allocations per op for
 // costs (ns/op, B/op, allocs/op), and more throughput for rates (anything "/s").
+//
+// Run with -count N, each result is paired with its baseline's run just before it, and each benchmark's
+// figures are printed once, as the medians of its N pairs (report).
 package main
 
 import (
@@ -12,6 +15,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -59,23 +63,30 @@ func parse(r io.Reader) []result {
 	return out
 }
 
+// report pairs each result with its baseline and prints the ratios. With -count N a benchmark runs N times,
+// its sub-benchmarks in order each time (baseline, then the others): each result is paired with its baseline's
+// run just before it (or, if the baseline runs after, the first one after), so that the two sides of a ratio
+// ran seconds apart, not minutes. Repeated pairs are printed once, as medians: the measured value, the
+// baseline, and the ratio (the median of the pairs' ratios, with their range). These machines' speed moves
+// within seconds, so one pair's ratio is partly luck; `go test -count 7 … | benchratio` gives the median of 7.
 func report(w io.Writer, results []result) error {
-	baselines := map[string]result{}
-	for _, r := range results {
-		if prefix, ok := strings.CutSuffix(r.name, "/baseline"); ok {
-			baselines[prefix] = r
-		}
+	type pairs struct {
+		name, metric              string
+		measured, baseline, ratio []float64
 	}
-	if len(baselines) == 0 {
-		return fmt.Errorf("no baseline benchmarks in the input")
-	}
-	var lines []string
-	for _, r := range results {
+	var order []*pairs
+	byKey := map[string]*pairs{}
+	found := false
+	for j, r := range results {
 		i := strings.LastIndex(r.name, "/")
-		if i < 0 || strings.HasSuffix(r.name, "/baseline") {
+		if i < 0 {
 			continue
 		}
-		base, ok := baselines[r.name[:i]]
+		if strings.HasSuffix(r.name, "/baseline") {
+			found = true
+			continue
+		}
+		base, ok := nearestBaseline(results, j, r.name[:i]+"/baseline")
 		if !ok {
 			continue
 		}
@@ -84,18 +95,62 @@ func report(w io.Writer, results []result) error {
 			if !ok {
 				continue
 			}
-			ratio := "n/a"
-			if b != 0 {
-				ratio = fmt.Sprintf("%.2fx", r.metrics[m]/b)
+			key := r.name + "\x00" + m
+			p := byKey[key]
+			if p == nil {
+				p = &pairs{name: r.name, metric: m}
+				byKey[key] = p
+				order = append(order, p)
 			}
-			lines = append(lines, fmt.Sprintf("%-64s %-12s %14s %14s %9s", r.name, m, num(r.metrics[m]), num(b), ratio))
+			p.measured, p.baseline = append(p.measured, r.metrics[m]), append(p.baseline, b)
+			if b != 0 {
+				p.ratio = append(p.ratio, r.metrics[m]/b)
+			}
 		}
 	}
+	if !found {
+		return fmt.Errorf("no baseline benchmarks in the input")
+	}
 	fmt.Fprintf(w, "\n%-64s %-12s %14s %14s %9s\n", "benchmark (beside its baseline, same run)", "metric", "measured", "baseline", "ratio")
-	for _, l := range lines {
-		fmt.Fprintln(w, l)
+	for _, p := range order {
+		ratio := "n/a"
+		if len(p.ratio) > 0 {
+			ratio = fmt.Sprintf("%.2fx", median(p.ratio))
+		}
+		line := fmt.Sprintf("%-64s %-12s %14s %14s %9s", p.name, p.metric, num(median(p.measured)), num(median(p.baseline)), ratio)
+		if n := len(p.measured); n > 1 {
+			line += fmt.Sprintf("  medians of %d pairs", n)
+			if len(p.ratio) > 0 {
+				line += fmt.Sprintf(", ratios %.2fx to %.2fx", slices.Min(p.ratio), slices.Max(p.ratio))
+			}
+		}
+		fmt.Fprintln(w, line)
 	}
 	return nil
+}
+
+// nearestBaseline is the result named base that ran last before results[j], or else first after it.
+func nearestBaseline(results []result, j int, base string) (result, bool) {
+	for k := j - 1; k >= 0; k-- {
+		if results[k].name == base {
+			return results[k], true
+		}
+	}
+	for k := j + 1; k < len(results); k++ {
+		if results[k].name == base {
+			return results[k], true
+		}
+	}
+	return result{}, false
+}
+
+// median is the middle of v (the mean of the two middle values for an even count); v is sorted in place.
+func median(v []float64) float64 {
+	slices.Sort(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
 }
 
 func num(v float64) string {
