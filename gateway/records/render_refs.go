@@ -237,7 +237,7 @@ func (b *bundleTargets) selfContainedTree(resource []byte) ([]byte, []string, er
 func (b *bundleTargets) anyToChange(resource []byte) bool {
 	const name = `"reference":`
 	for rest, at := resource, 0; ; rest = rest[at+len(name):] {
-		if at = bytes.Index(rest, []byte(name)); at < 0 {
+		if at = indexReferenceName(rest); at < 0 {
 			return false
 		}
 		if escaped(rest[:at]) {
@@ -261,6 +261,26 @@ func (b *bundleTargets) anyToChange(resource []byte) bool {
 		if full, ok := b.lookup(ref); !ok || full != string(ref) {
 			return true
 		}
+	}
+}
+
+// indexReferenceName is bytes.Index(b, []byte(`"reference":`)), found faster: it looks for `ference":` and
+// checks the three bytes before. bytes.Index looks for a pattern's first byte and gives up on that for a
+// slower search once it has found it too often where the pattern is not; in JSON the quote is everywhere, so
+// every resource was searched the slow way (10 % of the server's CPU retrieving the 2,000-entry extract on
+// PostgreSQL, 2 December 2026; on a Synthea bundle's canonical JSON 771 against 3,272 MB/s). An 'f' is rare
+// enough for the fast way. TestIndexReferenceName holds it to bytes.Index.
+func indexReferenceName(b []byte) int {
+	const tail = `ference":` // `"reference":` without `"re`
+	for from := 0; ; {
+		k := bytes.Index(b[from:], []byte(tail))
+		if k < 0 {
+			return -1
+		}
+		if k += from; k >= 3 && b[k-3] == '"' && b[k-2] == 'r' && b[k-1] == 'e' {
+			return k - 3
+		}
+		from = k + 1
 	}
 }
 

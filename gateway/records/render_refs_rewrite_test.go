@@ -343,3 +343,52 @@ func TestLookupFindsEveryType(t *testing.T) {
 		}
 	}
 }
+
+// TestIndexReferenceName: indexReferenceName finds what bytes.Index finds: in every suffix of short inputs
+// with the name at the start, at the end, after near misses (`"re"reference":`, `reference":` without its
+// quote, `"rf`, a tail alone); and each occurrence in turn in every resource of a Synthea bundle.
+func TestIndexReferenceName(t *testing.T) {
+	want := func(b []byte) int { return bytes.Index(b, []byte(`"reference":`)) }
+	check := func(b []byte) int {
+		t.Helper()
+		got, w := indexReferenceName(b), want(b)
+		if got != w {
+			t.Fatalf("indexReferenceName(%.80q) = %d, bytes.Index = %d", b, got, w)
+		}
+		return got
+	}
+	for _, c := range []string{``, `"`, `"re`, `ference":`, `"reference":`, `"reference"`, `x"reference":1`,
+		`reference":"a"`, `"re"reference":`, `"rreference":"reference":`, `"rf"ference":"reference":`,
+		`{"a":"reference:","b":{"reference":"x"}}`, `ference":ference":"reference":`, `"reference""reference":`} {
+		for cut := range len(c) + 1 {
+			check([]byte(c[cut:]))
+		}
+	}
+	raw, err := os.ReadFile("../../testdata/fhir/bundles/Alberto_Atencio_fc712d1f-5a2e-4407-9c55-a2a2bad623c2.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bundle struct {
+		Entry []struct{ Resource json.RawMessage }
+	}
+	if err := json.Unmarshal(raw, &bundle); err != nil {
+		t.Fatal(err)
+	}
+	found := 0
+	for _, e := range bundle.Entry {
+		canon, err := Canonical(e.Resource)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for b := canon; ; found++ {
+			at := check(b)
+			if at < 0 {
+				break
+			}
+			b = b[at+1:]
+		}
+	}
+	if found < 200 {
+		t.Fatalf("%d references found in the sample bundle; it holds 241", found)
+	}
+}
