@@ -236,24 +236,7 @@ func TestSelfContainedKeepsUnchanged(t *testing.T) {
 // BenchmarkSelfContained makes the resources of a Synthea bundle self-contained with only the Patient in the
 // Bundle (so that most references are removed): the fast path, and the tree path it replaces.
 func BenchmarkSelfContained(b *testing.B) {
-	raw, err := os.ReadFile("../../testdata/fhir/bundles/Alberto_Atencio_fc712d1f-5a2e-4407-9c55-a2a2bad623c2.json")
-	if err != nil {
-		b.Fatal(err)
-	}
-	var bundle struct {
-		Entry []struct{ Resource json.RawMessage }
-	}
-	if err := json.Unmarshal(raw, &bundle); err != nil {
-		b.Fatal(err)
-	}
-	var stored [][]byte
-	for _, e := range bundle.Entry {
-		canon, err := Canonical(e.Resource)
-		if err != nil {
-			b.Fatal(err)
-		}
-		stored = append(stored, canon)
-	}
+	stored := sampleResources(b)
 	targets := testTargets(b, "fc712d1f-5a2e-4407-9c55-a2a2bad623c2", nil)
 	for _, path := range []struct {
 		name string
@@ -364,22 +347,8 @@ func TestIndexReferenceName(t *testing.T) {
 			check([]byte(c[cut:]))
 		}
 	}
-	raw, err := os.ReadFile("../../testdata/fhir/bundles/Alberto_Atencio_fc712d1f-5a2e-4407-9c55-a2a2bad623c2.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var bundle struct {
-		Entry []struct{ Resource json.RawMessage }
-	}
-	if err := json.Unmarshal(raw, &bundle); err != nil {
-		t.Fatal(err)
-	}
 	found := 0
-	for _, e := range bundle.Entry {
-		canon, err := Canonical(e.Resource)
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, canon := range sampleResources(t) {
 		for b := canon; ; found++ {
 			at := check(b)
 			if at < 0 {
@@ -391,4 +360,28 @@ func TestIndexReferenceName(t *testing.T) {
 	if found < 200 {
 		t.Fatalf("%d references found in the sample bundle; it holds 241", found)
 	}
+}
+
+// sampleResources are the resources of a Synthea bundle (Alberto Atencio's, in testdata) as stored: canonical.
+func sampleResources(tb testing.TB) [][]byte {
+	tb.Helper()
+	raw, err := os.ReadFile("../../testdata/fhir/bundles/Alberto_Atencio_fc712d1f-5a2e-4407-9c55-a2a2bad623c2.json")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var bundle struct {
+		Entry []struct{ Resource json.RawMessage }
+	}
+	if err := json.Unmarshal(raw, &bundle); err != nil {
+		tb.Fatal(err)
+	}
+	var stored [][]byte
+	for _, e := range bundle.Entry {
+		canon, err := Canonical(e.Resource)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		stored = append(stored, canon)
+	}
+	return stored
 }
