@@ -138,7 +138,7 @@ func (s *Service) eachEntry(ctx context.Context, m Manifest, parts entryParts, f
 	free, fetched, ready := make(chan *entryBatch, entryBatches), make(chan *entryBatch, entryBatches), make(chan *entryBatch, entryBatches)
 	// No more batches than the manifest has chunks, each no larger than the manifest: an extract of 100
 	// entries gets one batch of 100 rows, not three of entryChunk. They come from batchPool and go back to it
-	// at the end, all of them then in free.
+	// at the end, all of them then in free (but one the fetcher held when it stopped early: the collector's).
 	size := max(1, min(entryChunk, m.Len()))
 	for range max(1, min(entryBatches, (m.Len()+entryChunk-1)/entryChunk)) {
 		free <- getEntryBatch(size)
