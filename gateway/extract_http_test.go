@@ -23,6 +23,7 @@ import (
 	"gatewayd/gateway/audit"
 	"gatewayd/gateway/records"
 	"gatewayd/gateway/records/fhircheck"
+	"gatewayd/gateway/store"
 	"gatewayd/gateway/store/storetest"
 	"gatewayd/templates"
 )
@@ -487,6 +488,10 @@ func TestRetrievalsWaitForASlot(t *testing.T) {
 		h := f.srv.h
 		if cap(h.retrievals) < 1 || cap(h.retrievals) > 16 {
 			t.Fatalf("%d retrieval slots", cap(h.retrievals))
+		}
+		// SQLite: twice its pool of 4, so that claims and delivery records queue for a shared commit.
+		if store.DialectOf(db) != store.Postgres && cap(h.retrievals) != 8 {
+			t.Fatalf("SQLite: %d retrieval slots, want 8", cap(h.retrievals))
 		}
 		h.retrievalWait = 50 * time.Millisecond
 		for range cap(h.retrievals) {

@@ -11,6 +11,7 @@ import (
 	"gorm.io/gorm"
 
 	"gatewayd/approvals"
+	"gatewayd/gateway/store"
 )
 
 // Extract formats a retriever may choose.
@@ -124,14 +125,23 @@ func (s stallWriter) Write(p []byte) (int, error) {
 	return s.w.Write(p)
 }
 
-// retrievalSlots is how many retrievals may stream at once: as many as the database pool has connections, 16
-// at most (4 on SQLite, 16 on PostgreSQL). A retrieval holds one connection at a time, and only for its
-// claim, each chunk's read and its delivery record, never while the client reads: the slots bound the streams
-// in flight (their chunks in memory, their CPU), not the connections, and the console's statements queue
-// behind at most one short statement per slot. Half the pool, as when a retrieval held its connection for
-// the whole stream, left SQLite with 2 slots: at c = 8 its retrievals then waited on each other's commits
-// (fsync) with the CPU idle; with 4, 129 to 158 retrievals/s against 107 to 125 in alternating runs
-// (bench-peer, load average 4 to 8), and less CPU per retrieval.
+// retrievalSlots is how many retrievals may stream at once: on PostgreSQL as many as the database pool has
+// connections, 16 at most; on SQLite twice its pool (8). A retrieval holds one connection at a time, and only
+// for its claim's read, each chunk's read and its delivery record, never while the client reads: the slots
+// bound the streams in flight (their chunks in memory, their CPU), not the connections, and the console's
+// statements queue behind at most one short statement per connection. Half the pool, as when a retrieval held
+// its connection for the whole stream, left SQLite with 2 slots: at c = 8 its retrievals then waited on each
+// other's commits (fsync) with the CPU idle; with 4, 129 to 158 retrievals/s against 107 to 125 in
+// alternating runs (bench-peer, load average 4 to 8), and less CPU per retrieval.
+//
+// SQLite gets more slots than connections because its writes are group-committed (audit.UpdateOne's batches):
+// a claim or a delivery record waits for the one commit in progress, then commits with every other that queued
+// meanwhile, and the commit (its fsync, about 1 ms under this load, measured with strace) is what a retrieval
+// waits on most. Four slots allowed four writes queued at most; with eight the batches grew (1.6 to 2.0-2.9
+// writes a commit at c = 8). bench-peer, SQLite, c = 8, four alternating pairs (2 December 2026, seventh
+// session): 379, 452, 476, 481 retrievals/s against 333, 415, 418, 310 with four slots, and 2.74 to 3.54 ms of
+// server CPU per retrieval against 3.08 to 4.09; at c = 32, 578 and 488/s against 396 and 420. Sixteen gave
+// no more than eight at c = 32. The stream bound stays small: eight streams hold at most 24 chunks of entries.
 func retrievalSlots(db *gorm.DB) int {
 	if db == nil {
 		return 1
@@ -140,5 +150,9 @@ func retrievalSlots(db *gorm.DB) int {
 	if err != nil {
 		return 1
 	}
-	return min(16, max(1, sqlDB.Stats().MaxOpenConnections))
+	conns := max(1, sqlDB.Stats().MaxOpenConnections)
+	if store.DialectOf(db) != store.Postgres {
+		return min(16, 2*conns)
+	}
+	return min(16, conns)
 }
