@@ -1,6 +1,7 @@
 package approvals
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -119,7 +120,10 @@ func (r extractRow) decode(manifest []byte) (Extract, error) {
 	// JSON v2's decoder: a third of encoding/json's CPU for a manifest (150 entries: 85 µs against 255 µs),
 	// and a claim decodes it inside its transaction, holding SQLite's single write lock. The stored manifest is
 	// encoding/json's output from the same struct (names exact, valid UTF-8, no duplicates), which v2's
-	// stricter defaults accept unchanged.
+	// stricter defaults accept unchanged. The slice is made to size first (its entries counted by one of their
+	// names, a hint only: Unmarshal appends to it): grown by the decoder, a 2,000-entry manifest allocated 937 KB
+	// and took 1.63 ms to decode; made to size, 405 KB and 1.36 ms (a throwaway micro-benchmark, 2 December 2026).
+	x.Entries = make([]ManifestEntry, 0, bytes.Count(manifest, []byte(`"content_hash":`)))
 	if err := jsonv2.Unmarshal(manifest, &x.Entries); err != nil {
 		return Extract{}, fmt.Errorf("extract %s: manifest: %w", r.ID, err)
 	}
