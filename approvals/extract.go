@@ -118,7 +118,7 @@ func (r extractRow) decode(manifest []byte) (Extract, error) {
 		x.RetrievedBy = *r.RetrievedBy
 	}
 	// JSON v2's decoder: a third of encoding/json's CPU for a manifest (150 entries: 85 µs against 255 µs),
-	// and a claim decodes it inside its transaction, holding SQLite's single write lock. The stored manifest is
+	// and every claim decodes it (before its write: claimAfterRead). The stored manifest is
 	// encoding/json's output from the same struct (names exact, valid UTF-8, no duplicates), which v2's
 	// stricter defaults accept unchanged. The slice is made to size first (its entries counted by one of their
 	// names, a hint only: Unmarshal appends to it): grown by the decoder, a 2,000-entry manifest allocated 937 KB
