@@ -69,11 +69,12 @@ func TestStatementCounts(t *testing.T) {
 		// rendering needs of its request in one read; the UPDATE; audit 3; the retriever's account is the one
 		// the session check read: one more than an UPDATE … RETURNING every column and three subqueries, which
 		// SQLite's driver compiled at each retrieval and which cost more than the read and a plain UPDATE:
-		// approvals.claimAfterRead), rendering 2 (patient key; patient; the requester's account, read by the
-		// session check too) + 1 per 128 entries (the entries by primary key: the Bundle's reference targets come
+		// approvals.claimAfterRead), rendering 1 (the patient, found by its identifier's blind index and read in
+		// the same statement: records.ManifestOf; the requester's account is not read again, the session check
+		// read it) + 1 per 128 entries (the entries by primary key: the Bundle's reference targets come
 		// from the signed entry ids, no longer from a first pass over the entries), delivery 4 (UPDATE; audit 3).
 		// A refused retrieval: session 1, the read that refuses, audit 3.
-		want := map[string]int64{"file": 6, "file-over-http": 6, "approve": 24, "sign-in": 7, "retrieve": 13,
+		want := map[string]int64{"file": 6, "file-over-http": 6, "approve": 24, "sign-in": 7, "retrieve": 12,
 			"retrieve-again-within-a-minute": 5}
 		// On PostgreSQL an audit row is one statement, its insert: the chainer links it after the commit,
 		// beside the callers, which do not wait for it (gateway/audit's package doc; its statements are not

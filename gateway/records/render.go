@@ -538,10 +538,13 @@ const (
 func (s *Service) patientFor(ctx context.Context, m Manifest, id Identifier) (demographics, error) {
 	db := s.db.WithContext(ctx)
 	pid := m.PatientID
-	// Every retrieval reads it: store.QueryRow and the one column, not gorm's statement building and reflection.
-	var sealed []byte
-	if err := store.QueryRow(ctx, db, "SELECT demographics FROM record_patients WHERE id = ?", pid).Scan(&sealed); err != nil {
-		return demographics{}, fmt.Errorf("load patient: %w", err)
+	// ManifestOf read the row already (a retrieval's manifest comes from it); otherwise it is read here, with
+	// store.QueryRow and the one column, not gorm's statement building and reflection.
+	sealed := m.demographics
+	if sealed == nil {
+		if err := store.QueryRow(ctx, db, "SELECT demographics FROM record_patients WHERE id = ?", pid).Scan(&sealed); err != nil {
+			return demographics{}, fmt.Errorf("load patient: %w", err)
+		}
 	}
 	sl, err := s.sealerOf(db, pid)
 	if err != nil {

@@ -309,6 +309,15 @@ func TestRenderRefusesWhatTheIDsDoNotName(t *testing.T) {
 		if err := s.RenderBundle(ctx, &w, ok, busterSSN, records.Watermark{}); err != nil {
 			t.Errorf("the signed references: %v", err)
 		}
+		// ManifestOf reads the patient with its id (one statement): an identifier no patient has is refused
+		// there, and the patient it read still has to carry the identifier the rendering is given.
+		nobody := records.Identifier{System: busterSSN.System, Value: "000-00-0000"}
+		if _, err := s.ManifestOf(ctx, nobody, []records.EntryRef{{ID: first.ID, Version: first.Version, ContentHash: first.ContentHash}}); !errors.Is(err, records.ErrNoPatient) {
+			t.Errorf("an identifier no patient has: err %v, want ErrNoPatient", err)
+		}
+		if err := s.RenderBundle(ctx, &w, ok, nobody, records.Watermark{}); !errors.Is(err, records.ErrManifest) {
+			t.Errorf("the manifest's patient rendered for another identifier: err %v, want ErrManifest", err)
+		}
 		if err := db.Table("record_entries").Where("id = ? AND version = ?", first.ID, first.Version).
 			Update("resource_type", "Procedure").Error; err != nil {
 			t.Fatal(err)

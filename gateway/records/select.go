@@ -37,6 +37,9 @@ type Manifest struct {
 	Digest    string          `json:"digest"`
 	// list, when set (ManifestOf), is the signed references, which rendering reads instead of Entries (then nil).
 	list []EntryRef
+	// demographics, when set (ManifestOf), is the patient's row as ManifestOf read it with the patient's id
+	// (sealed), which rendering opens instead of reading it again.
+	demographics []byte
 }
 
 // Len is the number of entries of the manifest.
