@@ -312,7 +312,8 @@ func TestRenderRefusesWhatTheIDsDoNotName(t *testing.T) {
 		// ManifestOf reads the patient with its id (one statement): an identifier no patient has is refused
 		// there, and the patient it read still has to carry the identifier the rendering is given.
 		nobody := records.Identifier{System: busterSSN.System, Value: "000-00-0000"}
-		if _, err := s.ManifestOf(ctx, nobody, []records.EntryRef{{ID: first.ID, Version: first.Version, ContentHash: first.ContentHash}}); !errors.Is(err, records.ErrNoPatient) {
+		firstRef := records.EntryRef{ID: first.ID, Version: first.Version, ContentHash: first.ContentHash}
+		if _, err := s.ManifestOf(ctx, nobody, []records.EntryRef{firstRef}); !errors.Is(err, records.ErrNoPatient) {
 			t.Errorf("an identifier no patient has: err %v, want ErrNoPatient", err)
 		}
 		if err := s.RenderBundle(ctx, &w, ok, nobody, records.Watermark{}); !errors.Is(err, records.ErrManifest) {
