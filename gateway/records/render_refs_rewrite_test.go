@@ -95,22 +95,12 @@ func TestRewriteMatchesTree(t *testing.T) {
 	}
 	resources, changed := 0, 0
 	for _, f := range files {
-		raw, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var bundle struct {
-			Entry []struct{ Resource json.RawMessage }
-		}
-		if err := json.Unmarshal(raw, &bundle); err != nil {
-			t.Fatal(err)
-		}
 		var patient string
 		var kept [][2]string
-		var stored [][]byte
-		for _, e := range bundle.Entry {
+		stored := storedResources(t, f)
+		for _, canon := range stored {
 			var h struct{ ResourceType, ID string }
-			if err := json.Unmarshal(e.Resource, &h); err != nil {
+			if err := json.Unmarshal(canon, &h); err != nil {
 				t.Fatal(err)
 			}
 			if h.ResourceType == "Patient" {
@@ -119,11 +109,6 @@ func TestRewriteMatchesTree(t *testing.T) {
 			if _, ok := categoryOf[h.ResourceType]; ok {
 				kept = append(kept, [2]string{h.ResourceType, h.ID})
 			}
-			canon, err := Canonical(e.Resource)
-			if err != nil {
-				t.Fatal(err)
-			}
-			stored = append(stored, canon)
 		}
 		var half [][2]string
 		for i, k := range kept {
@@ -364,8 +349,13 @@ func TestIndexReferenceName(t *testing.T) {
 
 // sampleResources are the resources of a Synthea bundle (Alberto Atencio's, in testdata) as stored: canonical.
 func sampleResources(tb testing.TB) [][]byte {
+	return storedResources(tb, "../../testdata/fhir/bundles/Alberto_Atencio_fc712d1f-5a2e-4407-9c55-a2a2bad623c2.json")
+}
+
+// storedResources are the resources of the bundle in file as stored: canonical.
+func storedResources(tb testing.TB, file string) [][]byte {
 	tb.Helper()
-	raw, err := os.ReadFile("../../testdata/fhir/bundles/Alberto_Atencio_fc712d1f-5a2e-4407-9c55-a2a2bad623c2.json")
+	raw, err := os.ReadFile(file)
 	if err != nil {
 		tb.Fatal(err)
 	}
